@@ -1,0 +1,3 @@
+from cnnviz_cli.cli import main
+
+main()

@@ -1,0 +1,72 @@
+"""The `cnnviz` command group. Command modules import TensorFlow only inside their bodies."""
+
+import os
+import sys
+
+import click
+
+from cnnviz_cli import __version__
+from cnnviz_cli.cli.activations import activations
+from cnnviz_cli.cli.filters import filters
+from cnnviz_cli.cli.inspect import layers, models
+from cnnviz_cli.errors import CnnvizError
+
+
+def _error_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+class CnnvizGroup(click.Group):
+    """Turns CnnvizError and unexpected exceptions into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
+            raise
+        except CnnvizError as error:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            failure = click.ClickException(_error_line(error))
+            failure.exit_code = error.exit_code
+            raise failure from None
+        except Exception as error:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            failure = click.ClickException(
+                f"Unexpected {type(error).__name__}: {_error_line(error)} "
+                "(run `cnnviz --debug ...` for the traceback)."
+            )
+            raise failure from None
+
+
+@click.group(cls=CnnvizGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cnnviz")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or summaries.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
+    """See what a Keras CNN has learned and why it decides what it decides.
+
+    Every command takes a model (-m NAME or a .keras/.h5 file; default: the bundled
+    shapes demo model), writes PNGs and a manifest.json into --out, and prints where.
+
+    \b
+    Example:
+      cnnviz activations sample_images/star.png -o out/
+    """
+    ctx.obj = {"debug": debug, "quiet": quiet}
+
+
+for command in (activations, filters, layers, models):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli(prog_name="cnnviz")
+    except BrokenPipeError:  # e.g. `cnnviz models | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)

@@ -1,0 +1,13 @@
+"""Errors that end a run (or one input) with one clear sentence and an exit code."""
+
+
+class CnnvizError(Exception):
+    """A usage or configuration problem: bad option, unknown model, layer or class (exit 2)."""
+
+    exit_code = 2
+
+
+class InputError(CnnvizError):
+    """One input could not be processed; the rest of the batch goes on (exit 1 at the end)."""
+
+    exit_code = 1

@@ -1,0 +1,1 @@
+"""Reading images in and writing results out (atomically)."""

@@ -1,0 +1,1 @@
+"""Model resolution: names and files to `ResolvedModel`, layer lookup, feature extractors."""

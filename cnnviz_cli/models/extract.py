@@ -1,0 +1,97 @@
+"""Sub-models that expose inner feature maps, also from inside nested models."""
+
+import keras
+
+_SOFTMAX_NAMES = ("softmax",)
+
+
+def _is_softmax(function) -> bool:
+    return getattr(function, "__name__", "") in _SOFTMAX_NAMES
+
+
+def _pre_softmax(layer: keras.layers.Layer):
+    """A stand-in for a final softmax layer that returns the logits, or None if not softmax."""
+    if isinstance(layer, keras.layers.Softmax) or (
+        isinstance(layer, keras.layers.Activation) and _is_softmax(layer.activation)
+    ):
+        return lambda x, **_: x
+    if isinstance(layer, keras.layers.Dense) and _is_softmax(layer.activation):
+
+        def logits(x, **_):
+            y = keras.ops.matmul(x, layer.kernel)
+            return y + layer.bias if layer.use_bias else y
+
+        return logits
+    return None
+
+
+def _head_layer(model: keras.Model) -> keras.layers.Layer:
+    """The layer that produces the model's (first) output, looking into nested models."""
+    layer = model.layers[-1]
+    return _head_layer(layer) if isinstance(layer, keras.Model) else layer
+
+
+def ends_in_softmax(model: keras.Model) -> bool:
+    """True when the model's output is a softmax that `build_extractor(logits=True)` removes."""
+    return _pre_softmax(_head_layer(model)) is not None
+
+
+def build_extractor(
+    model: keras.Model, layer_paths: list[str], logits: bool = False
+) -> keras.Model:
+    """A model mapping the input to `[*feature maps at layer_paths, *model outputs]`.
+
+    Layer paths may point inside nested models (`backbone/block5_conv3`). With `logits`, a
+    final softmax is left out so scores are pre-softmax. The user's model is not changed.
+    """
+    head = _head_layer(model) if logits else None
+    replacement = _pre_softmax(head) if head is not None else None
+    taps: dict[str, object] = {}
+    wanted = set(layer_paths)
+
+    def wrap(operation, prefix: str):
+        path = prefix + operation.name
+        if isinstance(operation, keras.Model) and (
+            operation is not model and _reaches_inside(path, wanted, operation, head)
+        ):
+            def call(x, *args, **kwargs):
+                return replay(operation, x, path + "/")
+
+            return _recording(call, path, wanted, taps)
+        if replacement is not None and operation is head:
+            return _recording(replacement, path, wanted, taps)
+        return _recording(operation, path, wanted, taps)
+
+    def replay(submodel: keras.Model, x, prefix: str):
+        if isinstance(submodel, keras.Sequential):
+            for layer in submodel.layers:
+                x = wrap(layer, prefix)(x)
+            return x
+        # Functional models: run the graph again, with our stand-ins for some operations.
+        return submodel._run_through_graph(x, operation_fn=lambda op: wrap(op, prefix))
+
+    source = model.inputs[0]
+    inputs = keras.Input(shape=tuple(source.shape[1:]), dtype=source.dtype)
+    outputs = replay(model, inputs, "")
+    outputs = list(outputs) if isinstance(outputs, list | tuple) else [outputs]
+    missing = wanted - taps.keys()
+    if missing:
+        raise ValueError(f"Layers not reached while rebuilding the model: {sorted(missing)}")
+    return keras.Model(inputs, [taps[path] for path in layer_paths] + outputs)
+
+
+def _reaches_inside(path: str, wanted: set[str], submodel: keras.Model, head) -> bool:
+    inside = any(item.startswith(path + "/") for item in wanted)
+    return inside or (head is not None and _head_layer(submodel) is head)
+
+
+def _recording(function, path: str, wanted: set[str], taps: dict):
+    if path not in wanted:
+        return function
+
+    def call(*args, **kwargs):
+        output = function(*args, **kwargs)
+        taps[path] = output
+        return output
+
+    return call

@@ -1,0 +1,44 @@
+"""The keras.applications models cnnviz can build by name."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Application:
+    """How to build one keras.applications model and prepare its input."""
+
+    constructor: str  # attribute of keras.applications
+    module: str  # keras.applications submodule that holds its preprocess_input
+    input_size: int
+
+
+APPLICATIONS: dict[str, Application] = {
+    "vgg16": Application("VGG16", "vgg16", 224),
+    "vgg19": Application("VGG19", "vgg19", 224),
+    "resnet50": Application("ResNet50", "resnet", 224),
+    "resnet101": Application("ResNet101", "resnet", 224),
+    "resnet152": Application("ResNet152", "resnet", 224),
+    "resnet50v2": Application("ResNet50V2", "resnet_v2", 224),
+    "resnet101v2": Application("ResNet101V2", "resnet_v2", 224),
+    "mobilenet": Application("MobileNet", "mobilenet", 224),
+    "mobilenet_v2": Application("MobileNetV2", "mobilenet_v2", 224),
+    "mobilenet_v3_small": Application("MobileNetV3Small", "mobilenet_v3", 224),
+    "mobilenet_v3_large": Application("MobileNetV3Large", "mobilenet_v3", 224),
+    "efficientnetb0": Application("EfficientNetB0", "efficientnet", 224),
+    "efficientnetb1": Application("EfficientNetB1", "efficientnet", 240),
+    "efficientnetv2b0": Application("EfficientNetV2B0", "efficientnet_v2", 224),
+    "efficientnetv2s": Application("EfficientNetV2S", "efficientnet_v2", 384),
+    "inceptionv3": Application("InceptionV3", "inception_v3", 299),
+    "inception_resnet_v2": Application("InceptionResNetV2", "inception_resnet_v2", 299),
+    "xception": Application("Xception", "xception", 299),
+    "densenet121": Application("DenseNet121", "densenet", 224),
+    "densenet169": Application("DenseNet169", "densenet", 224),
+    "nasnetmobile": Application("NASNetMobile", "nasnet", 224),
+    "convnext_tiny": Application("ConvNeXtTiny", "convnext", 224),
+    "convnext_small": Application("ConvNeXtSmall", "convnext", 224),
+}
+
+
+def model_names() -> list[str]:
+    """Every name `--model` accepts besides a file path, `demo` first."""
+    return ["demo", *APPLICATIONS]

@@ -1,0 +1,251 @@
+"""Turning `--model` (a name or a file) into a ready-to-use `ResolvedModel`."""
+
+import contextlib
+import difflib
+import json
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.models.labels import imagenet_labels, read_labels
+from cnnviz_cli.models.preprocessing import (
+    Preprocess,
+    application_preprocess,
+    resolve_preprocess,
+)
+from cnnviz_cli.models.registry import APPLICATIONS, model_names
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+DEFAULT_FREE_SIZE = 224
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """What the user asked for on the command line."""
+
+    model: str = "demo"
+    weights: str | None = None  # imagenet (the default for names), none, or a weights file
+    preprocess: str | None = None
+    labels: str | None = None
+    unsafe_deserialization: bool = False
+
+
+@dataclass
+class ResolvedModel:
+    """A loaded Keras model with everything needed to feed it and read its output."""
+
+    model: keras.Model
+    source: str
+    weights: str
+    preprocess: Preprocess
+    preprocess_name: str
+    labels: tuple[str, ...] | None
+    default_size: int = DEFAULT_FREE_SIZE
+    details: dict = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple:
+        """(height, width, channels), with None for free spatial dimensions."""
+        return tuple(self.model.inputs[0].shape[1:])
+
+    @property
+    def channels(self) -> int:
+        return int(self.input_shape[-1])
+
+    def image_size(self, size: int | None = None) -> tuple[int, int]:
+        """The (height, width) images are resized to; `size` only applies to free dims."""
+        height, width = self.input_shape[:2]
+        if height is not None and width is not None:
+            if size is not None and (size, size) != (height, width):
+                raise CnnvizError(
+                    f"--size {size} does not fit: the model takes {height}x{width} images only."
+                )
+            return int(height), int(width)
+        size = size or self.default_size
+        return int(height or size), int(width or size)
+
+    def prepare(self, images: np.ndarray):
+        """uint8 (batch, height, width, channels) images -> the model's float input."""
+        return self.preprocess(images.astype("float32"))
+
+    def label(self, index: int) -> str:
+        """The name of class `index`, or `class <index>` without labels."""
+        if self.labels is not None and 0 <= index < len(self.labels):
+            return self.labels[index]
+        return f"class {index}"
+
+    def class_index(self, spec: str | int, num_classes: int) -> int:
+        """A class given as an index or a label name -> its index, checked against the range."""
+        text = str(spec).strip()
+        if text.lstrip("-").isdigit():
+            index = int(text)
+            if not 0 <= index < num_classes:
+                raise CnnvizError(
+                    f"Class index {index} is out of range: the model has {num_classes} classes "
+                    f"(0 to {num_classes - 1})."
+                )
+            return index
+        if self.labels is None:
+            raise CnnvizError(
+                f"Class {text!r} is not a number and the model has no labels; "
+                "give a class index or --labels FILE."
+            )
+        folded = [label.lower() for label in self.labels]
+        if text.lower() in folded:
+            return folded.index(text.lower())
+        close = difflib.get_close_matches(text.lower(), folded, n=3)
+        hint = f" Closest: {', '.join(self.labels[folded.index(c)] for c in close)}." if close else ""
+        raise CnnvizError(f"Unknown class label {text!r}.{hint}")
+
+    def describe(self) -> dict:
+        """What the manifest records about the model."""
+        return {
+            "source": self.source,
+            "weights": self.weights,
+            "preprocess": self.preprocess_name,
+            "input_shape": list(self.input_shape),
+            "num_labels": None if self.labels is None else len(self.labels),
+            **self.details,
+        }
+
+
+def resolve_model(request: ModelRequest) -> ResolvedModel:
+    """Build or load the requested model; every failure is one CnnvizError sentence."""
+    spec = request.model
+    if spec.lower() == "demo":
+        resolved = _demo_model()
+    elif spec.lower().endswith(MODEL_SUFFIXES) or Path(spec).exists():
+        resolved = _file_model(Path(spec), request)
+    elif spec.lower() in APPLICATIONS:
+        resolved = _application_model(spec.lower(), request.weights or "imagenet")
+    else:
+        close = difflib.get_close_matches(spec.lower(), model_names(), n=3)
+        hint = f" Closest: {', '.join(close)}." if close else ""
+        raise CnnvizError(
+            f"Unknown model {spec!r}: give a model file (.keras, .h5) or a name from "
+            f"`cnnviz models`.{hint}"
+        )
+    if request.preprocess is not None:
+        resolved.preprocess = resolve_preprocess(request.preprocess)
+        resolved.preprocess_name = request.preprocess.lower()
+    if request.labels is not None:
+        resolved.labels = read_labels(request.labels)
+    _check_image_input(resolved)
+    return resolved
+
+
+def _check_image_input(resolved: ResolvedModel) -> None:
+    inputs = resolved.model.inputs
+    shape = tuple(inputs[0].shape)
+    if len(inputs) != 1 or len(shape) != 4 or shape[-1] not in (1, 3):
+        raise CnnvizError(
+            f"The model takes input {[tuple(i.shape) for i in inputs]}, not one batch of "
+            "(height, width, 1 or 3 channels) images; cnnviz needs an image model."
+        )
+
+
+def _demo_model() -> ResolvedModel:
+    folder = resources.files("cnnviz_cli.demo")
+    path, meta_path = folder / "shapes_cnn.keras", folder / "demo_model.json"
+    if not path.is_file():
+        raise CnnvizError(
+            "The bundled demo model is missing; train it with `python -m cnnviz_cli.demo.train`."
+        )
+    meta = json.loads(meta_path.read_text())
+    model = keras.models.load_model(str(path), compile=False)
+    return ResolvedModel(
+        model=model,
+        source="demo",
+        weights="bundled",
+        preprocess=resolve_preprocess(meta["preprocess"]),
+        preprocess_name=meta["preprocess"],
+        labels=tuple(meta["labels"]),
+        default_size=128,
+    )
+
+
+def _application_model(name: str, weights: str) -> ResolvedModel:
+    entry = APPLICATIONS[name]
+    constructor = getattr(keras.applications, entry.constructor)
+    weights_file = None if weights.lower() in ("imagenet", "none") else Path(weights)
+    try:  # Keras reports downloads on stdout, which belongs to --json
+        with contextlib.redirect_stdout(sys.stderr):
+            model = constructor(weights="imagenet" if weights.lower() == "imagenet" else None)
+    except Exception as error:  # Keras raises a bare Exception when a download fails.
+        if "fetch" not in str(error).lower() and not isinstance(error, OSError):
+            raise
+        raise CnnvizError(
+            f"The ImageNet weights of {name} are not in the Keras cache (~/.keras/models) and "
+            "could not be downloaded; connect to the internet once, copy the weights file into "
+            "that folder, or pass --weights PATH (or --weights none for random weights)."
+        ) from None
+    if weights_file is not None:
+        _load_weights(model, weights_file)
+    return ResolvedModel(
+        model=model,
+        source=name,
+        weights=weights.lower() if weights_file is None else str(weights_file),
+        preprocess=application_preprocess(entry.module),
+        preprocess_name=name,
+        labels=imagenet_labels(),
+        default_size=entry.input_size,
+    )
+
+
+def _load_weights(model: keras.Model, path: Path) -> None:
+    if not path.is_file():
+        raise CnnvizError(f"Weights file {path} does not exist.")
+    try:
+        model.load_weights(str(path))
+    except Exception as error:
+        raise CnnvizError(
+            f"Cannot load weights from {path} into the model: {_first_line(error)}."
+        ) from None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0].rstrip(".") if text else type(error).__name__
+
+
+def _file_model(path: Path, request: ModelRequest) -> ResolvedModel:
+    if not path.is_file():
+        raise CnnvizError(f"Model file {path} does not exist.")
+    try:
+        model = keras.models.load_model(
+            str(path), compile=False, safe_mode=not request.unsafe_deserialization
+        )
+    except Exception as error:
+        raise CnnvizError(describe_load_failure(path, error)) from None
+    if not isinstance(model, keras.Model):
+        raise CnnvizError(f"{path} does not hold a Keras model.")
+    if request.weights is not None:
+        _load_weights(model, Path(request.weights))
+    return ResolvedModel(
+        model=model,
+        source=str(path),
+        weights=request.weights or "file",
+        preprocess=resolve_preprocess("none"),
+        preprocess_name="none",
+        labels=None,
+    )
+
+
+def describe_load_failure(path: Path, error: Exception) -> str:
+    text = str(error)
+    if "safe_mode" in text or "Lambda" in text:
+        return (
+            f"{path} contains a Lambda layer whose Python code would run while loading; "
+            "cnnviz refuses that by default. If you trust the file, pass --unsafe-deserialization."
+        )
+    if "No model config" in text or "model_config" in text:
+        return (
+            f"{path} holds only weights, not a model; load it with --weights {path} on a "
+            "named model or on the model file it was saved from."
+        )
+    return f"Cannot load the model file {path}: {_first_line(error)}."

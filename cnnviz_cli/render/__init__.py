@@ -1,0 +1,1 @@
+"""Arrays to pictures: normalising, colour maps, overlays, labelled grids. No recomputation."""

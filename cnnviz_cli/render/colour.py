@@ -1,0 +1,60 @@
+"""Normalising maps and colouring them with matplotlib colour maps."""
+
+import numpy as np
+from PIL import Image
+
+from cnnviz_cli.errors import CnnvizError
+
+
+def normalize(values: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:
+    """Scale to [0, 1] between `low` and `high` (default: the array's own min and max)."""
+    values = np.asarray(values, dtype=np.float32)
+    low = float(values.min()) if low is None else low
+    high = float(values.max()) if high is None else high
+    if high - low <= 1e-12:
+        return np.zeros_like(values)
+    return np.clip((values - low) / (high - low), 0.0, 1.0)
+
+
+def to_uint8(values: np.ndarray) -> np.ndarray:
+    """[0, 1] floats to uint8 pixels."""
+    return (np.clip(values, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def colorize(values: np.ndarray, colormap: str = "inferno") -> np.ndarray:
+    """A [0, 1] (height, width) map to uint8 RGB through a matplotlib colour map."""
+    import matplotlib
+
+    try:
+        cmap = matplotlib.colormaps[colormap]
+    except KeyError:
+        raise CnnvizError(
+            f"Unknown colour map {colormap!r}; use a matplotlib name such as turbo, inferno, "
+            "viridis, jet or gray."
+        ) from None
+    return to_uint8(cmap(np.clip(values, 0.0, 1.0))[..., :3])
+
+
+def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a float (height, width) map to (height, width) with bilinear interpolation."""
+    height, width = size
+    if values.shape == (height, width):
+        return values.astype(np.float32)
+    picture = Image.fromarray(values.astype(np.float32), mode="F")
+    return np.asarray(picture.resize((width, height), Image.Resampling.BILINEAR))
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """A uint8 image with 1 or 3 channels (or none) as (height, width, 3)."""
+    if image.ndim == 2:
+        image = image[..., None]
+    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+
+
+def overlay(
+    image: np.ndarray, heat: np.ndarray, colormap: str = "inferno", alpha: float = 0.5
+) -> np.ndarray:
+    """Blend a [0, 1] heatmap (any resolution) over a uint8 image at the image's resolution."""
+    base = as_rgb(image).astype(np.float32)
+    coloured = colorize(resize_map(heat, base.shape[:2]), colormap).astype(np.float32)
+    return (base * (1.0 - alpha) + coloured * alpha).round().astype(np.uint8)

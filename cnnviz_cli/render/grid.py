@@ -1,0 +1,78 @@
+"""Labelled grids of tiles and strips of panels."""
+
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from cnnviz_cli.render.colour import as_rgb
+
+BACKGROUND = (255, 255, 255)
+TEXT = (20, 20, 20)
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def upscale(tile: np.ndarray, minimum: int) -> np.ndarray:
+    """Enlarge a small tile by an integer factor (nearest neighbour) to at least `minimum` px."""
+    factor = max(1, math.ceil(minimum / max(tile.shape[:2])))
+    return tile.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else tile
+
+
+def grid(
+    tiles: list[np.ndarray],
+    labels: list[str] | None = None,
+    columns: int | None = None,
+    title: str | None = None,
+    padding: int = 4,
+) -> np.ndarray:
+    """Arrange same-size uint8 tiles in rows, each with an optional caption underneath."""
+    tiles = [as_rgb(tile) for tile in tiles]
+    columns = columns or math.ceil(math.sqrt(len(tiles)))
+    rows = math.ceil(len(tiles) / columns)
+    tile_height, tile_width = tiles[0].shape[:2]
+    font_size = max(10, min(16, tile_width // 8))
+    caption = font_size + 4 if labels else 0
+    header = font_size + 10 if title else 0
+    height = header + rows * (tile_height + caption + padding) + padding
+    width = columns * (tile_width + padding) + padding
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((padding, 4), title, fill=TEXT, font=_font(font_size + 2))
+    for index, tile in enumerate(tiles):
+        row, column = divmod(index, columns)
+        x = padding + column * (tile_width + padding)
+        y = header + padding + row * (tile_height + caption + padding)
+        canvas.paste(Image.fromarray(tile), (x, y))
+        if labels:
+            text = _fit(draw, labels[index], tile_width, _font(font_size))
+            draw.text((x, y + tile_height + 2), text, fill=TEXT, font=_font(font_size))
+    return np.asarray(canvas)
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> str:
+    while text and draw.textlength(text, font=font) > width:
+        text = text[:-2] + "…" if len(text) > 2 else ""
+    return text
+
+
+def strip(panels: list[np.ndarray], labels: list[str], title: str | None = None) -> np.ndarray:
+    """Panels side by side in one row (resized to the first panel's height)."""
+    height = panels[0].shape[0]
+    resized = [
+        np.asarray(
+            Image.fromarray(as_rgb(panel)).resize(
+                (round(panel.shape[1] * height / panel.shape[0]), height), Image.Resampling.LANCZOS
+            )
+        )
+        for panel in panels
+    ]
+    width = max(panel.shape[1] for panel in resized)
+    padded = [
+        np.pad(panel, ((0, 0), (0, width - panel.shape[1]), (0, 0)), constant_values=255)
+        for panel in resized
+    ]
+    return grid(padded, labels, columns=len(padded), title=title)

@@ -1,0 +1,1 @@
+"""Pure compute: (model, inputs, target, options) -> NumPy arrays and numbers. No files, no CLI."""

@@ -1,0 +1,83 @@
+"""Shared fixtures: small models with chosen weights, images on disk, a CLI runner."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+
+@pytest.fixture(scope="session")
+def keras():
+    import keras
+
+    return keras
+
+
+@pytest.fixture
+def run_cli():
+    """Invoke `cnnviz ARGS...` in-process; returns the click Result."""
+    from cnnviz_cli.cli import cli
+
+    def invoke(*args: str, expect: int | None = 0):
+        result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+        if expect is not None:
+            assert result.exit_code == expect, result.output
+        return result
+
+    return invoke
+
+
+@pytest.fixture(scope="session")
+def tiny_conv_model(keras):
+    """input 8x8x3 -> conv 'conv' (2 filters 3x3, ReLU) -> GAP -> Dense(3, softmax)."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(x)
+    model = keras.Model(inputs, outputs, name="tiny")
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+@pytest.fixture(scope="session")
+def nested_model(keras):
+    """The transfer-learning shape: a functional backbone inside a Sequential head."""
+    base_in = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1")(base_in)
+    x = keras.layers.MaxPooling2D(name="pool1")(x)
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv2")(x)
+    backbone = keras.Model(base_in, x, name="backbone")
+    model = keras.Sequential(
+        [keras.Input((16, 16, 3)), backbone, keras.layers.GlobalAveragePooling2D(name="gap"),
+         keras.layers.Dense(5, name="logits"), keras.layers.Softmax(name="softmax")],
+        name="classifier",
+    )
+    rng = np.random.default_rng(1)
+    model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+@pytest.fixture(scope="session")
+def demo_resolved():
+    from cnnviz_cli.models.resolve import ModelRequest, resolve_model
+
+    return resolve_model(ModelRequest())
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory):
+    """Three small generated shape images on disk (two classes and a two-shape scene)."""
+    from cnnviz_cli.demo.shapes import draw_scene
+
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(7)
+    for name, classes in (("circle", [0]), ("star", [3]), ("pair", [1, 5])):
+        image, _ = draw_scene(rng, 96, classes)
+        Image.fromarray(image).save(folder / f"{name}.png")
+    return folder

@@ -1,0 +1,161 @@
+"""Model, preprocessing, label and layer resolution, checked against direct computations."""
+
+import json
+
+import numpy as np
+import pytest
+
+from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.models.extract import build_extractor, ends_in_softmax
+from cnnviz_cli.models.labels import imagenet_labels, read_labels
+from cnnviz_cli.models.layers import (
+    find_feature_map,
+    find_layer,
+    last_feature_map,
+    spread_feature_maps,
+)
+from cnnviz_cli.models.preprocessing import resolve_preprocess
+from cnnviz_cli.models.resolve import ModelRequest, resolve_model
+
+
+def test_imagenet_labels_are_the_keras_order():
+    labels = imagenet_labels()
+    assert len(labels) == 1000
+    assert (labels[0], labels[281], labels[999]) == ("tench", "tabby", "toilet_tissue")
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet50", "mobilenet_v2", "inceptionv3"])
+def test_application_preprocess_matches_keras(keras, name):
+    module = {"vgg16": "vgg16", "resnet50": "resnet", "mobilenet_v2": "mobilenet_v2",
+              "inceptionv3": "inception_v3"}[name]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype("float32")
+    expected = getattr(keras.applications, module).preprocess_input(x.copy())
+    np.testing.assert_allclose(resolve_preprocess(name)(x), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_presets_by_formula():
+    x = np.array([[[[0.0, 127.5, 255.0]]]], dtype="float32")
+    np.testing.assert_allclose(resolve_preprocess("unit")(x), [[[[0, 0.5, 1]]]])
+    np.testing.assert_allclose(resolve_preprocess("symmetric")(x), [[[[-1, 0, 1]]]])
+    caffe = resolve_preprocess("caffe")(x)
+    np.testing.assert_allclose(caffe, [[[[255 - 103.939, 127.5 - 116.779, 0 - 123.68]]]], atol=1e-4)
+    torch = resolve_preprocess("torch")(x)
+    np.testing.assert_allclose(torch[0, 0, 0, 0], (0 - 0.485) / 0.229, rtol=1e-5)
+
+
+def test_unknown_preprocess_and_model_name_suggest():
+    with pytest.raises(CnnvizError, match="caffe"):
+        resolve_preprocess("cafe")
+    with pytest.raises(CnnvizError, match="Closest: .*vgg16"):
+        resolve_model(ModelRequest(model="vgg61"))
+
+
+def test_labels_files(tmp_path):
+    (tmp_path / "l.txt").write_text("cat\n\ndog\n")
+    (tmp_path / "l.json").write_text(json.dumps({"1": "dog", "0": "cat"}))
+    assert read_labels(tmp_path / "l.txt") == ("cat", "dog")
+    assert read_labels(tmp_path / "l.json") == ("cat", "dog")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(CnnvizError, match="not valid JSON"):
+        read_labels(tmp_path / "bad.json")
+
+
+def test_file_models_keras_and_legacy_h5(tmp_path, tiny_conv_model):
+    x = np.random.default_rng(2).uniform(0, 1, (1, 8, 8, 3)).astype("float32")
+    for suffix in (".keras", ".h5"):
+        path = tmp_path / f"m{suffix}"
+        tiny_conv_model.save(path)
+        resolved = resolve_model(ModelRequest(model=str(path), preprocess="unit"))
+        np.testing.assert_allclose(resolved.model(x), tiny_conv_model(x), rtol=1e-5)
+        assert resolved.prepare(np.full((1, 2, 2, 3), 255, np.uint8)).max() == 1.0
+
+
+def test_bad_model_files(tmp_path, tiny_conv_model):
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(np.random.default_rng(0).bytes(500))
+    with pytest.raises(CnnvizError, match="Cannot load the model file"):
+        resolve_model(ModelRequest(model=str(junk)))
+    with pytest.raises(CnnvizError, match="does not exist"):
+        resolve_model(ModelRequest(model=str(tmp_path / "missing.keras")))
+    weights = tmp_path / "only.weights.h5"
+    tiny_conv_model.save_weights(weights)
+    with pytest.raises(CnnvizError, match="holds only weights|Cannot load"):
+        resolve_model(ModelRequest(model=str(weights)))
+
+
+def test_lambda_model_needs_opt_in(tmp_path, keras):
+    marker = tmp_path / "ran"
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Lambda(lambda t: t * 2.0, name="double")(inputs)
+    path = tmp_path / "lambda.keras"
+    keras.Model(inputs, outputs).save(path)
+    with pytest.raises(CnnvizError, match="--unsafe-deserialization"):
+        resolve_model(ModelRequest(model=str(path)))
+    assert not marker.exists()
+    resolved = resolve_model(ModelRequest(model=str(path), unsafe_deserialization=True))
+    assert resolved.model.layers[-1].name == "double"
+
+
+def test_non_image_model_refused(keras, tmp_path):
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(2)])
+    path = tmp_path / "dense.keras"
+    model.save(path)
+    with pytest.raises(CnnvizError, match="image model"):
+        resolve_model(ModelRequest(model=str(path)))
+
+
+def test_application_by_name_without_weights():
+    resolved = resolve_model(ModelRequest(model="MobileNet_V2", weights="none"))
+    assert resolved.input_shape == (224, 224, 3)
+    assert resolved.label(281) == "tabby"
+    assert resolved.class_index("Tabby", 1000) == 281
+    with pytest.raises(CnnvizError, match="out of range"):
+        resolved.class_index("1000", 1000)
+    with pytest.raises(CnnvizError, match="Unknown class label 'tabbby'. Closest: tabby"):
+        resolved.class_index("tabbby", 1000)
+    assert last_feature_map(resolved.model).path == "out_relu"
+
+
+def test_layer_lookup_nested(nested_model):
+    assert find_layer(nested_model, "backbone/conv2").layer.name == "conv2"
+    assert find_layer(nested_model, "conv1").path == "backbone/conv1"
+    assert find_layer(nested_model, "-2").path == "logits"
+    assert last_feature_map(nested_model).path == "backbone/conv2"
+    with pytest.raises(CnnvizError, match="Closest: backbone/conv2"):
+        find_layer(nested_model, "backbone/conv3")
+    with pytest.raises(CnnvizError, match="not a .* feature map"):
+        find_feature_map(nested_model, "logits")
+    assert [i.path for i in spread_feature_maps(nested_model, 2)] == [
+        "backbone/conv1", "backbone/conv2"]
+
+
+def test_extractor_reaches_inside_nested_model_and_drops_softmax(nested_model, keras):
+    x = np.random.default_rng(3).normal(size=(2, 16, 16, 3)).astype("float32")
+    extractor = build_extractor(nested_model, ["backbone/conv1", "backbone/conv2"], logits=True)
+    conv1, conv2, logits = (t.numpy() for t in extractor(x))
+    backbone = nested_model.get_layer("backbone")
+    inner = keras.Model(backbone.inputs, [backbone.get_layer("conv1").output, backbone.output])
+    expected1, expected2 = (t.numpy() for t in inner(x))
+    np.testing.assert_allclose(conv1, expected1, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(conv2, expected2, rtol=1e-5, atol=1e-5)
+    dense = nested_model.get_layer("logits")
+    kernel, bias = (w.numpy() for w in dense.weights)
+    np.testing.assert_allclose(logits, expected2.mean(axis=(1, 2)) @ kernel + bias, rtol=1e-4)
+    probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    np.testing.assert_allclose(nested_model(x), probabilities, rtol=1e-4)
+    assert ends_in_softmax(nested_model)
+
+
+def test_extractor_dense_softmax_logits(tiny_conv_model):
+    x = np.random.default_rng(4).normal(size=(3, 8, 8, 3)).astype("float32")
+    conv, logits = (t.numpy() for t in build_extractor(tiny_conv_model, ["conv"], logits=True)(x))
+    kernel, bias = (w.numpy() for w in tiny_conv_model.get_layer("predictions").weights)
+    np.testing.assert_allclose(logits, conv.mean(axis=(1, 2)) @ kernel + bias, rtol=1e-4)
+    assert tiny_conv_model.get_layer("predictions").activation.__name__ == "softmax"
+
+
+def test_demo_model_is_bundled(demo_resolved):
+    assert demo_resolved.labels[:3] == ("circle", "square", "triangle")
+    assert demo_resolved.input_shape[:2] == (None, None)
+    assert demo_resolved.image_size(None) == (128, 128)
+    assert demo_resolved.image_size(300) == (300, 300)
