@@ -24,7 +24,8 @@ def kernel_tensor(layer: keras.layers.Layer) -> np.ndarray:
     (input channel, multiplier) pair as one single-channel filter.
     """
     if isinstance(layer, keras.layers.SeparableConv2D | keras.layers.DepthwiseConv2D):
-        depthwise = np.asarray(layer.depthwise_kernel)
+        separable = isinstance(layer, keras.layers.SeparableConv2D)
+        depthwise = np.asarray(layer.depthwise_kernel if separable else layer.kernel)
         height, width, channels, multiplier = depthwise.shape
         return depthwise.reshape(height, width, 1, channels * multiplier)
     if isinstance(layer, keras.layers.Conv2D):

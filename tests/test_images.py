@@ -1,0 +1,69 @@
+"""Image collection and decoding: modes, orientation, resizing and unreadable files."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnviz_cli.errors import CnnvizError, InputError
+from cnnviz_cli.io.images import collect_image_paths, load_image, output_keys, resize
+
+
+def test_collect_files_folders_globs(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "deep").mkdir()
+    for name in ("a/x.png", "a/deep/y.JPG", "a/notes.txt", "z.webp"):
+        (tmp_path / name).write_bytes(b"")
+    found = collect_image_paths([str(tmp_path / "a"), str(tmp_path / "*.webp")])
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == [
+        "a/deep/y.JPG", "a/x.png", "z.webp"]
+    with pytest.raises(CnnvizError, match="not a file, a folder"):
+        collect_image_paths([str(tmp_path / "missing.png")])
+
+
+def test_output_keys_distinct_for_same_stem(tmp_path):
+    paths = [tmp_path / "a" / "cat.png", tmp_path / "b" / "cat.jpg", tmp_path / "dog.png"]
+    keys = output_keys(paths)
+    assert keys[2] == "dog" and keys[0] != keys[1] and all(k.startswith("cat-") for k in keys[:2])
+    assert output_keys(paths) == keys
+
+
+def test_modes_are_converted(tmp_path):
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:2, :, 3] = 255  # top half opaque red, bottom transparent -> white
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    image = load_image(tmp_path / "rgba.png")
+    assert image.shape == (4, 4, 3)
+    assert tuple(image[0, 0]) == (200, 0, 0) and tuple(image[3, 3]) == (255, 255, 255)
+
+    deep = (np.arange(16, dtype=np.uint16).reshape(4, 4) * 4000)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    grey = load_image(tmp_path / "deep.png", channels=1)
+    assert grey.shape == (4, 4, 1) and grey.max() == round(60000 / 65535 * 255)
+    assert load_image(tmp_path / "deep.png").shape == (4, 4, 3)
+
+
+def test_exif_orientation_applied(tmp_path):
+    array = np.zeros((2, 4, 3), np.uint8)  # wide image, left column marked
+    array[:, 0] = 255
+    picture = Image.fromarray(array)
+    exif = picture.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    picture.save(tmp_path / "r.jpg", exif=exif, quality=100)
+    image = load_image(tmp_path / "r.jpg")
+    assert image.shape[:2] == (4, 2)
+    assert image[0].mean() > 200  # the marked column is now the top row
+
+
+def test_unreadable_inputs(tmp_path):
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(InputError, match="not an image"):
+        load_image(tmp_path / "text.png")
+    Image.new("RGB", (100, 100)).save(tmp_path / "big.png")
+    with pytest.raises(InputError, match="max-pixels"):
+        load_image(tmp_path / "big.png", max_pixels=50)
+
+
+def test_resize_keeps_channels():
+    image = np.zeros((10, 20, 1), np.uint8)
+    assert resize(image, (5, 7)).shape == (5, 7, 1)
