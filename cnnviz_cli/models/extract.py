@@ -1,5 +1,7 @@
 """Sub-models that expose inner feature maps, also from inside nested models."""
 
+from collections.abc import Callable
+
 import keras
 
 _SOFTMAX_NAMES = ("softmax",)
@@ -37,12 +39,17 @@ def ends_in_softmax(model: keras.Model) -> bool:
 
 
 def build_extractor(
-    model: keras.Model, layer_paths: list[str], logits: bool = False
+    model: keras.Model,
+    layer_paths: list[str],
+    logits: bool = False,
+    replace: Callable[[keras.layers.Layer], Callable | None] | None = None,
 ) -> keras.Model:
     """A model mapping the input to `[*feature maps at layer_paths, *model outputs]`.
 
     Layer paths may point inside nested models (`backbone/block5_conv3`). With `logits`, a
-    final softmax is left out so scores are pre-softmax. The user's model is not changed.
+    final softmax is left out so scores are pre-softmax. `replace(layer)` may return a stand-in
+    to call instead of a layer (None keeps the layer); nested models are then rebuilt too.
+    The user's model is not changed.
     """
     head = _head_layer(model) if logits else None
     replacement = _pre_softmax(head) if head is not None else None
@@ -52,7 +59,8 @@ def build_extractor(
     def wrap(operation, prefix: str):
         path = prefix + operation.name
         if isinstance(operation, keras.Model) and (
-            operation is not model and _reaches_inside(path, wanted, operation, head)
+            operation is not model
+            and (replace is not None or _reaches_inside(path, wanted, operation, head))
         ):
             def call(x, *args, **kwargs):
                 return replay(operation, x, path + "/")
@@ -60,7 +68,8 @@ def build_extractor(
             return _recording(call, path, wanted, taps)
         if replacement is not None and operation is head:
             return _recording(replacement, path, wanted, taps)
-        return _recording(operation, path, wanted, taps)
+        stand_in = replace(operation) if replace is not None else None
+        return _recording(operation if stand_in is None else stand_in, path, wanted, taps)
 
     def replay(submodel: keras.Model, x, prefix: str):
         if isinstance(submodel, keras.Sequential):
