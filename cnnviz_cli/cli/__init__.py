@@ -7,6 +7,7 @@ import click
 
 from cnnviz_cli import __version__
 from cnnviz_cli.cli.activations import activations
+from cnnviz_cli.cli.cam import cam
 from cnnviz_cli.cli.filters import filters
 from cnnviz_cli.cli.inspect import layers, models
 from cnnviz_cli.errors import CnnvizError
@@ -59,7 +60,7 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     ctx.obj = {"debug": debug, "quiet": quiet}
 
 
-for command in (activations, filters, layers, models):
+for command in (activations, cam, filters, layers, models):
     cli.add_command(command)
 
 

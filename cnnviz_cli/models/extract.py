@@ -27,15 +27,19 @@ def _pre_softmax(layer: keras.layers.Layer):
     return None
 
 
-def _head_layer(model: keras.Model) -> keras.layers.Layer:
-    """The layer that produces the model's (first) output, looking into nested models."""
-    layer = model.layers[-1]
-    return _head_layer(layer) if isinstance(layer, keras.Model) else layer
+def _head_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers producing each of the model's outputs, looking into nested models."""
+    heads = []
+    for tensor in model.outputs:
+        layer = tensor._keras_history.operation
+        heads += _head_layers(layer) if isinstance(layer, keras.Model) else [layer]
+    return heads
 
 
 def ends_in_softmax(model: keras.Model) -> bool:
-    """True when the model's output is a softmax that `build_extractor(logits=True)` removes."""
-    return _pre_softmax(_head_layer(model)) is not None
+    """True when the model's (first) output is a softmax that `build_extractor(logits=True)`
+    removes."""
+    return _pre_softmax(_head_layers(model)[0]) is not None
 
 
 def build_extractor(
@@ -46,13 +50,14 @@ def build_extractor(
 ) -> keras.Model:
     """A model mapping the input to `[*feature maps at layer_paths, *model outputs]`.
 
-    Layer paths may point inside nested models (`backbone/block5_conv3`). With `logits`, a
-    final softmax is left out so scores are pre-softmax. `replace(layer)` may return a stand-in
-    to call instead of a layer (None keeps the layer); nested models are then rebuilt too.
+    Layer paths may point inside nested models (`backbone/block5_conv3`). With `logits`, the
+    final softmax of every output is left out so scores are pre-softmax. `replace(layer)` may
+    return a stand-in to call instead of a layer (None keeps the layer); nested models are then
+    rebuilt too.
     The user's model is not changed.
     """
-    head = _head_layer(model) if logits else None
-    replacement = _pre_softmax(head) if head is not None else None
+    heads = {id(layer): _pre_softmax(layer) for layer in _head_layers(model)} if logits else {}
+    replacements = {key: stand_in for key, stand_in in heads.items() if stand_in is not None}
     taps: dict[str, object] = {}
     wanted = set(layer_paths)
 
@@ -60,14 +65,14 @@ def build_extractor(
         path = prefix + operation.name
         if isinstance(operation, keras.Model) and (
             operation is not model
-            and (replace is not None or _reaches_inside(path, wanted, operation, head))
+            and (replace is not None or _reaches_inside(path, wanted, operation, replacements))
         ):
             def call(x, *args, **kwargs):
                 return replay(operation, x, path + "/")
 
             return _recording(call, path, wanted, taps)
-        if replacement is not None and operation is head:
-            return _recording(replacement, path, wanted, taps)
+        if id(operation) in replacements:
+            return _recording(replacements[id(operation)], path, wanted, taps)
         stand_in = replace(operation) if replace is not None else None
         return _recording(operation if stand_in is None else stand_in, path, wanted, taps)
 
@@ -89,9 +94,9 @@ def build_extractor(
     return keras.Model(inputs, [taps[path] for path in layer_paths] + outputs)
 
 
-def _reaches_inside(path: str, wanted: set[str], submodel: keras.Model, head) -> bool:
+def _reaches_inside(path: str, wanted: set[str], submodel: keras.Model, heads: dict) -> bool:
     inside = any(item.startswith(path + "/") for item in wanted)
-    return inside or (head is not None and _head_layer(submodel) is head)
+    return inside or any(id(layer) in heads for layer in _head_layers(submodel))
 
 
 def _recording(function, path: str, wanted: set[str], taps: dict):

@@ -1,0 +1,125 @@
+"""`cnnviz cam`: class activation maps of every method, with optional faithfulness metrics."""
+
+import click
+
+from cnnviz_cli.cli.common import Run, image_options, model_options, output_options, slug
+
+METHOD_NAMES = (
+    "gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, scorecam, faster-scorecam"
+)
+
+
+@click.command(context_settings={"default_map": {"batch_size": 16}})
+@image_options
+@model_options
+@click.option("--method", "method_specs", multiple=True, metavar="METHOD",
+              help=f"{METHOD_NAMES}, or all; repeatable or a comma list [default: gradcam].")
+@click.option("--class", "class_specs", multiple=True, metavar="INDEX|LABEL",
+              help="Class to explain, repeatable [default: each image's top-1 prediction].")
+@click.option("--top-k", type=click.IntRange(min=1), help="Also explain the K top predictions.")
+@click.option("-l", "--layer", "layer_spec", default="auto", show_default=True, metavar="LAYER",
+              help="A 4-D feature-map layer; auto = the last one before the classifier head.")
+@click.option("--output", "output_spec", metavar="NAME|INDEX",
+              help="Which output of a model with several outputs [default: the first].")
+@click.option("--max-n", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Faster-ScoreCAM: channels of largest activation variance to score.")
+@click.option("--colormap", default="turbo", show_default=True)
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Opacity of the heat colours over the image.")
+@click.option("--save-npy", is_flag=True, help="Also write the raw maps as .npy files.")
+@click.option("--metrics", is_flag=True,
+              help="Deletion and insertion AUC of every heatmap (and a ranking of the methods).")
+@click.option("--metric-steps", type=click.IntRange(min=2), default=32, show_default=True,
+              help="Pixel fractions evaluated along the deletion and insertion curves.")
+@output_options
+@click.pass_context
+def cam(ctx: click.Context, **options) -> None:
+    """Heatmaps of the pixels that drove a class score (the CAM family).
+
+    For each image, class and method: the heatmap over the image
+    (<out>/<image>/cam-<method>-<label>.png), the bare heatmap (...-heatmap.png) and, with
+    several methods, a side-by-side panel (cam-panel-<label>.png). The score explained is the
+    class logit (a final softmax is left out). --batch-size counts images per compiled pass:
+    input images, or masked copies for ScoreCAM and --metrics.
+
+    \b
+    Example:
+      cnnviz cam sample_images/ --method gradcam,scorecam,layercam --metrics -o out/
+    """
+    import numpy as np
+
+    from cnnviz_cli.models.layers import find_feature_map, last_feature_map
+    from cnnviz_cli.techniques.cam import CamExplainer, CamOptions, Targets, resolve_methods
+    from cnnviz_cli.techniques.metrics import faithfulness
+
+    run = Run(ctx)
+    resolved = run.load_model()
+    methods = resolve_methods(options["method_specs"])
+    model, layer_spec = resolved.model, options["layer_spec"]
+    layer = last_feature_map(model) if layer_spec == "auto" else find_feature_map(model, layer_spec)
+    height, width = resolved.image_size(options["size"])
+    explainer = CamExplainer(model, layer.path, (height, width, resolved.channels),
+                             options["output_spec"])
+    targets = Targets(
+        tuple(resolved.class_index(spec, explainer.num_classes) for spec in options["class_specs"]),
+        options["top_k"],
+    )
+    settings = CamOptions(options["max_n"], options["batch_size"])
+    aucs: dict[str, list] = {method: [] for method in methods}
+    for batch in run.image_batches(resolved):
+        inputs = resolved.prepare(np.stack([image.resized for image in batch]))
+        result = explainer(inputs, targets, methods, settings)
+        scores = faithfulness(explainer, inputs, result, options["metric_steps"],
+                              options["batch_size"]) if options["metrics"] else {}
+        for item, image_index in enumerate(result.image_indices):
+            _save_item(run, batch[image_index], result, item, scores, resolved.label, aucs)
+    if options["metrics"] and not run.quiet:
+        _print_ranking(aucs)
+    run.finish()
+
+
+def _save_item(run: Run, image, result, item: int, scores: dict, label_of, aucs: dict) -> None:
+    """Overlay, bare heatmap (and .npy) of every method for one (image, class), and the panel."""
+    from cnnviz_cli.render.cam import bare_heatmap, heat_overlay, method_panel
+
+    options, class_index = run.params, int(result.classes[item])
+    label, score = label_of(class_index), float(result.scores[item])
+    record = {"input": str(image.path), "layer": result.layer_path, "class": class_index,
+              "label": label, "score": score}
+    overlays = []
+    for method, maps in result.maps.items():
+        name = f"{image.key}/cam-{slug(method.replace('+', 'p'))}-{slug(label)}"
+        entry = {**record, "method": method, "heatmap": result.statistics(method, item)}
+        if method in scores:
+            entry["deletion_auc"] = float(scores[method].deletion_auc[item])
+            entry["insertion_auc"] = float(scores[method].insertion_auc[item])
+            aucs[method].append((entry["deletion_auc"], entry["insertion_auc"]))
+        overlays.append(heat_overlay(image.original, maps[item], options["colormap"],
+                                     options["alpha"]))
+        run.outputs.save_png(f"{name}.png", overlays[-1], {**entry, "kind": "overlay"})
+        heatmap = bare_heatmap(maps[item], image.original.shape[:2], options["colormap"])
+        run.outputs.save_png(f"{name}-heatmap.png", heatmap, {**entry, "kind": "heatmap"})
+        if options["save_npy"]:
+            run.outputs.save_npy(f"{name}.npy", maps[item], {**entry, "kind": "map"})
+    if len(overlays) > 1:
+        panel = method_panel(image.original, overlays, list(result.maps),
+                             f"{image.path.name} · {label} · score {score:.2f}")
+        run.outputs.save_png(f"{image.key}/cam-panel-{slug(label)}.png", panel,
+                             {**record, "kind": "panel", "methods": list(result.maps)})
+
+
+def _print_ranking(aucs: dict[str, list]) -> None:
+    """A table of the methods, best (insertion AUC minus deletion AUC) first, on stderr."""
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Faithfulness (mean over heatmaps)")
+    for column in ("rank", "method", "maps", "deletion ↓", "insertion ↑", "ins − del ↑"):
+        table.add_column(column, justify="left" if column == "method" else "right", no_wrap=True)
+    means = {method: np.mean(values, axis=0) for method, values in aucs.items() if values}
+    ranked = sorted(means.items(), key=lambda pair: pair[1][0] - pair[1][1])
+    for rank, (method, (deletion, insertion)) in enumerate(ranked, start=1):
+        table.add_row(str(rank), method, str(len(aucs[method])), f"{deletion:.3f}",
+                      f"{insertion:.3f}", f"{insertion - deletion:+.3f}")
+    Console(stderr=True).print(table)

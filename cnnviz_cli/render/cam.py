@@ -1,0 +1,29 @@
+"""CAM pictures: heat laid over the image, the bare heatmap, and a labelled panel of methods."""
+
+import numpy as np
+from PIL import Image
+
+from cnnviz_cli.render.colour import as_rgb, colorize, normalize, overlay, resize_map
+from cnnviz_cli.render.grid import strip
+
+PANEL_HEIGHT = 224
+
+
+def heat_overlay(image: np.ndarray, heat: np.ndarray, colormap: str, alpha: float) -> np.ndarray:
+    """A non-negative map (any resolution), scaled so 0 stays 0, over the image."""
+    return overlay(image, normalize(heat, 0.0), colormap, alpha)
+
+
+def bare_heatmap(heat: np.ndarray, size: tuple[int, int], colormap: str) -> np.ndarray:
+    """The map alone, smoothly upsampled to `size` (height, width) and coloured."""
+    return colorize(resize_map(normalize(heat, 0.0), size), colormap)
+
+
+def method_panel(
+    image: np.ndarray, overlays: list[np.ndarray], methods: list[str], title: str
+) -> np.ndarray:
+    """The image and one overlay per method side by side, captioned with the method names."""
+    height, width = image.shape[:2]
+    size = (round(width * PANEL_HEIGHT / height), PANEL_HEIGHT)
+    first = np.asarray(Image.fromarray(as_rgb(image)).resize(size, Image.Resampling.LANCZOS))
+    return strip([first, *overlays], ["input", *methods], title)

@@ -1,0 +1,345 @@
+"""Class activation maps: one compiled core, many small weighting rules.
+
+The core runs a batch of items (one image and one target class each) through the model once and
+returns the target scores, the activations A of the chosen layer and the gradients G of the
+scores with respect to A. Every method is an entry of `METHODS`: a function from that `CamPass`
+to one non-negative map per item. Most are a rule over A and G; ScoreCAM instead weights the
+channels by the scores of masked copies of the input, run through the model in large batches.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.models.extract import build_extractor
+from cnnviz_cli.techniques.targets import class_scores
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The classes to explain for every image: given indices, then the top-k predictions.
+
+    With neither, each image's own top-1 prediction.
+    """
+
+    classes: tuple[int, ...] = ()
+    top_k: int | None = None
+
+    def codes(self, num_classes: int) -> np.ndarray:
+        """One code per target: a class index (>= 0), or -r for the r-th highest logit."""
+        top_k = self.top_k if self.top_k is not None else (0 if self.classes else 1)
+        if not 0 <= top_k <= num_classes:
+            raise CnnvizError(
+                f"--top-k {top_k} is out of range: the model has {num_classes} classes."
+            )
+        for index in self.classes:
+            if not 0 <= index < num_classes:
+                raise CnnvizError(
+                    f"Class index {index} is out of range: the model has {num_classes} classes "
+                    f"(0 to {num_classes - 1})."
+                )
+        return np.array([*self.classes, *range(-1, -top_k - 1, -1)], np.int32)
+
+
+def output_index(model: keras.Model, spec: str | int | None) -> int:
+    """The position of the output named or numbered `spec` (default: the first output)."""
+    names = list(getattr(model, "output_names", None) or [model.layers[-1].name])
+    if spec is None:
+        return 0
+    text = str(spec).strip()
+    if text in names:
+        return names.index(text)
+    if text.lstrip("-").isdigit() and -len(names) <= int(text) < len(names):
+        return int(text) % len(names)
+    raise CnnvizError(
+        f"No model output {text!r}: the model has {len(names)} output(s), "
+        f"{', '.join(names)}; give --output NAME or an index from 0 to {len(names) - 1}."
+    )
+
+
+@dataclass(frozen=True)
+class CamOptions:
+    """Settings of the methods that need them."""
+
+    max_channels: int = 10  # Faster-ScoreCAM: channels of largest activation variance
+    batch_size: int = 32  # masked copies of the input per forward pass (ScoreCAM, metrics)
+
+
+@dataclass
+class CamPass:
+    """What the compiled core computed for a batch of items, handed to every method."""
+
+    explainer: "CamExplainer"
+    inputs: tf.Tensor  # (items, height, width, channels) model input
+    classes: tf.Tensor  # (items,) the class each item explains
+    activations: tf.Tensor  # (items, h, w, k) the layer's feature maps A
+    gradients: tf.Tensor  # (items, h, w, k) d score / d A
+    options: CamOptions
+
+
+Method = Callable[[CamPass], tf.Tensor]
+METHODS: dict[str, Method] = {}
+
+
+def register(name: str) -> Callable[[Method], Method]:
+    """Add a method: a function from a `CamPass` to (items, height, width) maps."""
+
+    def add(method: Method) -> Method:
+        METHODS[name] = method
+        return method
+
+    return add
+
+
+def layer_rule(name: str) -> Callable:
+    """Register a compiled rule `(activations, gradients) -> maps` as a method."""
+
+    def add(rule: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]):
+        compiled = tf.function(rule, reduce_retracing=True)
+        register(name)(lambda cam_pass: compiled(cam_pass.activations, cam_pass.gradients))
+        return rule
+
+    return add
+
+
+def resolve_methods(specs: Sequence[str]) -> list[str]:
+    """`--method` values (repeatable, comma lists, `all`) -> method names, in order, no repeats."""
+    names = [name.strip().lower() for spec in specs for name in spec.split(",") if name.strip()]
+    chosen: list[str] = []
+    for name in names or ["gradcam"]:
+        if name != "all" and name not in METHODS:
+            raise CnnvizError(
+                f"Unknown CAM method {name!r}; choose from {', '.join(METHODS)}, or all."
+            )
+        chosen += list(METHODS) if name == "all" else [name]
+    return list(dict.fromkeys(chosen))
+
+
+def weighted_sum(weights: tf.Tensor, activations: tf.Tensor) -> tf.Tensor:
+    """ReLU(sum_k weights[n, k] * A[n, :, :, k]): the usual CAM from channel weights."""
+    return tf.nn.relu(tf.einsum("nk,nhwk->nhw", weights, activations))
+
+
+@layer_rule("gradcam")
+def _gradcam(activations, gradients):
+    """Selvaraju et al.: channel weight = mean gradient over space."""
+    return weighted_sum(tf.reduce_mean(gradients, axis=[1, 2]), activations)
+
+
+@layer_rule("gradcam++")
+def _gradcam_plus_plus(activations, gradients):
+    """Chattopadhyay et al., closed-form alpha for an exponential score exp(logit)."""
+    squared = tf.square(gradients)
+    denominator = 2.0 * squared + tf.reduce_sum(activations, axis=[1, 2], keepdims=True) * (
+        squared * gradients
+    )
+    alpha = tf.math.divide_no_nan(squared, denominator)
+    return weighted_sum(tf.reduce_sum(alpha * tf.nn.relu(gradients), axis=[1, 2]), activations)
+
+
+@layer_rule("xgradcam")
+def _xgradcam(activations, gradients):
+    """Fu et al.: gradients weighted by the activations normalised to sum 1 per channel."""
+    total = tf.reduce_sum(activations, axis=[1, 2], keepdims=True)
+    weights = tf.reduce_sum(tf.math.divide_no_nan(activations, total) * gradients, axis=[1, 2])
+    return weighted_sum(weights, activations)
+
+
+@layer_rule("layercam")
+def _layercam(activations, gradients):
+    """Jiang et al.: every position weighted by its own positive gradient."""
+    return tf.nn.relu(tf.reduce_sum(tf.nn.relu(gradients) * activations, axis=-1))
+
+
+@layer_rule("hirescam")
+def _hirescam(activations, gradients):
+    """Draelos & Carin: the element-wise product of gradients and activations, summed."""
+    return tf.nn.relu(tf.reduce_sum(gradients * activations, axis=-1))
+
+
+@layer_rule("eigencam")
+def _eigencam(activations, gradients):
+    """Muhammad & Yeasin: projection on the first principal component (class independent).
+
+    The sign of the component is chosen so that the projection sums to a positive number.
+    """
+    del gradients
+    shape = tf.shape(activations)
+    flat = tf.reshape(activations, [shape[0], shape[1] * shape[2], shape[3]])
+    _, _, right = tf.linalg.svd(flat)
+    projection = tf.linalg.matvec(flat, right[:, :, 0])
+    sign = tf.where(tf.reduce_sum(projection, axis=1, keepdims=True) < 0.0, -1.0, 1.0)
+    return tf.nn.relu(tf.reshape(projection * sign, shape[:3]))
+
+
+def _activation_masks(activations, item, copy, copies, size):
+    """ScoreCAM masks: channel `copy` of item `item`, upsampled and scaled to [0, 1]."""
+    del copies
+    maps = tf.gather(tf.gather(activations, item), copy, axis=3, batch_dims=1)
+    maps = tf.image.resize(maps[..., None], size, method="bilinear")
+    low = tf.reduce_min(maps, axis=[1, 2, 3], keepdims=True)
+    high = tf.reduce_max(maps, axis=[1, 2, 3], keepdims=True)
+    return tf.math.divide_no_nan(maps - low, high - low)
+
+
+def _score_weighted(cam_pass: CamPass, activations: tf.Tensor) -> tf.Tensor:
+    """Wang et al.: channel weight = softmax over channels of the masked inputs' scores."""
+    scores = cam_pass.explainer.masked_scores(
+        _activation_masks, cam_pass.inputs, cam_pass.classes, activations,
+        int(activations.shape[-1]), cam_pass.options.batch_size,
+    )
+    return weighted_sum(tf.nn.softmax(scores, axis=1), activations)
+
+
+@register("scorecam")
+def _scorecam(cam_pass: CamPass) -> tf.Tensor:
+    return _score_weighted(cam_pass, cam_pass.activations)
+
+
+@register("faster-scorecam")
+def _faster_scorecam(cam_pass: CamPass) -> tf.Tensor:
+    """ScoreCAM on the channels of largest spatial activation variance only."""
+    activations = cam_pass.activations
+    count = min(cam_pass.options.max_channels, int(activations.shape[-1]))
+    variance = tf.math.reduce_variance(activations, axis=[1, 2])
+    channels = tf.math.top_k(variance, count).indices
+    return _score_weighted(cam_pass, tf.gather(activations, channels, axis=3, batch_dims=1))
+
+
+def class_logits(logits: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
+    """The score CAM explains: the class logit."""
+    return class_scores(logits, classes)
+
+
+def class_probabilities(logits: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
+    """The softmax probability of the class (faithfulness metrics)."""
+    return class_scores(tf.nn.softmax(logits, axis=-1), classes)
+
+
+def _resolve_classes(logits: tf.Tensor, codes: tf.Tensor) -> tf.Tensor:
+    """Class per item: its code when >= 0, else for code -r the class of the r-th highest logit."""
+    order = tf.argsort(logits, axis=1, direction="DESCENDING", stable=True)
+    ranked = tf.gather(order, tf.maximum(-codes - 1, 0), axis=1, batch_dims=1)
+    return tf.where(codes >= 0, codes, ranked)
+
+
+@dataclass
+class CamBatch:
+    """The maps of several methods for a batch of items (one image and class each)."""
+
+    layer_path: str
+    image_indices: np.ndarray  # (items,) the input image each item explains
+    classes: np.ndarray  # (items,)
+    scores: np.ndarray  # (items,) the explained score (pre-softmax logit)
+    maps: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (items, h, w)
+
+    def statistics(self, method: str, item: int) -> dict:
+        """Numbers worth recording about one heatmap."""
+        heat = self.maps[method][item]
+        peak = np.unravel_index(np.argmax(heat), heat.shape)
+        return {
+            "max": float(heat.max()),
+            "mean": float(heat.mean()),
+            "peak": [(peak[0] + 0.5) / heat.shape[0], (peak[1] + 0.5) / heat.shape[1]],
+            "coverage": float((heat >= 0.5 * heat.max()).mean()) if heat.max() > 0 else 0.0,
+        }
+
+
+class CamExplainer:
+    """Compiled CAM passes for one model, layer, output and input shape."""
+
+    def __init__(
+        self, model: keras.Model, layer_path: str, input_shape: tuple, output: str | None = None
+    ):
+        self.model, self.layer_path = model, layer_path
+        self.output_index = output_index(model, output)
+        self._network = build_extractor(model, [layer_path], logits=True)
+        self.num_classes = int(self._network.outputs[1 + self.output_index].shape[-1])
+        self._masked: dict[tuple, Callable] = {}
+        signature = [
+            tf.TensorSpec((None, *input_shape), tf.float32),
+            tf.TensorSpec((None,), tf.int32),
+        ]
+
+        @tf.function(input_signature=signature)
+        def core(inputs, codes):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                activations, logits = self.forward(inputs)
+                classes = _resolve_classes(logits, codes)
+                scores = class_logits(logits, classes)
+            return classes, scores, activations, tape.gradient(scores, activations)
+
+        self.core = core
+
+    def forward(self, inputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """(activations of the layer, pre-softmax logits of the chosen output) for a batch."""
+        outputs = self._network(inputs, training=False)
+        return outputs[0], outputs[1 + self.output_index]
+
+    def masked_scores(
+        self,
+        make_masks: Callable,
+        inputs: tf.Tensor,
+        classes: tf.Tensor,
+        sources: tf.Tensor,
+        copies: int,
+        batch_size: int,
+        score: Callable = class_logits,
+    ) -> tf.Tensor:
+        """Scores of `copies` masked copies of every item, `batch_size` copies per forward pass.
+
+        `sources` holds per-item data from which `make_masks(sources, item, copy, copies, size)`
+        builds the (n, height, width, 1) masks of one pass (`item` and `copy` index each masked
+        input). Returns (items, copies) scores; the whole loop is one compiled function.
+        """
+        key = (make_masks, score)
+        if key not in self._masked:
+            self._masked[key] = tf.function(
+                lambda *args: self._masked_loop(make_masks, score, *args), reduce_retracing=True
+            )
+        sizes = tf.constant(copies, tf.int32), tf.constant(batch_size, tf.int32)
+        return self._masked[key](inputs, classes, sources, *sizes)
+
+    def _masked_loop(self, make_masks, score, inputs, classes, sources, copies, batch_size):
+        items = tf.shape(inputs)[0]
+        total = items * copies
+        steps = (total + batch_size - 1) // batch_size
+        results = tf.TensorArray(tf.float32, size=steps, infer_shape=False)
+        for step in tf.range(steps):
+            flat = tf.range(step * batch_size, tf.minimum(total, (step + 1) * batch_size))
+            item, copy = flat // copies, flat % copies
+            masks = make_masks(sources, item, copy, copies, tf.shape(inputs)[1:3])
+            _, logits = self.forward(tf.gather(inputs, item) * masks)
+            results = results.write(step, score(logits, tf.gather(classes, item)))
+        return tf.reshape(results.concat(), [items, copies])
+
+    def __call__(
+        self,
+        inputs: np.ndarray,
+        targets: Targets = Targets(),
+        methods: Sequence[str] = ("gradcam",),
+        options: CamOptions = CamOptions(),
+    ) -> CamBatch:
+        """Maps of every method for every (image, target class) of a preprocessed batch."""
+        codes = targets.codes(self.num_classes)
+        images = np.repeat(np.arange(len(inputs)), len(codes))
+        items = tf.convert_to_tensor(np.asarray(inputs, np.float32)[images])
+        classes, scores, activations, gradients = self.core(items, np.tile(codes, len(inputs)))
+        # A class given with --class may also be a top-k prediction: keep its first occurrence.
+        keep = np.sort(np.unique(images * self.num_classes + classes.numpy(), return_index=True)[1])
+        if len(keep) < len(images):
+            tensors = (items, classes, scores, activations, gradients)
+            items, classes, scores, activations, gradients = (tf.gather(t, keep) for t in tensors)
+        cam_pass = CamPass(self, items, classes, activations, gradients, options)
+        return CamBatch(
+            self.layer_path,
+            images[keep],
+            classes.numpy(),
+            scores.numpy(),
+            {method: METHODS[method](cam_pass).numpy() for method in methods},
+        )

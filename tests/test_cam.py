@@ -1,0 +1,261 @@
+"""CAM methods against NumPy references of the papers' formulas, metrics on known answers, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from cnnviz_cli.techniques.cam import METHODS, CamExplainer, CamOptions, Targets, resolve_methods
+from cnnviz_cli.techniques.metrics import deletion_insertion, pointing_game
+
+SIZE, CHANNELS, FILTERS, CLASSES = 6, 3, 4, 3
+
+
+# ---------- a tiny model with known weights and its NumPy forward pass ----------
+
+@pytest.fixture(scope="module")
+def flat_model(keras):
+    """input 6x6x3 -> conv 'conv' (4 filters 3x3, ReLU) -> Flatten -> Dense(3, softmax).
+
+    The dense layer sees every position, so gradients vary over space.
+    """
+    inputs = keras.Input((SIZE, SIZE, CHANNELS))
+    x = keras.layers.Conv2D(FILTERS, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(CLASSES, activation="softmax", name="predictions")(x)
+    return with_random_weights(keras.Model(inputs, outputs), seed=3)
+
+
+def with_random_weights(model, seed):
+    rng = np.random.default_rng(seed)
+    model.set_weights([0.4 * rng.normal(size=w.shape).astype("float32") for w in model.weights])
+    return model
+
+
+def conv_relu(x, kernel, bias):
+    """'same' cross-correlation + bias + ReLU, batch first."""
+    half = kernel.shape[0] // 2
+    padded = np.pad(x, ((0, 0), (half, half), (half, half), (0, 0)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, kernel.shape[:2], axis=(1, 2))
+    return np.maximum(np.einsum("nhwcij,ijco->nhwo", windows, kernel) + bias, 0.0)
+
+
+def reference_pass(model, x):
+    """Activations A, logits and the dense weights of the flat model, in float64."""
+    kernel, bias, weights, dense_bias = (np.float64(w) for w in model.get_weights())
+    activations = conv_relu(np.float64(x), kernel, bias)
+    logits = activations.reshape(len(x), -1) @ weights + dense_bias
+    return activations, logits, weights
+
+
+def references(model, x, classes, max_channels):
+    """Every method written from its paper, for image n explaining classes[n]."""
+    activations, logits, weights = reference_pass(model, x)
+    maps = {name: [] for name in METHODS}
+    for n, c in enumerate(classes):
+        a = activations[n]  # (h, w, k)
+        g = weights[:, c].reshape(a.shape)  # d logit_c / d A: the dense weights of class c
+        maps["gradcam"].append(np.einsum("k,hwk->hw", g.mean(axis=(0, 1)), a))
+        # GradCAM++ for the score Y = exp(logit): dY/dA = e g, d2Y = e g^2, d3Y = e g^3.
+        e = np.exp(logits[n, c])
+        alpha = e * g**2 / np.where(
+            (den := 2 * e * g**2 + a.sum(axis=(0, 1)) * e * g**3) != 0, den, np.inf
+        )
+        plus_weights = (alpha * np.maximum(e * g, 0)).sum(axis=(0, 1))
+        maps["gradcam++"].append(np.einsum("k,hwk->hw", plus_weights, a) / e)
+        normalised = a / np.where(a.sum(axis=(0, 1)) > 0, a.sum(axis=(0, 1)), np.inf)
+        maps["xgradcam"].append(np.einsum("k,hwk->hw", (normalised * g).sum(axis=(0, 1)), a))
+        maps["layercam"].append((np.maximum(g, 0) * a).sum(axis=-1))
+        maps["hirescam"].append((g * a).sum(axis=-1))
+        flat = a.reshape(-1, a.shape[-1])
+        projection = flat @ np.linalg.svd(flat)[2][0]
+        maps["eigencam"].append((projection * np.sign(projection.sum())).reshape(a.shape[:2]))
+        for name, channels in (("scorecam", np.arange(a.shape[-1])),
+                               ("faster-scorecam", np.argsort(-a.var(axis=(0, 1)))[:max_channels])):
+            span = a.max(axis=(0, 1)) - a.min(axis=(0, 1))
+            masks = (a - a.min(axis=(0, 1))) / np.where(span > 0, span, np.inf)
+            masked = np.stack([x[n] * masks[..., k, None] for k in channels])
+            scores = reference_pass(model, masked)[1][:, c]
+            softmax = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+            maps[name].append(np.einsum("k,hwk->hw", softmax, a[..., channels]))
+    return {name: np.maximum(np.stack(values), 0) for name, values in maps.items()}, logits
+
+
+def test_every_method_matches_its_numpy_reference(flat_model):
+    x = np.random.default_rng(4).normal(size=(3, SIZE, SIZE, CHANNELS)).astype("float32")
+    classes = (2, 0)
+    explainer = CamExplainer(flat_model, "conv", (SIZE, SIZE, CHANNELS))
+    result = explainer(x, Targets(classes), list(METHODS), CamOptions(max_channels=2, batch_size=5))
+    np.testing.assert_array_equal(result.image_indices, [0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(result.classes, classes * 3)
+    expected, logits = references(flat_model, x[result.image_indices], result.classes, 2)
+    np.testing.assert_allclose(result.scores, logits[np.arange(6), result.classes], rtol=1e-5)
+    assert set(result.maps) == set(METHODS)
+    for name, maps in result.maps.items():
+        scale = np.abs(expected[name]).max()
+        np.testing.assert_allclose(maps, expected[name], atol=2e-5 * scale, err_msg=name)
+        assert expected[name].max() > 0, name  # the reference is not trivially zero
+
+
+def test_default_target_is_top_prediction_and_top_k_ranks(flat_model):
+    x = np.random.default_rng(5).normal(size=(2, SIZE, SIZE, CHANNELS)).astype("float32")
+    explainer = CamExplainer(flat_model, "conv", (SIZE, SIZE, CHANNELS))
+    logits = reference_pass(flat_model, x)[1]
+    np.testing.assert_array_equal(explainer(x).classes, logits.argmax(axis=1))
+    top = explainer(x, Targets(top_k=3))
+    np.testing.assert_array_equal(top.classes.reshape(2, 3), np.argsort(-logits, axis=1))
+    # A given class that is also the top prediction is explained once.
+    both = explainer(x[:1], Targets((int(logits[0].argmax()),), top_k=2))
+    np.testing.assert_array_equal(both.classes, np.argsort(-logits[0])[:2])
+    for batch in (x, x[:1], x):
+        explainer(batch, Targets(top_k=2), ["gradcam", "layercam"])
+    assert explainer.core.experimental_get_tracing_count() == 1
+
+
+def test_nested_backbone_explains_pre_softmax_logit(nested_model):
+    """Sequential head over a functional backbone: auto finds backbone/conv2; GAP gradients."""
+    from cnnviz_cli.models.layers import last_feature_map
+
+    layer = last_feature_map(nested_model)
+    assert layer.path == "backbone/conv2"
+    x = np.random.default_rng(6).normal(size=(2, 16, 16, 3)).astype("float32")
+    result = CamExplainer(nested_model, layer.path, (16, 16, 3))(x, Targets((4, 1)))
+    k1, b1, k2, b2, weights, bias = nested_model.get_weights()
+    pooled = conv_relu(x, k1, b1).reshape(2, 8, 2, 8, 2, -1).max(axis=(2, 4))
+    activations = conv_relu(pooled, k2, b2)
+    logits = activations.mean(axis=(1, 2)) @ weights + bias
+    np.testing.assert_allclose(result.scores, logits[[0, 0, 1, 1], [4, 1, 4, 1]], rtol=1e-4)
+    expected = np.maximum(
+        np.einsum("nhwk,kn->nhw", activations[[0, 0, 1, 1]], weights[:, [4, 1, 4, 1]] / 64), 0
+    )
+    np.testing.assert_allclose(result.maps["gradcam"], expected, atol=1e-5 * expected.max())
+
+
+def test_chosen_output_of_a_two_headed_model(keras):
+    inputs = keras.Input((SIZE, SIZE, CHANNELS))
+    x = keras.layers.Conv2D(FILTERS, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = keras.layers.Flatten()(x)
+    heads = [keras.layers.Dense(n, activation="softmax", name=name)(x) for name, n in
+             (("shape", 3), ("colour", 4))]
+    model = with_random_weights(keras.Model(inputs, heads), seed=8)
+    x = np.random.default_rng(8).normal(size=(2, SIZE, SIZE, CHANNELS)).astype("float32")
+    kernel, bias, weights, dense_bias = model.get_weights()[:4]
+    activations = conv_relu(x, kernel, bias)
+    logits = activations.reshape(2, -1) @ weights + dense_bias  # the shape head, pre-softmax
+    for spec in ("shape", "0", "-2"):  # not the model's last layer: its softmax goes too
+        result = CamExplainer(model, "conv", (SIZE, SIZE, CHANNELS), spec)(x, Targets((2,)))
+        np.testing.assert_allclose(result.scores, logits[:, 2], rtol=1e-5)
+        gradients = weights[:, 2].reshape(SIZE, SIZE, FILTERS).mean(axis=(0, 1))
+        expected = np.maximum(np.einsum("nhwk,k->nhw", activations, gradients), 0)
+        np.testing.assert_allclose(result.maps["gradcam"], expected, atol=1e-5 * expected.max())
+
+
+def test_method_names_and_target_errors(flat_model):
+    from cnnviz_cli.errors import CnnvizError
+
+    assert resolve_methods([]) == ["gradcam"]
+    assert resolve_methods(["layercam, gradcam", "gradcam"]) == ["layercam", "gradcam"]
+    assert resolve_methods(["all"]) == list(METHODS)
+    for bad in (lambda: resolve_methods(["gradcan"]), lambda: Targets((3,)).codes(3),
+                lambda: Targets(top_k=4).codes(3)):
+        with pytest.raises(CnnvizError):
+            bad()
+
+
+# ---------- faithfulness metrics on a model whose answer is known ----------
+
+@pytest.fixture(scope="module")
+def corner_model(keras):
+    """Looks only at the top-left 4x4 corner: logit_0 = 2 * (sum of the corner's channel means)."""
+    inputs = keras.Input((8, 8, 3))
+    corner = keras.layers.Cropping2D(((0, 4), (0, 4)), name="corner")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(corner)
+    outputs = keras.layers.Dense(2, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.set_weights([np.array([[2.0, 0.0]] * 3, "float32"), np.zeros(2, "float32")])
+    return model
+
+
+def test_deletion_insertion_known_answer(corner_model):
+    steps = 8
+    corner = np.zeros((8, 8), bool)
+    corner[:4, :4] = True
+    tie_break = np.random.default_rng(0).permutation(64).reshape(8, 8) / 1000
+    maps = np.stack([corner + tie_break, ~corner + tie_break])  # corner first / corner last
+    explainer = CamExplainer(corner_model, "corner", (8, 8, 3))
+    curves = deletion_insertion(explainer, np.ones((2, 8, 8, 3), "float32"), np.zeros(2, int),
+                                maps, steps, batch_size=7)
+    touched = np.round(np.arange(steps + 1) * 64 / steps)  # pixels deleted or inserted
+    in_corner = {"first": np.minimum(touched, 16), "last": np.maximum(touched - 48, 0)}
+
+    def probability(corner_pixels_on):
+        return 1 / (1 + np.exp(-2.0 * 3 * corner_pixels_on / 16))
+
+    for row, order in enumerate(("first", "last")):
+        np.testing.assert_allclose(curves.deletion[row], probability(16 - in_corner[order]),
+                                   rtol=1e-5)
+        np.testing.assert_allclose(curves.insertion[row], probability(in_corner[order]),
+                                   rtol=1e-5)
+    expected = np.trapezoid(probability(16 - in_corner["first"]), dx=1 / steps)
+    assert curves.deletion_auc[0] == pytest.approx(expected, rel=1e-5)
+    assert curves.deletion_auc[0] < curves.deletion_auc[1]
+    assert curves.insertion_auc[0] > curves.insertion_auc[1]
+
+
+def test_pointing_game_upsamples_and_checks_mask():
+    maps = np.zeros((2, 4, 4))
+    maps[0, 0, 3] = 1.0  # top right
+    maps[1, 3, 0] = 1.0  # bottom left
+    masks = np.zeros((2, 16, 16), bool)
+    masks[:, :8, 8:] = True  # both masks cover the top-right quarter
+    assert pointing_game(maps, masks).tolist() == [True, False]
+
+
+# ---------- the command ----------
+
+@pytest.fixture(scope="module")
+def model_files(flat_model, keras, tmp_path_factory):
+    """The flat model, labels for it, and a model without any feature map, on disk."""
+    folder = tmp_path_factory.mktemp("cam-models")
+    flat_model.save(folder / "flat.keras")
+    (folder / "labels.txt").write_text("cat\ndog\nfox\n")
+    inputs = keras.Input((6, 6, 3))
+    outputs = keras.layers.Dense(2)(keras.layers.Flatten()(inputs))
+    keras.Model(inputs, outputs).save(folder / "dense.keras")
+    return folder
+
+
+def test_cam_command_writes_maps_panels_and_metrics(run_cli, model_files, sample_dir, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("cam", sample_dir / "pair.png", sample_dir / "star.png", "-m",
+                     model_files / "flat.keras", "--labels", model_files / "labels.txt",
+                     "--method", "gradcam,scorecam", "--class", "fox", "--top-k", "1",
+                     "--metrics", "--metric-steps", "4", "--save-npy", "-o", out, "--json")
+    manifest = json.loads(result.stdout)
+    overlays = [r for r in manifest["outputs"] if r["kind"] == "overlay"]
+    assert {r["method"] for r in overlays} == {"gradcam", "scorecam"}
+    assert {r["label"] for r in overlays} >= {"fox"}
+    for record in overlays:
+        assert 0.0 <= record["deletion_auc"] <= 1.0 and 0.0 <= record["insertion_auc"] <= 1.0
+        assert set(record["heatmap"]) == {"max", "mean", "peak", "coverage"}
+        raw = np.load(out / record["file"].replace(".png", ".npy"))
+        assert raw.shape == (SIZE, SIZE) and raw.max() == pytest.approx(record["heatmap"]["max"])
+    assert (out / "pair" / "cam-panel-fox.png").is_file()
+    assert (out / "star" / "cam-gradcam-fox-heatmap.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("-m", "flat.keras", "--class", "7"), "Class index 7 is out of range"),
+        (("-m", "flat.keras", "--labels", "labels.txt", "--class", "wolf"), "Unknown class label"),
+        (("-m", "flat.keras", "-l", "predictions"), "not a (batch, height, width, channels)"),
+        (("-m", "dense.keras",), "no layer with a 4-D feature-map output"),
+        (("-m", "flat.keras", "--method", "gradcan"), "Unknown CAM method 'gradcan'"),
+        (("-m", "flat.keras", "--output", "2"), "No model output '2'"),
+    ],
+)
+def test_cam_errors_exit_2(run_cli, model_files, sample_dir, tmp_path, args, message):
+    args = [str(model_files / a) if a.endswith((".keras", ".txt")) else a for a in args]
+    result = run_cli("cam", sample_dir / "star.png", *args, "-o", tmp_path, expect=2)
+    assert message in result.output and "Traceback" not in result.output
