@@ -107,6 +107,9 @@ def test_default_target_is_top_prediction_and_top_k_ranks(flat_model):
     # A given class that is also the top prediction is explained once.
     both = explainer(x[:1], Targets((int(logits[0].argmax()),), top_k=2))
     np.testing.assert_array_equal(both.classes, np.argsort(-logits[0])[:2])
+    own = explainer(x, Targets((1,), per_image=(2, 0)))
+    np.testing.assert_array_equal(own.classes, [2, 1, 0, 1])
+    np.testing.assert_array_equal(own.image_indices, [0, 0, 1, 1])
     for batch in (x, x[:1], x):
         explainer(batch, Targets(top_k=2), ["gradcam", "layercam"])
     assert explainer.core.experimental_get_tracing_count() == 1
@@ -156,8 +159,9 @@ def test_method_names_and_target_errors(flat_model):
     assert resolve_methods([]) == ["gradcam"]
     assert resolve_methods(["layercam, gradcam", "gradcam"]) == ["layercam", "gradcam"]
     assert resolve_methods(["all"]) == list(METHODS)
-    for bad in (lambda: resolve_methods(["gradcan"]), lambda: Targets((3,)).codes(3),
-                lambda: Targets(top_k=4).codes(3)):
+    for bad in (lambda: resolve_methods(["gradcan"]), lambda: Targets((3,)).codes(1, 3),
+                lambda: Targets(top_k=4).codes(1, 3),
+                lambda: Targets(per_image=(0, 5)).codes(2, 3)):
         with pytest.raises(CnnvizError):
             bad()
 

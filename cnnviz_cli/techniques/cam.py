@@ -21,28 +21,37 @@ from cnnviz_cli.techniques.targets import class_scores
 
 @dataclass(frozen=True)
 class Targets:
-    """The classes to explain for every image: given indices, then the top-k predictions.
+    """The classes to explain: one per image, given classes for all, then the top-k predictions.
 
-    With neither, each image's own top-1 prediction.
+    With none of them, each image's own top-1 prediction.
     """
 
-    classes: tuple[int, ...] = ()
+    classes: tuple[int, ...] = ()  # explained for every image
     top_k: int | None = None
+    per_image: tuple[int, ...] | None = None  # one class per image, e.g. its true label
 
-    def codes(self, num_classes: int) -> np.ndarray:
-        """One code per target: a class index (>= 0), or -r for the r-th highest logit."""
-        top_k = self.top_k if self.top_k is not None else (0 if self.classes else 1)
+    def codes(self, num_images: int, num_classes: int) -> np.ndarray:
+        """(images, targets) codes: a class index (>= 0), or -r for the r-th highest logit."""
+        given = () if self.per_image is None else self.per_image
+        default = 0 if self.classes or self.per_image is not None else 1
+        top_k = self.top_k if self.top_k is not None else default
         if not 0 <= top_k <= num_classes:
             raise CnnvizError(
                 f"--top-k {top_k} is out of range: the model has {num_classes} classes."
             )
-        for index in self.classes:
+        for index in (*self.classes, *given):
             if not 0 <= index < num_classes:
                 raise CnnvizError(
                     f"Class index {index} is out of range: the model has {num_classes} classes "
                     f"(0 to {num_classes - 1})."
                 )
-        return np.array([*self.classes, *range(-1, -top_k - 1, -1)], np.int32)
+        if self.per_image is not None and len(self.per_image) != num_images:
+            raise ValueError(f"{len(self.per_image)} per-image classes for {num_images} images.")
+        shared = np.array([*self.classes, *range(-1, -top_k - 1, -1)], np.int32)
+        codes = np.tile(shared, (num_images, 1))
+        if self.per_image is None:
+            return codes
+        return np.concatenate([np.array(self.per_image, np.int32)[:, None], codes], axis=1)
 
 
 def output_index(model: keras.Model, spec: str | int | None) -> int:
@@ -326,10 +335,10 @@ class CamExplainer:
         options: CamOptions = CamOptions(),
     ) -> CamBatch:
         """Maps of every method for every (image, target class) of a preprocessed batch."""
-        codes = targets.codes(self.num_classes)
-        images = np.repeat(np.arange(len(inputs)), len(codes))
+        codes = targets.codes(len(inputs), self.num_classes)
+        images = np.repeat(np.arange(len(inputs)), codes.shape[1])
         items = tf.convert_to_tensor(np.asarray(inputs, np.float32)[images])
-        classes, scores, activations, gradients = self.core(items, np.tile(codes, len(inputs)))
+        classes, scores, activations, gradients = self.core(items, codes.reshape(-1))
         # A class given with --class may also be a top-k prediction: keep its first occurrence.
         keep = np.sort(np.unique(images * self.num_classes + classes.numpy(), return_index=True)[1])
         if len(keep) < len(images):

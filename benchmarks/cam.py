@@ -1,0 +1,125 @@
+"""`cnnviz cam` speed against a bare compiled forward+backward pass of the same model and batch.
+
+Run: `python -m benchmarks.cam` (timing rows) or `python -m benchmarks.cam pointing` (the
+pointing game of every method on generated two-shape images of the demo model).
+"""
+
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+BATCH = 8
+REPEATS = 7
+
+
+def median_seconds(function, repeats: int = REPEATS) -> float:
+    """Median wall time of `function()` after two warm-up calls (tracing, caches)."""
+    function()
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bare_forward_backward(model, input_shape: tuple):
+    """The reference: compiled forward pass and gradient of the top logit w.r.t. the input."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *input_shape), tf.float32)])
+    def step(inputs):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            score = tf.reduce_max(model(inputs, training=False), axis=1)
+        return tape.gradient(score, inputs)
+
+    return lambda inputs: step(inputs).numpy()
+
+
+def _models():
+    """(name, model, input size) of the benchmarked models: the demo model and MobileNetV2."""
+    import keras
+
+    from cnnviz_cli.models.resolve import ModelRequest, resolve_model
+
+    demo = resolve_model(ModelRequest("demo")).model
+    mobilenet = keras.applications.MobileNetV2(weights=None)
+    return [("demo", demo, 128), ("mobilenetv2", mobilenet, 224)]
+
+
+def measure() -> list[dict]:
+    """GradCAM (and ScoreCAM on the demo model) vs. one bare forward+backward pass."""
+    rows = []
+    for name, model, size in _models():
+        methods = ["gradcam", "faster-scorecam", "scorecam"] if name == "demo" else ["gradcam"]
+        rows += _model_rows(name, model, size, methods)
+    return rows
+
+
+def _model_rows(name: str, model, size: int, methods: list[str]) -> list[dict]:
+    import numpy as np
+
+    from cnnviz_cli.models.layers import last_feature_map
+    from cnnviz_cli.techniques.cam import CamExplainer, CamOptions, Targets
+
+    shape = (size, size, 3)
+    inputs = np.random.default_rng(0).uniform(0, 1, (BATCH, *shape)).astype("float32")
+    layer = last_feature_map(model)
+    explainer = CamExplainer(model, layer.path, shape)
+    reference_step = bare_forward_backward(model, shape)
+    reference = median_seconds(lambda: reference_step(inputs))
+    options, rows = CamOptions(batch_size=32), []
+    for method in methods:
+        ours = median_seconds(lambda m=method: explainer(inputs, Targets(), [m], options),
+                              repeats=REPEATS if method == "gradcam" else 3)
+        goal = "goal <= 1.25" if method == "gradcam" else "masked inputs in passes of 32"
+        rows.append({
+            "benchmark": f"cam {method} {name} {size}px batch {BATCH} (CPU)",
+            "ours_s": ours,
+            "reference_s": reference,
+            "ratio": ours / reference,
+            "note": f"layer {layer.path} {tuple(layer.output_shape[1:])}; reference = compiled "
+            f"forward + gradient of the top logit w.r.t. the input; {goal}",
+        })
+    return rows
+
+
+def pointing_game(count: int = 200, size: int = 128, seed: int = 0) -> dict[str, float]:
+    """Per method, the fraction of class-A heatmaps peaking inside shape A (two-shape images)."""
+    import numpy as np
+
+    from cnnviz_cli.demo.shapes import make_pairs
+    from cnnviz_cli.models.layers import last_feature_map
+    from cnnviz_cli.models.resolve import ModelRequest, resolve_model
+    from cnnviz_cli.techniques.cam import METHODS, CamExplainer, CamOptions, Targets
+    from cnnviz_cli.techniques.metrics import pointing_game as hits
+
+    resolved = resolve_model(ModelRequest("demo"))
+    images, labels, masks = make_pairs(count, size, seed)
+    explainer = CamExplainer(resolved.model, last_feature_map(resolved.model).path,
+                             (size, size, 3))
+    inputs = resolved.prepare(images)
+    found: dict[str, list] = {method: [] for method in METHODS}
+    for start in range(0, count, 16):
+        part = slice(start, start + 16)
+        for shape in (0, 1):  # explain each of the two shapes of every image
+            targets = Targets(per_image=tuple(int(label) for label in labels[part, shape]))
+            result = explainer(inputs[part], targets, list(METHODS), CamOptions(batch_size=64))
+            for method, maps in result.maps.items():
+                found[method] += list(hits(maps, masks[part, shape]))
+    return {method: float(np.mean(values)) for method, values in found.items()}
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["pointing"]:
+        for method, fraction in pointing_game().items():
+            print(f"| {method} | {100 * fraction:.1f} % |")
+    else:
+        for row in measure():
+            print(row)
