@@ -165,12 +165,14 @@ class Regularizers:
     """Weights of penalties subtracted from each item's score (0 turns one off).
 
     l2: mean squared distance from grey; tv: mean absolute difference of neighbouring pixels;
-    blur: mean squared distance from a 3x3-blurred copy of the image (held constant).
+    blur: mean squared distance from a 3x3-blurred copy of the image (held constant);
+    alpha: Mahendran & Vedaldi's alpha-norm prior, the mean of |2 (image - grey)| ** 6.
     """
 
     l2: float = 0.0
     tv: float = 0.0
     blur: float = 0.0
+    alpha: float = 0.0
 
     def __call__(self, images: tf.Tensor) -> tf.Tensor:
         penalty = tf.zeros(tf.shape(images)[:1])
@@ -181,6 +183,8 @@ class Regularizers:
         if self.blur:
             blurred = tf.stop_gradient(tf.nn.avg_pool2d(images, 3, 1, "SAME"))
             penalty += self.blur * tf.reduce_mean(tf.square(images - blurred), axis=[1, 2, 3])
+        if self.alpha:
+            penalty += self.alpha * tf.reduce_mean((2.0 * images - 1.0) ** 6, axis=[1, 2, 3])
         return penalty
 
 
@@ -254,7 +258,9 @@ def _compiled_loop(objective, parameterization, config: OptimConfig, signature: 
 
     @tf.function(input_signature=(*signature, tf.TensorSpec((2,), tf.int32)))
     def loop(tensor, targets, seed):
-        first, second = tf.zeros_like(tensor), tf.zeros_like(tensor)  # Adam's moments
+        # Adam's moments (scalars for normalised steps, which need none: memory for big images)
+        moments = tf.zeros(()) if config.method == "normalized" else tf.zeros_like(tensor)
+        first, second = moments, moments
         frames = tf.TensorArray(tf.float32, size=frame_count)
         for step in tf.range(config.steps):
             step_seed = tf.stack([seed[0], step + 1])
