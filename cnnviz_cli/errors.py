@@ -11,3 +11,11 @@ class InputError(CnnvizError):
     """One input could not be processed; the rest of the batch goes on (exit 1 at the end)."""
 
     exit_code = 1
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived mid-run: stop, keep what finished, exit 128 + the signal."""
+
+    def __init__(self, signal_number: int):
+        super().__init__(f"Interrupted by signal {signal_number}.")
+        self.exit_code = 128 + signal_number

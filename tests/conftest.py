@@ -81,3 +81,16 @@ def sample_dir(tmp_path_factory):
         image, _ = draw_scene(rng, 96, classes)
         Image.fromarray(image).save(folder / f"{name}.png")
     return folder
+
+
+@pytest.fixture(scope="session")
+def small_model_file(keras, tmp_path_factory):
+    """A small fully convolutional classifier (conv 'conv' -> GAP -> Dense(3)) as a .keras file:
+    run commands on it with `-m FILE --preprocess unit -l conv`."""
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(x)
+    path = tmp_path_factory.mktemp("small_model") / "small.keras"
+    keras.Model(inputs, outputs).save(path)
+    return path

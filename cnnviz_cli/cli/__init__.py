@@ -10,6 +10,7 @@ from cnnviz_cli.cli.activations import activations
 from cnnviz_cli.cli.cam import cam
 from cnnviz_cli.cli.filters import filters
 from cnnviz_cli.cli.inspect import layers, models
+from cnnviz_cli.cli.report import report
 from cnnviz_cli.errors import CnnvizError
 
 
@@ -26,6 +27,9 @@ class CnnvizGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise
+        except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM during a run (errors.Interrupted)
+            click.echo("Interrupted.", err=True)
+            raise click.exceptions.Exit(getattr(error, "exit_code", 130)) from None
         except CnnvizError as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -60,7 +64,7 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     ctx.obj = {"debug": debug, "quiet": quiet}
 
 
-for command in (activations, cam, filters, layers, models):
+for command in (activations, cam, filters, layers, models, report):
     cli.add_command(command)
 
 

@@ -1,15 +1,18 @@
 """What every command shares: option decorators and the run loop (model, images, outputs)."""
 
 import re
+import signal
 import sys
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import click
 
-from cnnviz_cli.errors import InputError
+from cnnviz_cli.errors import InputError, Interrupted
 
 IMAGE_BATCH = 8
+MANIFEST_INTERVAL = 2.0  # seconds between rewrites of manifest.json during a run
 
 
 def _compose(*decorators: Callable) -> Callable:
@@ -24,6 +27,17 @@ def _compose(*decorators: Callable) -> Callable:
 def _set_quiet(ctx: click.Context, _param, value: bool) -> None:
     if value:
         ctx.find_root().obj["quiet"] = True
+
+
+def _parse_shard(_ctx: click.Context, _param, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise click.BadParameter(
+            f"expected K/N with 1 <= K <= N, such as 2/8, but got {value!r}."
+        )
+    return int(match[1]), int(match[2])
 
 
 model_options = _compose(
@@ -45,7 +59,8 @@ model_options = _compose(
     ),
     click.option(
         "--unsafe-deserialization", is_flag=True,
-        help="Allow model files with Lambda layers (runs the code inside them: trusted files only).",
+        help="Allow model files with Lambda layers (runs the code inside them: trusted files "
+        "only).",
     ),
 )
 
@@ -75,6 +90,19 @@ image_options = _compose(
         "--max-pixels", type=click.IntRange(min=1), default=64_000_000, show_default=True,
         help="Refuse images that declare more pixels than this (decompression bombs).",
     ),
+    click.option(
+        "--skip-existing", is_flag=True,
+        help="Resume: leave out images an earlier run into --out finished (same options).",
+    ),
+    click.option(
+        "--fail-fast", is_flag=True,
+        help="Stop at the first unreadable image [default: go on, list failures, exit 1].",
+    ),
+    click.option(
+        "--shard", metavar="K/N", callback=_parse_shard,
+        help="Process only slice K of N (1 <= K <= N) of the sorted images, e.g. a job-array "
+        "index; merge the shards' folders with `cnnviz report`.",
+    ),
 )
 
 
@@ -89,8 +117,25 @@ def _jsonable(value):
     return str(value) if isinstance(value, Path) else value
 
 
+def _interrupt(number: int, _frame) -> None:
+    raise Interrupted(number)
+
+
+def _load_input(item: tuple[Path, str], channels: int, size: tuple[int, int], max_pixels: int):
+    from cnnviz_cli.io.images import LoadedImage, load_image, resize
+
+    path, key = item
+    original = load_image(path, channels, max_pixels)
+    return LoadedImage(path, key, original, resize(original, size))
+
+
 class Run:
-    """One command run: resolves the model, feeds images, and writes outputs and the manifest."""
+    """One command run: resolves the model, streams images, writes outputs and the manifest.
+
+    Images are decoded in background threads ahead of the model and files are encoded and
+    written behind it; `manifest.json` is rewritten every few seconds, and on SIGINT/SIGTERM
+    what finished is kept in it before the exit (130/143).
+    """
 
     def __init__(self, ctx: click.Context):
         from cnnviz_cli.io.outputs import Outputs
@@ -103,6 +148,13 @@ class Run:
         params["out"] = out
         self.outputs = Outputs(out, self.command, {k: _jsonable(v) for k, v in params.items()})
         self.params = params
+        self.finished = False
+        self._stream: Iterator | None = None
+        self._handlers: dict = {}
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self._handlers[number] = signal.signal(number, _interrupt)
+        ctx.call_on_close(self._close)
 
     def load_model(self):
         """Resolve `--model` and friends into a ResolvedModel (and note it in the manifest)."""
@@ -130,57 +182,127 @@ class Run:
 
         return Console(stderr=True).status(message)
 
-    def progress(self, items: list, description: str) -> Iterator:
+    def progress(self, items: Iterable, description: str, total: int | None = None) -> Iterator:
         """Iterate with a rich progress bar on a terminal; silently otherwise."""
-        if self.quiet or not sys.stderr.isatty() or len(items) < 2:
+        total = len(items) if total is None else total
+        if self.quiet or not sys.stderr.isatty() or total < 2:
             yield from items
             return
         from rich.console import Console
         from rich.progress import track
 
-        yield from track(items, description=description, console=Console(stderr=True))
+        yield from track(items, description=description, total=total, console=Console(stderr=True))
 
     def warn(self, message: str) -> None:
         """One line on stderr (even with --quiet: failures must be seen)."""
         click.echo(message, err=True)
 
     def image_batches(self, resolved) -> Iterator[list]:
-        """Load the IMAGES argument in batches of LoadedImage; unreadable files are recorded."""
-        from cnnviz_cli.io.images import (
-            LoadedImage,
-            collect_image_paths,
-            load_image,
-            output_keys,
-            resize,
-        )
+        """Stream the IMAGES argument as batches of LoadedImage, full except the last.
 
-        paths = collect_image_paths(self.params["images"])
+        Decoding runs in background threads a few batches ahead. Unreadable files are recorded
+        and skipped (with --fail-fast: the run stops); --shard and --skip-existing narrow the list.
+        """
+        from functools import partial
+
+        from cnnviz_cli.io.background import prefetch
+
+        items = self._selected_inputs()
         size = resolved.image_size(self.params.get("size"))
-        batch: list[LoadedImage] = []
-        for path, key in self.progress(list(zip(paths, output_keys(paths))), self.command):
+        batch_size = self.params["batch_size"]
+        load = partial(_load_input, channels=resolved.channels, size=size,
+                       max_pixels=self.params["max_pixels"])
+        self._stream = prefetch(load, items, ahead=2 * batch_size)
+        batch: list = []
+        for (path, _key), future in self.progress(self._stream, self.command, len(items)):
             try:
-                original = load_image(path, resolved.channels, self.params["max_pixels"])
+                batch.append(future.result())
             except InputError as error:
-                self.outputs.fail(str(path), str(error))
-                self.warn(f"Skipped {path}: {error}")
+                self._failed(path, error)
                 continue
-            batch.append(LoadedImage(path, key, original, resize(original, size)))
-            if len(batch) == self.params["batch_size"]:
-                yield batch
+            if len(batch) == batch_size:
+                yield from self._hand_out(batch)
                 batch = []
         if batch:
-            yield batch
+            yield from self._hand_out(batch)
+
+    def _selected_inputs(self) -> list[tuple[Path, str]]:
+        from cnnviz_cli.io.images import collect_image_paths, output_keys
+        from cnnviz_cli.io.manifests import finished_work
+
+        paths = collect_image_paths(self.params["images"])
+        # keys come from all inputs, so a shard names its folders as the whole run would
+        items = list(zip(paths, output_keys(paths), strict=True))
+        if self.params.get("shard"):
+            index, count = self.params["shard"]
+            items = items[index - 1 :: count]
+        if self.params.get("skip_existing"):
+            work = finished_work(self.outputs.root, self.command, self.outputs.options)
+            wanted = {key for _, key in items}
+            done = [item for item in work.inputs if item["key"] in wanted]
+            done_keys = {item["key"] for item in done}
+            self.outputs.carry([r for r in work.records if r["file"].split("/", 1)[0] in done_keys],
+                               done)
+            items = [item for item in items if item[1] not in done_keys]
+            if done and not self.quiet:
+                self.warn(f"Skipping {len(done)} image(s) an earlier run finished.")
+        return items
+
+    def _failed(self, path: Path, error: InputError) -> None:
+        self.outputs.fail(str(path), str(error))
+        if self.params.get("fail_fast"):
+            raise InputError(f"Stopped at the first bad input (--fail-fast): {error}")
+        self.warn(f"Skipped {path}: {error}")
+
+    def _hand_out(self, batch: list) -> Iterator[list]:
+        self.outputs.begin_batch([{"input": str(image.path), "key": image.key} for image in batch])
+        yield batch
+        self.outputs.end_batch()
+        self.outputs.write_manifest(min_interval=MANIFEST_INTERVAL)
+
+    def _save(self) -> str:
+        """Write manifest.json and index.html; return the manifest's text."""
+        import json
+
+        from cnnviz_cli.io.manifests import merge_manifests
+        from cnnviz_cli.io.outputs import REPORT, write_atomic
+        from cnnviz_cli.render.report import render_report
+
+        text = self.outputs.write_manifest()
+        page = render_report(merge_manifests([(json.loads(text), ".")]))
+        write_atomic(self.outputs.root / REPORT, page.encode("utf-8"))
+        return text
 
     def finish(self) -> None:
-        """Write the manifest, report, and exit 1 when some inputs failed."""
-        text = self.outputs.write_manifest()
+        """Wait for the writers, write the manifest and report; exit 1 when inputs failed."""
+        self.outputs.flush()
+        text = self._save()
+        self.finished = True
         if self.print_json:
             click.echo(text)
         count, failed = len(self.outputs.records), len(self.outputs.failures)
         if not self.quiet:
-            click.echo(f"Wrote {count} files to {self.outputs.root}/ (manifest.json).", err=True)
+            click.echo(
+                f"Wrote {count} files to {self.outputs.root}/ (manifest.json, index.html).",
+                err=True,
+            )
         if failed:
             self.warn(f"{failed} input(s) failed:")
             for failure in self.outputs.failures:
                 self.warn(f"  {failure['input']}: {failure['error']}")
             raise click.exceptions.Exit(1)
+
+    def _close(self) -> None:
+        """On any exit: stop the threads; after an error or a signal, keep what finished."""
+        for number, handler in self._handlers.items():
+            signal.signal(number, handler)
+        if self._stream is not None:
+            self._stream.close()
+        self.outputs.close()
+        if self.finished or not self.outputs.changed:
+            return
+        self._save()
+        self.warn(
+            f"Stopped early; the {len(self.outputs.records)} finished files are listed in "
+            f"{self.outputs.root}/manifest.json."
+        )

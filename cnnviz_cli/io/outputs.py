@@ -1,10 +1,20 @@
-"""Results out: files written atomically under one folder, and the manifest that lists them."""
+"""Results out: files encoded and written atomically in background threads, and the manifest.
+
+A file enters the manifest only once it is on disk; an input counts as finished (listed under
+`inputs`) once its whole batch has been handed back and all of that batch's files are written.
+"""
 
 import datetime
 import io
+import itertools
 import json
 import os
 import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +22,11 @@ from PIL import Image, PngImagePlugin
 
 from cnnviz_cli import __version__
 from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.io.background import BoundedPool
+
+MANIFEST = "manifest.json"
+REPORT = "index.html"
+WRITE_AHEAD = 16  # files queued or being encoded at most, so memory stays bounded
 
 
 def _json_default(value):
@@ -42,24 +57,62 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+@dataclass
+class _Batch:
+    """The inputs of one batch and how many of their files are still being written."""
+
+    number: int
+    inputs: list[dict]
+    pending: int = 0
+    handed_back: bool = False
+    lost: bool = False
+
+
 class Outputs:
-    """The output folder of one run: PNG/GIF/NPY files plus `manifest.json`."""
+    """The output folder of one run: PNG/GIF/NPY files plus `manifest.json`.
+
+    `save_*` return at once; encoding and writing happen in background threads. The array
+    passed in is handed over: do not modify it afterwards.
+    """
 
     def __init__(self, root: Path, command: str, options: dict):
         self.root = Path(root)
         self.command = command
         self.options = options
         self.model: dict | None = None
-        self.records: list[dict] = []
         self.failures: list[dict] = []
+        self.metrics: dict = {}  # named tables (lists of row dicts) shown in the report
+        self.changed = False  # True once this run saved a file or recorded a failure
         if self.root.exists() and not self.root.is_dir():
             raise CnnvizError(f"Output folder {self.root} is a file; choose another --out.")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise CnnvizError(f"Cannot create output folder {self.root}: {error.strerror}.") from None
+            raise CnnvizError(
+                f"Cannot create output folder {self.root}: {error.strerror}."
+            ) from None
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise CnnvizError(f"Output folder {self.root} is not writable; choose another --out.")
+        self._slots: list[dict | None] = []  # records in save order; None until on disk
+        self._finished: dict[int, list[dict]] = {}  # batch number -> its finished inputs
+        self._batch: _Batch | None = None
+        self._batch_numbers = itertools.count()
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._pool = BoundedPool(WRITE_AHEAD)
+        self._manifest_time = 0.0
+
+    @property
+    def records(self) -> list[dict]:
+        """The files on disk, in the order they were saved."""
+        with self._lock:
+            return [record for record in self._slots if record is not None]
+
+    @property
+    def inputs(self) -> list[dict]:
+        """The inputs whose every output is on disk."""
+        with self._lock:
+            return [item for number in sorted(self._finished) for item in self._finished[number]]
 
     def _provenance(self, record: dict) -> PngImagePlugin.PngInfo:
         info = PngImagePlugin.PngInfo()
@@ -73,44 +126,123 @@ class Outputs:
             info.add_text(key, str(value))
         return info
 
-    def _add(self, relative: str, record: dict) -> Path:
-        self.records.append({"file": relative, **record})
-        return self.root / relative
-
     def save_png(self, relative: str, image: np.ndarray, record: dict) -> Path:
         """Save a uint8 (height, width[, channels]) image and list it in the manifest."""
-        buffer = io.BytesIO()
-        picture = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image)
-        picture.save(buffer, format="PNG", pnginfo=self._provenance(record))
-        path = self._add(relative, record)
-        write_atomic(path, buffer.getvalue())
-        return path
+
+        def encode() -> bytes:
+            buffer = io.BytesIO()
+            squeeze = image.ndim == 3 and image.shape[-1] == 1
+            picture = Image.fromarray(image[..., 0] if squeeze else image)
+            picture.save(buffer, format="PNG", pnginfo=self._provenance(record))
+            return buffer.getvalue()
+
+        return self._submit(relative, record, encode)
 
     def save_gif(
         self, relative: str, frames: list[np.ndarray], record: dict, frame_ms: int = 120
     ) -> Path:
         """Save frames as a looping animated GIF."""
-        pictures = [Image.fromarray(frame) for frame in frames]
-        buffer = io.BytesIO()
-        pictures[0].save(
-            buffer, format="GIF", save_all=True, append_images=pictures[1:],
-            duration=frame_ms, loop=0,
-        )
-        path = self._add(relative, record)
-        write_atomic(path, buffer.getvalue())
-        return path
+
+        def encode() -> bytes:
+            pictures = [Image.fromarray(frame) for frame in frames]
+            buffer = io.BytesIO()
+            pictures[0].save(
+                buffer, format="GIF", save_all=True, append_images=pictures[1:],
+                duration=frame_ms, loop=0,
+            )
+            return buffer.getvalue()
+
+        return self._submit(relative, record, encode)
 
     def save_npy(self, relative: str, array: np.ndarray, record: dict) -> Path:
         """Save a raw array (e.g. an unnormalised heatmap)."""
-        buffer = io.BytesIO()
-        np.save(buffer, array)
-        path = self._add(relative, record)
-        write_atomic(path, buffer.getvalue())
+
+        def encode() -> bytes:
+            buffer = io.BytesIO()
+            np.save(buffer, array)
+            return buffer.getvalue()
+
+        return self._submit(relative, record, encode)
+
+    def _submit(self, relative: str, record: dict, encode: Callable[[], bytes]) -> Path:
+        self._raise_write_error()
+        path = self.root / relative
+        entry = {"file": relative, **record}
+        with self._lock:
+            slot = len(self._slots)
+            self._slots.append(None)
+            batch = self._batch
+            if batch is not None:
+                batch.pending += 1
+            self.changed = True
+        self._pool.submit(
+            lambda: write_atomic(path, encode()),
+            lambda future: self._written(future, slot, batch, entry),
+        )
         return path
+
+    def _written(self, future: Future, slot: int, batch: _Batch | None, entry: dict) -> None:
+        error = future.exception()
+        with self._lock:
+            if error is None:
+                self._slots[slot] = entry
+            else:
+                self._error = self._error or error
+            if batch is not None:
+                batch.pending -= 1
+                batch.lost = batch.lost or error is not None
+                self._settle(batch)
+
+    def _settle(self, batch: _Batch) -> None:
+        if batch.handed_back and batch.pending == 0 and not batch.lost:
+            self._finished[batch.number] = batch.inputs
+
+    def begin_batch(self, inputs: list[dict]) -> None:
+        """Files saved from now on belong to `inputs`, until the next batch begins."""
+        with self._lock:
+            self._hand_back()
+            self._batch = _Batch(next(self._batch_numbers), inputs)
+
+    def end_batch(self) -> None:
+        """The command is done with the current batch (its files may still be writing)."""
+        with self._lock:
+            self._hand_back()
+            self._batch = None
+
+    def _hand_back(self) -> None:
+        if self._batch is not None:
+            self._batch.handed_back = True
+            self._settle(self._batch)
+
+    def carry(self, records: list[dict], inputs: list[dict]) -> None:
+        """Keep finished work of a previous run in this run's manifest (--skip-existing)."""
+        with self._lock:
+            self._slots[:0] = records
+            self._finished[-1] = inputs
 
     def fail(self, source: str, message: str) -> None:
         """Record one input that could not be processed."""
         self.failures.append({"input": source, "error": message})
+        self.changed = True
+
+    def flush(self) -> None:
+        """Wait until every saved file is on disk; raise the first write error."""
+        self._pool.wait()
+        self._raise_write_error()
+
+    def close(self) -> None:
+        """Finish pending writes and stop the writer threads (errors are kept for flush)."""
+        self._pool.close()
+
+    def _raise_write_error(self) -> None:
+        error = self._error
+        if isinstance(error, OSError):
+            raise CnnvizError(
+                f"Cannot write to {self.root}: {error.strerror or error}; check free space and "
+                "permissions, or choose another --out."
+            )
+        if error is not None:
+            raise error
 
     def manifest(self) -> dict:
         """Everything the run did, as a JSON-ready dict."""
@@ -122,11 +254,17 @@ class Outputs:
             "options": self.options,
             "model": self.model,
             "outputs": self.records,
-            "failures": self.failures,
+            "inputs": self.inputs,
+            "failures": list(self.failures),
+            "metrics": self.metrics,
         }
 
-    def write_manifest(self) -> str:
-        """Write `manifest.json` atomically and return its text."""
+    def write_manifest(self, min_interval: float = 0.0) -> str | None:
+        """Write `manifest.json` atomically and return its text (None if written too recently)."""
+        now = time.monotonic()
+        if now - self._manifest_time < min_interval:
+            return None
         text = to_json(self.manifest())
-        write_atomic(self.root / "manifest.json", text.encode("utf-8"))
+        write_atomic(self.root / MANIFEST, text.encode("utf-8"))
+        self._manifest_time = now
         return text

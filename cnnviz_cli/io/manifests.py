@@ -1,0 +1,114 @@
+"""Manifests read back: resuming a run (--skip-existing) and merging several output folders."""
+
+import datetime
+import json
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnnviz_cli import __version__
+from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.io.outputs import MANIFEST
+
+# Options that change how a run is carried out, not what it computes.
+RUN_CONTROL = frozenset(
+    {"images", "out", "skip_existing", "fail_fast", "shard", "batch_size", "print_json"}
+)
+
+
+def read_manifest(folder: Path) -> dict:
+    """The manifest of an output folder, or one CnnvizError sentence."""
+    path = Path(folder) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CnnvizError(
+            f"No {MANIFEST} in {folder}: give an output folder written by a cnnviz command."
+        ) from None
+    except (OSError, ValueError) as error:
+        raise CnnvizError(f"Cannot read {path}: {error}.") from None
+    if not isinstance(manifest, dict) or manifest.get("tool") != "cnnviz":
+        raise CnnvizError(f"{path} is not a cnnviz manifest.")
+    return manifest
+
+
+@dataclass
+class FinishedWork:
+    """What an earlier run into the same folder finished: its inputs and their files."""
+
+    inputs: list[dict] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)
+
+    @property
+    def keys(self) -> set[str]:
+        return {item["key"] for item in self.inputs}
+
+
+def finished_work(root: Path, command: str, options: dict) -> FinishedWork:
+    """Inputs a previous run of the same command and options finished, files still on disk."""
+    if not (Path(root) / MANIFEST).is_file():
+        return FinishedWork()
+    previous = read_manifest(root)
+    old = {k: v for k, v in (previous.get("options") or {}).items() if k not in RUN_CONTROL}
+    new = {k: v for k, v in options.items() if k not in RUN_CONTROL}
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if previous.get("command") != command or changed:
+        what = ", ".join(changed) or f"the command {previous.get('command')}"
+        raise CnnvizError(
+            f"--skip-existing: {Path(root) / MANIFEST} comes from a run with different {what}; "
+            "rerun with the same options, or choose another --out."
+        )
+    by_key: dict[str, list[dict]] = {}
+    for record in previous.get("outputs", []):
+        by_key.setdefault(record["file"].split("/", 1)[0], []).append(record)
+    work = FinishedWork()
+    for item in previous.get("inputs", []):
+        records = by_key.get(item["key"], [])
+        if all((Path(root) / record["file"]).is_file() for record in records):
+            work.inputs.append(item)
+            work.records += records
+    return work
+
+
+def _rebased(manifest: dict, folder: str) -> dict:
+    """A manifest in merged form (a list of runs), its paths under `folder`."""
+
+    def under(path: str) -> str:
+        return posixpath.normpath(posixpath.join(folder, path))
+
+    if "runs" not in manifest:
+        run = {name: manifest.get(name) for name in ("command", "created", "options", "model")}
+        manifest = {
+            "runs": [{"folder": ".", **run, "metrics": manifest.get("metrics") or {}}],
+            **{
+                part: [{**item, "run": 0} for item in manifest.get(part, [])]
+                for part in ("outputs", "inputs", "failures")
+            },
+        }
+    return {
+        "runs": [{**run, "folder": under(run["folder"])} for run in manifest["runs"]],
+        "outputs": [{**record, "file": under(record["file"])} for record in manifest["outputs"]],
+        "inputs": manifest["inputs"],
+        "failures": manifest["failures"],
+    }
+
+
+def merge_manifests(parts: list[tuple[dict, str]]) -> dict:
+    """One manifest listing the runs of several (manifest, folder relative to the merged one)."""
+    merged = {
+        "tool": "cnnviz",
+        "version": __version__,
+        "command": "report",
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "runs": [],
+        "outputs": [],
+        "inputs": [],
+        "failures": [],
+    }
+    for manifest, folder in parts:
+        part = _rebased(manifest, folder)
+        offset = len(merged["runs"])
+        merged["runs"] += part["runs"]
+        for name in ("outputs", "inputs", "failures"):
+            merged[name] += [{**item, "run": item["run"] + offset} for item in part[name]]
+    return merged

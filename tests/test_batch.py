@@ -1,0 +1,318 @@
+"""Batch runs: streaming, background writes, resume, fail-fast, shards, interrupts, the report."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
+
+import click
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cnnviz_cli.cli.common import Run, image_options, output_options
+
+
+class FixedSize:
+    """The two things `Run.image_batches` asks of a resolved model."""
+
+    channels = 3
+
+    def image_size(self, size):
+        return (8, 8)
+
+
+@click.command()
+@image_options
+@output_options
+@click.pass_context
+def probe(ctx: click.Context, **options) -> None:
+    """Records the batches a command sees (and writes one small file per image)."""
+    run = Run(ctx)
+    for batch in run.image_batches(FixedSize()):
+        ctx.obj["batches"].append([image.key for image in batch])
+        for image in batch:
+            run.outputs.save_png(f"{image.key}/probe.png", image.resized,
+                                 {"input": str(image.path)})
+    run.finish()
+
+
+def run_probe(*args, expect: int = 0) -> list[list[str]]:
+    seen: list[list[str]] = []
+    result = CliRunner().invoke(probe, [str(a) for a in args], obj={"batches": seen, "quiet": True})
+    assert result.exit_code == expect, result.output
+    return seen
+
+
+def write_images(folder: Path, count: int, broken: tuple[int, ...] = (), size: int = 12) -> list:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(count)
+    names = []
+    for index in range(count):
+        path = folder / f"img{index:03d}.png"
+        if index in broken:
+            path.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+        else:
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
+        names.append(path.stem)
+    return names
+
+
+def activations_args(model_file: Path, images: Path, out: Path) -> list:
+    return ["activations", images, "-m", model_file, "--preprocess", "unit", "--size", "16",
+            "-l", "conv", "--max-channels", "4", "-o", out]
+
+
+def manifest_of(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def test_stream_keeps_order_and_full_batches_with_bounded_read_ahead(tmp_path, monkeypatch):
+    import cnnviz_cli.io.images as images
+
+    names = write_images(tmp_path / "in", 23, broken=(2, 9))
+    decoded, threads = [], set()
+    original = images.load_image
+
+    def load(path, *args):
+        threads.add(threading.current_thread().name)
+        decoded.append(path)
+        return original(path, *args)
+
+    monkeypatch.setattr(images, "load_image", load)
+    seen: list[list[str]] = []
+    consumed_at_batch = []
+
+    @click.command()
+    @image_options
+    @output_options
+    @click.pass_context
+    def watch(ctx, **options):
+        run = Run(ctx)
+        for batch in run.image_batches(FixedSize()):
+            consumed_at_batch.append(len(decoded) - sum(map(len, seen)) - len(batch))
+            seen.append([image.key for image in batch])
+        run.finish()
+
+    result = CliRunner().invoke(watch, [str(tmp_path / "in"), "--batch-size", "4", "-q", "-o",
+                                        str(tmp_path / "out")], obj={})
+    assert result.exit_code == 1  # two unreadable files, listed at the end
+    good = [name for index, name in enumerate(names) if index not in (2, 9)]
+    assert [key for batch in seen for key in batch] == good
+    assert [len(batch) for batch in seen] == [4, 4, 4, 4, 4, 1]
+    assert "MainThread" not in threads
+    assert max(consumed_at_batch) <= 2 * 4 + 2 + 4  # read-ahead bound (plus failures, workers)
+    manifest = manifest_of(tmp_path / "out")
+    assert [Path(f["input"]).stem for f in manifest["failures"]] == ["img002", "img009"]
+
+
+def test_files_enter_the_manifest_only_once_written(tmp_path, monkeypatch):
+    import cnnviz_cli.io.outputs as outputs_module
+
+    gate = threading.Event()
+    write = outputs_module.write_atomic
+
+    def slow_write(path, data):
+        if path.suffix == ".png":  # the manifest itself is written at once
+            gate.wait(10)
+        write(path, data)
+
+    monkeypatch.setattr(outputs_module, "write_atomic", slow_write)
+    outputs = outputs_module.Outputs(tmp_path, "probe", {})
+    outputs.begin_batch([{"input": "a.png", "key": "a"}])
+    for index in range(3):
+        outputs.save_png(f"a/{index}.png", np.zeros((4, 4, 3), np.uint8), {"index": index})
+    outputs.end_batch()
+    written = json.loads(outputs.write_manifest())
+    assert written["outputs"] == [] and written["inputs"] == []
+    gate.set()
+    outputs.flush()
+    final = outputs.manifest()
+    assert [record["index"] for record in final["outputs"]] == [0, 1, 2]
+    assert final["inputs"] == [{"input": "a.png", "key": "a"}]
+    assert all((tmp_path / record["file"]).is_file() for record in final["outputs"])
+    outputs.close()
+
+
+def test_write_error_surfaces_and_batch_stays_unfinished(tmp_path, monkeypatch):
+    import cnnviz_cli.io.outputs as outputs_module
+    from cnnviz_cli.errors import CnnvizError
+
+    def failing_write(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outputs_module, "write_atomic", failing_write)
+    outputs = outputs_module.Outputs(tmp_path, "probe", {})
+    outputs.begin_batch([{"input": "a.png", "key": "a"}])
+    outputs.save_png("a/x.png", np.zeros((4, 4), np.uint8), {})
+    outputs.end_batch()
+    with pytest.raises(CnnvizError, match="No space left on device"):
+        outputs.flush()
+    assert outputs.inputs == [] and outputs.records == []
+    outputs.close()
+
+
+@pytest.mark.parametrize("count, shards", [(10, 3), (7, 7), (3, 5)])
+def test_shards_partition_the_inputs(tmp_path, count, shards):
+    names = write_images(tmp_path / "in", count)
+    parts = [
+        {key for batch in run_probe(tmp_path / "in", "--shard", f"{k}/{shards}", "-o",
+                                    tmp_path / f"s{k}") for key in batch}
+        for k in range(1, shards + 1)
+    ]
+    assert set().union(*parts) == set(names)
+    assert sum(map(len, parts)) == count  # disjoint
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1  # balanced
+    assert parts[0] == {key for batch in run_probe(tmp_path / "in", "--shard", f"1/{shards}",
+                                                    "-o", tmp_path / "again") for key in batch}
+
+
+@pytest.mark.parametrize("spec", ["0/3", "4/3", "2", "a/b", "1/0"])
+def test_bad_shard_is_a_usage_error(tmp_path, spec):
+    result = CliRunner().invoke(probe, [str(tmp_path), "--shard", spec], obj={"batches": []})
+    assert result.exit_code == 2 and "K/N" in result.output
+
+
+def test_fail_fast_stops_at_first_bad_input(tmp_path):
+    write_images(tmp_path / "in", 5, broken=(1,))
+    seen = run_probe(tmp_path / "in", "--fail-fast", "--batch-size", "1", "-o", tmp_path / "out",
+                     expect=1)
+    assert seen == [["img000"]]
+    manifest = manifest_of(tmp_path / "out")
+    assert [Path(f["input"]).name for f in manifest["failures"]] == ["img001.png"]
+    assert [record["file"] for record in manifest["outputs"]] == ["img000/probe.png"]
+    assert not (tmp_path / "out" / "img002").exists()
+    assert len(run_probe(tmp_path / "in", "--batch-size", "1", "-o", tmp_path / "all",
+                         expect=1)) == 4  # by default the rest is done
+
+
+def test_skip_existing_recomputes_nothing_and_resumes_the_rest(tmp_path, run_cli, small_model_file):
+    write_images(tmp_path / "in", 5, size=20)
+    out = tmp_path / "out"
+    run_cli(*activations_args(small_model_file, tmp_path / "in", out), "-q")
+    first = manifest_of(out)
+    stamps = {r["file"]: (out / r["file"]).stat().st_mtime_ns for r in first["outputs"]}
+    assert len(stamps) == 10 and len(first["inputs"]) == 5
+
+    run_cli(*activations_args(small_model_file, tmp_path / "in", out), "-q", "--skip-existing")
+    second = manifest_of(out)
+    assert {r["file"]: (out / r["file"]).stat().st_mtime_ns for r in second["outputs"]} == stamps
+    assert second["inputs"] == first["inputs"]
+
+    (out / "img003" / "activations-conv.png").unlink()
+    run_cli(*activations_args(small_model_file, tmp_path / "in", out), "-q", "--skip-existing")
+    third = manifest_of(out)
+    changed = {f for f in stamps if (out / f).stat().st_mtime_ns != stamps.get(f)}
+    assert changed == {"img003/activations-conv.png", "img003/activations-conv-overlay.png"}
+    assert sorted(r["file"] for r in third["outputs"]) == sorted(stamps)
+
+    result = run_cli(*activations_args(small_model_file, tmp_path / "in", out), "--skip-existing",
+                     "--max-channels", "2", expect=2)
+    assert "different max_channels" in result.output
+
+
+class ImageSources(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources, self.external = [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img" and "src" in attrs:  # the full-size viewer has none until opened
+            self.sources.append(unquote(attrs["src"]))
+        if tag in ("link", "iframe") or (tag == "script" and "src" in attrs):
+            self.external.append(tag)
+
+
+def test_report_merges_shards_into_one_page(tmp_path, run_cli, small_model_file):
+    write_images(tmp_path / "in", 5, size=20)
+    odd = tmp_path / "in" / "odd name & 'quote' #1.png"  # escaped in HTML and in URLs
+    odd.write_bytes((tmp_path / "in" / "img001.png").read_bytes())
+    for k in (1, 2):
+        run_cli(*activations_args(small_model_file, tmp_path / "in", tmp_path / "jobs" / f"s{k}"),
+                "-q", "--shard", f"{k}/2")
+    run_cli("-q", "report", tmp_path / "jobs" / "s1", tmp_path / "jobs" / "s2")
+    merged = manifest_of(tmp_path / "jobs")
+    shards = [manifest_of(tmp_path / "jobs" / f"s{k}") for k in (1, 2)]
+    assert merged["command"] == "report" and [r["folder"] for r in merged["runs"]] == ["s1", "s2"]
+    assert len(merged["outputs"]) == sum(len(s["outputs"]) for s in shards) == 12
+    assert len(merged["inputs"]) == 6
+    assert all((tmp_path / "jobs" / r["file"]).is_file() for r in merged["outputs"])
+
+    page = ImageSources()
+    page.feed((tmp_path / "jobs" / "index.html").read_text())
+    assert sorted(page.sources) == sorted(r["file"] for r in merged["outputs"])
+    assert page.external == []
+    text = (tmp_path / "jobs" / "index.html").read_text()
+    assert "http://" not in text and "https://" not in text
+
+    own = ImageSources()  # each run's own page shows its own files
+    own.feed((tmp_path / "jobs" / "s1" / "index.html").read_text())
+    assert sorted(own.sources) == sorted(r["file"] for r in shards[0]["outputs"])
+
+    result = run_cli("report", tmp_path / "jobs" / "s1", "-o", tmp_path / "jobs" / "s2", expect=2)
+    assert "belongs to a cnnviz run" in result.output
+
+
+def test_report_needs_a_manifest(run_cli, tmp_path):
+    result = run_cli("report", tmp_path, expect=2)
+    assert "No manifest.json" in result.output
+
+
+def test_sigint_in_process_exits_130_and_keeps_what_finished(tmp_path, run_cli, small_model_file):
+    write_images(tmp_path / "in", 60, size=16)
+    out = tmp_path / "out"
+
+    def interrupt_after_first_manifest():
+        deadline = time.monotonic() + 60
+        while not (out / "manifest.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    handler = signal.getsignal(signal.SIGINT)
+    threading.Thread(target=interrupt_after_first_manifest, daemon=True).start()
+    args = activations_args(small_model_file, tmp_path / "in", out)
+    result = run_cli(*args, "--batch-size", "2", expect=130)
+    assert "Interrupted" in result.output
+    assert signal.getsignal(signal.SIGINT) is handler  # restored
+    check_interrupted_folder(out, total=60)
+
+
+def check_interrupted_folder(out: Path, total: int) -> None:
+    manifest = manifest_of(out)  # valid JSON
+    files = {r["file"] for r in manifest["outputs"]}
+    assert files and all((out / f).is_file() for f in files)
+    assert not list(out.rglob("*.tmp"))
+    assert 0 < len(manifest["inputs"]) < total
+    for item in manifest["inputs"]:  # a finished input has all its files
+        assert {f"{item['key']}/activations-conv.png",
+                f"{item['key']}/activations-conv-overlay.png"} <= files
+
+
+@pytest.mark.slow
+def test_sigterm_subprocess_exits_143_then_resume_finishes(tmp_path, small_model_file):
+    write_images(tmp_path / "in", 150, size=16)
+    out = tmp_path / "out"
+    executable = Path(sys.executable).with_name("cnnviz")
+    arguments = activations_args(small_model_file, tmp_path / "in", out)
+    command = [str(a) for a in [executable, "-q", *arguments, "--batch-size", "2"]]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "manifest.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 143, errors
+    check_interrupted_folder(out, total=150)
+
+    resumed = subprocess.run([*command, "--skip-existing"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    manifest = manifest_of(out)
+    assert len(manifest["inputs"]) == 150 and len(manifest["outputs"]) == 300
