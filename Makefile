@@ -25,6 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check cnnviz_cli tests
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]' || echo "tf-keras-vis not installable: comparisons skipped"
 	$(BIN)/python -m benchmarks.run
 
 clean:
