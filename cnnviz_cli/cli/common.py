@@ -275,6 +275,7 @@ class Run:
 
     def finish(self) -> None:
         """Wait for the writers, write the manifest and report; exit 1 when inputs failed."""
+        self.outputs.end_batch()  # the command is done with every batch it took
         self.outputs.flush()
         text = self._save()
         self.finished = True
