@@ -51,6 +51,7 @@ def reference_pass(model, x):
 def references(model, x, classes, max_channels):
     """Every method written from its paper, for image n explaining classes[n]."""
     activations, logits, weights = reference_pass(model, x)
+    kernel = np.float64(model.get_weights()[0])
     maps = {name: [] for name in METHODS}
     for n, c in enumerate(classes):
         a = activations[n]  # (h, w, k)
@@ -67,6 +68,14 @@ def references(model, x, classes, max_channels):
         maps["xgradcam"].append(np.einsum("k,hwk->hw", (normalised * g).sum(axis=(0, 1)), a))
         maps["layercam"].append((np.maximum(g, 0) * a).sum(axis=-1))
         maps["hirescam"].append((g * a).sum(axis=-1))
+        # Guided GradCAM: the logit guided-backpropagated to the pixels (pass where A > 0 and
+        # the gradient > 0; the 'same' conv keeps the size, so GradCAM needs no upsampling).
+        guided = np.where(a > 0, np.maximum(g, 0), 0.0)
+        back = np.zeros((SIZE + 2, SIZE + 2, CHANNELS))
+        for i, j in np.ndindex(3, 3):
+            back[i:i + SIZE, j:j + SIZE] += guided @ kernel[i, j].T
+        saliency = np.abs(back[1:-1, 1:-1]).max(axis=-1)
+        maps["guided-gradcam"].append(saliency * np.maximum(maps["gradcam"][-1], 0))
         flat = a.reshape(-1, a.shape[-1])
         projection = flat @ np.linalg.svd(flat)[2][0]
         maps["eigencam"].append((projection * np.sign(projection.sum())).reshape(a.shape[:2]))

@@ -5,7 +5,8 @@ import click
 from cnnviz_cli.cli.common import Run, image_options, model_options, output_options, slug
 
 METHOD_NAMES = (
-    "gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, scorecam, faster-scorecam"
+    "gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, scorecam, faster-scorecam, "
+    "guided-gradcam"
 )
 
 

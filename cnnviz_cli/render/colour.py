@@ -58,3 +58,12 @@ def overlay(
     base = as_rgb(image).astype(np.float32)
     coloured = colorize(resize_map(heat, base.shape[:2]), colormap).astype(np.float32)
     return (base * (1.0 - alpha) + coloured * alpha).round().astype(np.uint8)
+
+
+def signed_image(values: np.ndarray, percentile: float = 99.5) -> np.ndarray:
+    """A signed map or gradient as uint8 pixels: grey is zero, and the `percentile` of the
+    absolute values (robust to a few outliers) reaches black or white."""
+    values = np.asarray(values, dtype=np.float32)
+    magnitudes = np.abs(values)
+    scale = float(np.percentile(magnitudes, percentile)) or float(magnitudes.max()) or 1.0
+    return to_uint8(0.5 + 0.5 * values / scale)

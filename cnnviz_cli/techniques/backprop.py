@@ -6,6 +6,7 @@ follows the chosen rule; everything else backpropagates as usual (max pooling ro
 its switches, convolutions through their transposed filters).
 """
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from cnnviz_cli.models.extract import build_extractor
+from cnnviz_cli.techniques.targets import class_scores
 
 
 def _guided(forward_input: tf.Tensor, upstream: tf.Tensor) -> tf.Tensor:
@@ -91,6 +93,29 @@ def rule_model(model: keras.Model, rule: str, layer_paths: list[str]) -> keras.M
     return build_extractor(
         model, layer_paths, logits=True, replace=lambda layer: _stand_in(layer, rule)
     )
+
+
+def class_gradients(
+    model: keras.Model, inputs: tf.Tensor, classes: tf.Tensor, rule: str = "guided",
+    output_index: int = 0,
+) -> tf.Tensor:
+    """Input gradients of each item's class logit through the rule ReLUs (compiled, cached)."""
+    return _class_gradient_function(model, rule, output_index)(inputs, classes)
+
+
+@functools.lru_cache(maxsize=4)
+def _class_gradient_function(model: keras.Model, rule: str, output_index: int) -> Callable:
+    network = rule_model(model, rule, [])
+
+    @tf.function(reduce_retracing=True)
+    def gradients(inputs, classes):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            logits = tf.nest.flatten(network(inputs, training=False))[output_index]
+            scores = class_scores(logits, classes)
+        return tape.gradient(scores, inputs)
+
+    return gradients
 
 
 @dataclass

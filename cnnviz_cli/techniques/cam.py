@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.models.extract import build_extractor
+from cnnviz_cli.techniques.backprop import class_gradients
 from cnnviz_cli.techniques.targets import class_scores
 
 
@@ -217,6 +218,19 @@ def _faster_scorecam(cam_pass: CamPass) -> tf.Tensor:
     variance = tf.math.reduce_variance(activations, axis=[1, 2])
     channels = tf.math.top_k(variance, count).indices
     return _score_weighted(cam_pass, tf.gather(activations, channels, axis=3, batch_dims=1))
+
+
+@register("guided-gradcam")
+def _guided_gradcam(cam_pass: CamPass) -> tf.Tensor:
+    """Selvaraju et al.: guided backprop (largest absolute colour channel) times the GradCAM
+    map upsampled to the input, a class-discriminative map at pixel resolution."""
+    explainer = cam_pass.explainer
+    gradients = class_gradients(
+        explainer.model, cam_pass.inputs, cam_pass.classes, "guided", explainer.output_index
+    )
+    heat = _gradcam(cam_pass.activations, cam_pass.gradients)[..., None]
+    upsampled = tf.image.resize(heat, tf.shape(gradients)[1:3], method="bilinear")[..., 0]
+    return tf.reduce_max(tf.abs(gradients), axis=-1) * upsampled
 
 
 def class_logits(logits: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
