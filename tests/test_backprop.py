@@ -27,8 +27,9 @@ def relu_zoo(keras):
     return model
 
 
-def _numpy_projection(model, image, channel, rule):
-    """Forward pass and the rule's backward pass written out by hand for `relu_zoo`."""
+def _numpy_projection(model, image, channel, rule, extent="unit"):
+    """Forward pass and the rule's backward pass written out by hand for `relu_zoo`: from the
+    channel's strongest unit alone (extent "unit") or from its whole map ("map")."""
     kernel1, bias1, kernel2, bias2, kernel3, bias3 = model.get_weights()
     z1 = np.zeros((4, 4, 2))
     for i in range(4):
@@ -42,7 +43,7 @@ def _numpy_projection(model, image, channel, rule):
     y3 = np.maximum(z3, 0)
     row, column = np.unravel_index(np.argmax(y3[..., channel]), (2, 2))
     upstream = np.zeros_like(z3)
-    upstream[row, column, channel] = 1.0
+    upstream[(row, column, channel) if extent == "unit" else (..., channel)] = 1.0
     rule = NUMPY_RULES[rule]
     upstream = rule(z2, rule(z3, upstream) @ kernel3[0, 0].T) @ kernel2[0, 0].T
     unpooled = np.zeros_like(z1)
@@ -62,15 +63,16 @@ def zoo_images():
     return np.random.default_rng(5).normal(size=(3, 6, 6, 1)).astype("float32")
 
 
+@pytest.mark.parametrize("extent", ["unit", "map"])
 @pytest.mark.parametrize("rule", ["guided", "deconvnet"])
-def test_projection_matches_numpy_rule(relu_zoo, zoo_images, rule):
+def test_projection_matches_numpy_rule(relu_zoo, zoo_images, rule, extent):
     from cnnviz_cli.techniques.backprop import Projector
 
-    projector = Projector(relu_zoo, "top_relu", rule, (6, 6, 1))
+    projector = Projector(relu_zoo, "top_relu", rule, (6, 6, 1), extent=extent)
     result = projector(zoo_images, channels=[0, 1])
     for index, image in enumerate(zoo_images.astype("float64")):
         for slot, channel in enumerate((0, 1)):
-            gradient, value, position = _numpy_projection(relu_zoo, image, channel, rule)
+            gradient, value, position = _numpy_projection(relu_zoo, image, channel, rule, extent)
             np.testing.assert_allclose(result.images[index, slot], gradient, atol=1e-4)
             np.testing.assert_allclose(result.activations[index, slot], value, atol=1e-4)
             assert tuple(result.positions[index, slot]) == position

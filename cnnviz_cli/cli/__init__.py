@@ -8,8 +8,10 @@ import click
 from cnnviz_cli import __version__
 from cnnviz_cli.cli.activations import activations
 from cnnviz_cli.cli.cam import cam
+from cnnviz_cli.cli.dream import dream
 from cnnviz_cli.cli.filters import filters
 from cnnviz_cli.cli.inspect import layers, models
+from cnnviz_cli.cli.reconstruct import reconstruct
 from cnnviz_cli.cli.report import report
 from cnnviz_cli.errors import CnnvizError
 
@@ -64,7 +66,7 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     ctx.obj = {"debug": debug, "quiet": quiet}
 
 
-for command in (activations, cam, filters, layers, models, report):
+for command in (activations, cam, dream, filters, layers, models, reconstruct, report):
     cli.add_command(command)
 
 

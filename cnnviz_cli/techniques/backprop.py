@@ -120,27 +120,28 @@ def _class_gradient_function(model: keras.Model, rule: str, output_index: int) -
 
 @dataclass
 class Projections:
-    """Single activations of one layer projected into pixel space, `count` per image."""
+    """Activations of one layer projected into pixel space, `count` channels per image."""
 
     layer_path: str
     rule: str
-    channels: np.ndarray  # (batch, count) the channel of each projected activation
-    positions: np.ndarray  # (batch, count, 2) its (row, column) in the feature map
-    activations: np.ndarray  # (batch, count) its value
+    channels: np.ndarray  # (batch, count) the channel of each projection
+    positions: np.ndarray  # (batch, count, 2) (row, column) of its strongest activation
+    activations: np.ndarray  # (batch, count) the value of that activation
     images: np.ndarray  # (batch, count, height, width, channels) the projections
 
 
 class Projector:
     """Compiled deconvnet / guided-backprop projections of the strongest activations of a layer.
 
-    Each projected activation is one unit (the channel's strongest position): all other units of
-    the layer are set to zero, as in Zeiler & Fergus, and the signal goes down to the pixels.
+    With `extent="unit"` each projected activation is one unit, the channel's strongest
+    position: all other units of the layer are set to zero, as in Zeiler & Fergus, and the signal
+    goes down to the pixels. With `extent="map"` the channel's whole feature map is projected.
     Inputs are raw pixel batches in [0, 255]; `preprocess` (TF ops) turns them into the model's
     input inside the compiled pass, so projections live in RGB pixel space.
     """
 
     def __init__(self, model: keras.Model, layer_path: str, rule: str, input_shape: tuple,
-                 preprocess: Callable = tf.identity):
+                 preprocess: Callable = tf.identity, extent: str = "unit"):
         self.layer_path, self.rule = layer_path, rule
         network = rule_model(model, rule, [layer_path])
         self.num_channels = int(network.outputs[0].shape[-1])
@@ -161,7 +162,8 @@ class Projector:
                 units = tf.reshape(chosen, [tf.shape(chosen)[0], -1])
                 peaks = tf.argmax(units, axis=1, output_type=tf.int32)
                 values = tf.gather(units, peaks, axis=1, batch_dims=1)
-            gradients = tape.gradient(values, tiled)
+                projected = values if extent == "unit" else tf.reduce_sum(units, axis=1)
+            gradients = tape.gradient(projected, tiled)
             width = tf.shape(chosen)[2]
             return gradients, tf.stack([peaks // width, peaks % width], axis=-1), values
 

@@ -1,0 +1,134 @@
+"""`cnnviz reconstruct`: what a layer keeps (inversion) and what drives its units (projections)."""
+
+import click
+
+from cnnviz_cli.cli.common import Run, image_options, model_options, output_options, slug
+
+
+@click.command()
+@image_options
+@model_options
+@click.option("--method", type=click.Choice(["guided", "deconvnet", "inversion"]),
+              default="guided", show_default=True,
+              help="guided backprop or deconvnet projections of single activations, or feature "
+              "inversion (an image optimised to have the input's features).")
+@click.option("-l", "--layer", "layer_specs", multiple=True, metavar="LAYER",
+              help="Feature-map layer, `auto` (four from shallow to deep) or `all`. Repeatable.")
+@click.option("--top-k", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Projections: the channels with the strongest activation, one panel each.")
+@click.option("--filter", "filters", multiple=True, type=click.IntRange(min=0), metavar="N",
+              help="Projections: project these channels instead of the top-k. Repeatable.")
+@click.option("--extent", type=click.Choice(["map", "unit"]), default="map", show_default=True,
+              help="Projections: each channel's whole feature map, or only its strongest "
+              "activation (as Zeiler & Fergus; drawn beside the image patch it sees).")
+@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Inversion: optimisation steps.")
+@click.option("--tv-weight", type=click.FloatRange(min=0), default=0.1, show_default=True,
+              help="Inversion: weight of the total-variation prior.")
+@click.option("--alpha-weight", type=click.FloatRange(min=0), default=0.05, show_default=True,
+              help="Inversion: weight of the alpha-norm prior (alpha = 6).")
+@click.option("--parameterization", type=click.Choice(["fourier", "pixel"]), default="fourier",
+              show_default=True,
+              help="Inversion: optimise a decorrelated spectrum (smoother) or the pixels.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@output_options
+@click.pass_context
+def reconstruct(ctx: click.Context, **options) -> None:
+    """Project a layer's activations back to pixels, or invert its features.
+
+    guided / deconvnet: for each layer, the strongest activation of each of the top-k channels
+    (or of each --filter) projected into pixel space, one panel each
+    (<out>/<image>/reconstruct-<method>-<layer>.png). inversion: an image optimised so that its
+    features at each layer match the input's; the strip from shallow to deep shows what each
+    depth keeps (reconstruct-inversion.png); the manifest records the relative feature error.
+
+    \b
+    Example:
+      cnnviz reconstruct sample_images/ --method guided -l block3_conv2 -o out/
+      cnnviz reconstruct sample_images/ --method inversion -l block1_conv1 -l block3_conv2 -o out/
+    """
+    from cnnviz_cli.models.layers import resolve_feature_maps
+
+    run = Run(ctx)
+    resolved = run.load_model()
+    layers = [info.path for info in resolve_feature_maps(resolved.model, options["layer_specs"])]
+    shape = (*resolved.image_size(options["size"]), resolved.channels)
+    if options["method"] == "inversion":
+        _invert(run, resolved, layers, options)
+    else:
+        _project(run, resolved, layers, shape, options)
+    run.finish()
+
+
+def _project(run: Run, resolved, layers: list[str], shape: tuple, options: dict) -> None:
+    import numpy as np
+
+    from cnnviz_cli.errors import CnnvizError
+    from cnnviz_cli.render.colour import signed_image
+    from cnnviz_cli.render.grid import grid, upscale
+    from cnnviz_cli.render.maps import receptive_field_pair
+    from cnnviz_cli.techniques.backprop import Projector
+
+    method, extent, filters = options["method"], options["extent"], list(options["filters"])
+    projectors = [Projector(resolved.model, path, method, shape, resolved.preprocess, extent)
+                  for path in layers]
+    for projector in projectors:
+        if filters and max(filters) >= projector.num_channels:
+            raise CnnvizError(
+                f"--filter {max(filters)} is out of range: layer {projector.layer_path!r} has "
+                f"{projector.num_channels} channels (0 to {projector.num_channels - 1})."
+            )
+
+    def tile(image: np.ndarray, projection: np.ndarray) -> np.ndarray:
+        if extent == "map":
+            return upscale(signed_image(projection), 128)
+        return receptive_field_pair(image, projection)
+
+    for batch in run.image_batches(resolved):
+        pixels = np.stack([image.resized for image in batch]).astype("float32")
+        for projector in projectors:
+            result = projector(pixels, options["top_k"], filters or None)
+            for index, image in enumerate(batch):
+                channels = result.channels[index].tolist()
+                values = result.activations[index].tolist()
+                tiles = [tile(image.resized, projection) for projection in result.images[index]]
+                labels = [f"ch {c} · {v:.3g}" for c, v in zip(channels, values, strict=True)]
+                if extent == "map":
+                    tiles, labels = [upscale(image.resized, 128), *tiles], ["input", *labels]
+                title = f"{image.path.name} · {method} · {result.layer_path}"
+                run.outputs.save_png(
+                    f"{image.key}/reconstruct-{method}-{slug(result.layer_path)}.png",
+                    grid(tiles, labels, columns=min(len(tiles), 4), title=title),
+                    {"input": str(image.path), "method": method, "layer": result.layer_path,
+                     "extent": extent, "channels": channels, "activations": values,
+                     "positions": result.positions[index].tolist()},
+                )
+
+
+def _invert(run: Run, resolved, layers: list[str], options: dict) -> None:
+    import numpy as np
+
+    from cnnviz_cli.render.colour import to_uint8
+    from cnnviz_cli.render.grid import strip, upscale
+    from cnnviz_cli.techniques.reconstruct import InversionConfig, Inverter
+
+    config = InversionConfig(
+        steps=options["steps"], tv=options["tv_weight"], alpha=options["alpha_weight"],
+        parameterization=options["parameterization"], seed=options["seed"],
+    )
+    inverters = [Inverter(resolved.model, path, resolved.preprocess) for path in layers]
+    for batch in run.image_batches(resolved):
+        pixels = np.stack([image.resized for image in batch]).astype("float32")
+        results = [inverter(pixels, config) for inverter in inverters]
+        for index, image in enumerate(batch):
+            errors = [float(result.feature_errors[index]) for result in results]
+            panels = [image.resized, *(to_uint8(result.images[index]) for result in results)]
+            pairs = zip(layers, errors, strict=True)
+            labels = ["input", *(f"{path} · {error:.2f}" for path, error in pairs)]
+            run.outputs.save_png(
+                f"{image.key}/reconstruct-inversion.png",
+                strip([upscale(panel, 160) for panel in panels], labels,
+                      title=f"{image.path.name} · feature inversion (relative feature error)"),
+                {"input": str(image.path), "method": "inversion", "layers": layers,
+                 "feature_errors": dict(zip(layers, errors, strict=True))},
+            )

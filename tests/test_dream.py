@@ -1,0 +1,125 @@
+"""DeepDream: the tiled objective and its gradient, the spec grammar, a dream on the demo model."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnviz_cli.errors import CnnvizError
+
+
+@pytest.fixture(scope="module")
+def free_size_model(keras):
+    """input (None, None, 3) -> conv 'conv' (3 filters 3x3, ReLU): any image size works."""
+    inputs = keras.Input((None, None, 3))
+    outputs = keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="conv")(inputs)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(9)
+    model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [("conv", ("conv", 1.0, None)), ("conv:2", ("conv", 1.0, 2)),
+     ("conv:1.5", ("conv", 1.5, None)), ("base/conv:2:0.5", ("base/conv", 0.5, 2))],
+)
+def test_layer_specs(spec, expected):
+    from cnnviz_cli.techniques.dream import DreamLayer
+
+    layer = DreamLayer.parse(spec)
+    assert (layer.path, layer.weight, layer.channel) == expected
+
+
+@pytest.mark.parametrize("spec", ["conv:x", "conv:1:2:3", "conv:1.5:2"])
+def test_bad_layer_specs_say_how_to_write_them(spec):
+    from cnnviz_cli.techniques.dream import DreamLayer
+
+    with pytest.raises(CnnvizError, match="LAYER:CHANNEL"):
+        DreamLayer.parse(spec)
+
+
+def test_tiled_objective_and_gradient_stitch_the_tiles(free_size_model):
+    """12x10 image, 5x4 tiles: rows start at 0, 5, 7 and columns at 0, 4, 6 (the last tile of
+    each is moved back to end at the edge). Value: the mean of the 9 tile scores; gradient: the
+    tiles' own gradients added where they lie, over 9 (weights 2 on the layer, 0.5 on channel 1).
+    """
+    import tensorflow as tf
+
+    from cnnviz_cli.techniques.dream import DreamConfig, Dreamer, DreamLayer
+
+    layers = [DreamLayer("conv", 2.0), DreamLayer("conv", 0.5, channel=1)]
+    dreamer = Dreamer(free_size_model, layers, lambda x: x / 255.0, DreamConfig())
+    image = tf.random.stateless_uniform((1, 12, 10, 3), (1, 2))
+
+    def tile_score(crop):
+        maps = free_size_model(crop)
+        return 2.0 * tf.reduce_mean(maps**2) + 0.5 * tf.reduce_mean(maps[..., 1] ** 2)
+
+    expected_value, expected_gradient = 0.0, np.zeros((12, 10, 3))
+    for y in (0, 5, 7):
+        for x in (0, 4, 6):
+            crop = image[:, y:y + 5, x:x + 4]
+            with tf.GradientTape() as tape:
+                tape.watch(crop)
+                score = tile_score(crop)
+            expected_value += float(score) / 9
+            expected_gradient[y:y + 5, x:x + 4] += tape.gradient(score, crop)[0].numpy() / 9
+    with tf.GradientTape() as tape:
+        tape.watch(image)
+        value = dreamer.objective((5, 4))(image, None)
+    np.testing.assert_allclose(float(value[0]), expected_value, rtol=1e-5)
+    np.testing.assert_allclose(tape.gradient(value, image)[0], expected_gradient, atol=1e-6)
+
+
+def test_tiles_split_the_image_evenly_and_octaves_grow_to_it(free_size_model):
+    from cnnviz_cli.techniques.dream import DreamConfig, Dreamer, DreamLayer
+
+    dreamer = Dreamer(free_size_model, [DreamLayer("conv")], lambda x: x,
+                      DreamConfig(octaves=3, octave_scale=2.0, tile=512))
+    assert dreamer.tile_shape(2048, 1100) == (512, 367)  # 4 x 3 tiles
+    assert dreamer.tile_shape(300, 200) == (300, 200)
+    assert dreamer.octave_shapes(400, 100) == [(100, 25), (200, 50), (400, 100)]
+
+
+@pytest.fixture(scope="module")
+def shape_photo():
+    from cnnviz_cli.demo.shapes import draw_scene
+
+    image, _ = draw_scene(np.random.default_rng(3), 80, [3])
+    return image
+
+
+def test_dream_raises_its_objective_and_repeats_bytes(demo_resolved, shape_photo):
+    from cnnviz_cli.techniques.dream import DreamConfig, Dreamer, DreamLayer
+
+    config = DreamConfig(octaves=2, steps=10, step_size=0.02, seed=4)
+    dreamer = Dreamer(demo_resolved.model, [DreamLayer("block3_conv2")],
+                      demo_resolved.preprocess, config)
+    first, again = dreamer(shape_photo), dreamer(shape_photo)
+    assert first.image.shape == (80, 80, 3)
+    assert first.objective_after >= 3 * first.objective_before, (
+        first.objective_before, first.objective_after)
+    assert first.image.tobytes() == again.image.tobytes()
+    assert dreamer.score(first.image[None]) == pytest.approx(first.objective_after, rel=1e-4)
+
+
+def test_dream_command_writes_dream_blend_and_gif(run_cli, sample_dir, tmp_path):
+    out = tmp_path / "out"
+    run_cli("dream", sample_dir / "star.png", "-l", "block3_conv2", "-l", "block4_conv:0.5",
+            "--octaves", "2", "--steps", "4", "--blend", "0.5", "--gif", "-o", out)
+    original = np.asarray(Image.open(sample_dir / "star.png").convert("RGB"))
+    dreamed = np.asarray(Image.open(out / "star" / "dream.png"))
+    blended = np.asarray(Image.open(out / "star" / "dream-blend.png"))
+    assert dreamed.shape == original.shape
+    np.testing.assert_allclose(blended, 0.5 * dreamed + 0.5 * original, atol=1)
+    assert Image.open(out / "star" / "dream.gif").n_frames > 4
+    record = json.loads((out / "manifest.json").read_text())["outputs"][0]
+    assert record["objective_after"] > record["objective_before"] > 0
+    assert [layer["weight"] for layer in record["layers"]] == [1.0, 0.5]
+
+
+def test_dream_refuses_an_unknown_layer(run_cli, sample_dir, tmp_path):
+    result = run_cli("dream", sample_dir, "-l", "block9", "-o", tmp_path, expect=2)
+    assert "No such layer" in result.output
