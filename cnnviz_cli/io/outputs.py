@@ -100,7 +100,8 @@ class Outputs:
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         self._pool = BoundedPool(WRITE_AHEAD)
-        self._manifest_time = 0.0
+        self._manifest_time = -float("inf")
+        self._manifest_cost = 0.0
 
     @property
     def records(self) -> list[dict]:
@@ -259,12 +260,19 @@ class Outputs:
             "metrics": self.metrics,
         }
 
-    def write_manifest(self, min_interval: float = 0.0) -> str | None:
-        """Write `manifest.json` atomically and return its text (None if written too recently)."""
-        now = time.monotonic()
-        if now - self._manifest_time < min_interval:
+    def write_manifest(self, min_interval: float | None = None) -> str | None:
+        """Write `manifest.json` atomically and return its text.
+
+        With `min_interval`, skip (return None) if the last write was less than that many
+        seconds ago, or less than 20 times its own duration: rewriting a growing manifest then
+        never takes more than a twentieth of the run.
+        """
+        started = time.monotonic()
+        elapsed = started - self._manifest_time
+        if min_interval is not None and elapsed < max(min_interval, 20 * self._manifest_cost):
             return None
         text = to_json(self.manifest())
         write_atomic(self.root / MANIFEST, text.encode("utf-8"))
-        self._manifest_time = now
+        self._manifest_time = started
+        self._manifest_cost = time.monotonic() - started
         return text
