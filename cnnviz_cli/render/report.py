@@ -9,7 +9,7 @@ import posixpath
 from urllib.parse import quote
 
 PICTURE_SUFFIXES = (".png", ".gif", ".jpg", ".jpeg", ".webp")
-CAPTION_FIELDS = ("method", "layer", "kind", "filter", "channel", "label", "class", "score")
+CAPTION_FIELDS = ("kind", "layer", "filter", "channel", "step")
 PREDICTION_FIELDS = ("predicted", "prediction", "label", "class_name")
 SCORE_FIELDS = ("score", "probability", "confidence")
 METRIC_SUFFIXES = ("_auc", "_error", "_accuracy")  # per-file numbers averaged in the report
@@ -43,6 +43,7 @@ details summary { cursor:pointer; font-weight:600; }
 .pill { display:inline-block; background:#eef2ff; color:var(--accent); border-radius:10px;
         padding:1px 9px; margin-left:8px; font-size:12px; font-weight:600; }
 .failure { color:#b42318; }
+.techniques { display:flex; flex-wrap:wrap; gap:0 32px; }
 .gallery { display:flex; flex-wrap:wrap; gap:12px; }
 figure { margin:0; width:188px; }
 figure a { display:flex; align-items:center; justify-content:center; height:172px;
@@ -198,6 +199,9 @@ def _failures_section(failures: list[dict]) -> str:
 
 def _caption(record: dict) -> str:
     shown = [_value(record[name]) for name in CAPTION_FIELDS if _is_scalar(record.get(name))]
+    label, score = record.get("label", record.get("class")), record.get("score")
+    if _is_scalar(label):
+        shown.append(f"{label} {score:.3g}" if isinstance(score, float) else str(label))
     return " · ".join(shown) or posixpath.basename(record["file"])
 
 
@@ -237,14 +241,14 @@ def _image_article(name: str, records: list[dict], runs: list[dict]) -> str:
         techniques.setdefault(f"{command} {method}" if _is_scalar(method) else command,
                               []).append(record)
     groups = "".join(
-        f"<h3>{_text(technique)}</h3><div class='gallery'>"
-        + "".join(_figure(record, technique) for record in group) + "</div>"
+        f"<div><h3>{_text(technique)}</h3><div class='gallery'>"
+        + "".join(_figure(record, technique) for record in group) + "</div></div>"
         for technique, group in techniques.items()
     )
     title = posixpath.basename(name.replace("\\", "/")) if name != OTHER else OTHER
     path = "" if name == OTHER else f"<span class='path'>{_text(name)}</span>"
     return (f"<article data-name='{_text(name.lower())}'><h2>{_text(title)}{path}"
-            f"{_predictions(records)}</h2>{groups}</article>")
+            f"{_predictions(records)}</h2><div class='techniques'>{groups}</div></article>")
 
 
 def render_report(manifest: dict) -> str:
