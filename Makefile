@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/cnnviz activations sample_images -o cnnviz-out/activations
 	$(BIN)/cnnviz filters -l block1_conv1 -o cnnviz-out/filters
+	$(BIN)/cnnviz dream sample_images -l block3_conv2 --blend 0.7 -o cnnviz-out/dream
+	$(BIN)/cnnviz reconstruct sample_images --method inversion -o cnnviz-out/reconstruct
 	@echo "Pictures are in cnnviz-out/ (open cnnviz-out/*/manifest.json for the index)."
 
 test: $(STAMP)
