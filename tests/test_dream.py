@@ -73,6 +73,13 @@ def test_tiled_objective_and_gradient_stitch_the_tiles(free_size_model):
     np.testing.assert_allclose(tape.gradient(value, image)[0], expected_gradient, atol=1e-6)
 
 
+def test_a_channel_the_layer_does_not_have_is_refused(free_size_model):
+    from cnnviz_cli.techniques.dream import DreamConfig, Dreamer, DreamLayer
+
+    with pytest.raises(CnnvizError, match="Channel 3 is out of range: layer 'conv' has 3"):
+        Dreamer(free_size_model, [DreamLayer("conv", channel=3)], lambda x: x, DreamConfig())
+
+
 def test_tiles_split_the_image_evenly_and_octaves_grow_to_it(free_size_model):
     from cnnviz_cli.techniques.dream import DreamConfig, Dreamer, DreamLayer
 

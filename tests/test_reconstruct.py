@@ -88,3 +88,15 @@ def test_reconstruct_refuses_a_filter_the_layer_does_not_have(run_cli, sample_di
     result = run_cli("reconstruct", sample_dir, "-l", "block1_conv1", "--filter", "99",
                      "-o", tmp_path, expect=2)
     assert "--filter 99 is out of range" in result.output
+
+
+def test_support_box_is_the_smallest_square_around_the_projection():
+    from cnnviz_cli.render.maps import support_box
+
+    values = np.zeros((40, 60, 3))
+    values[10:16, 30:34, 1] = -2.0  # 6 rows x 4 columns
+    rows, columns = support_box(values, minimum=0.1)
+    assert (rows, columns) == (slice(10, 16), slice(29, 35))
+    rows, columns = support_box(values, minimum=0.5)  # at least 20 pixels, kept inside
+    assert (rows.stop - rows.start, columns.stop - columns.start) == (20, 20)
+    assert rows.start <= 10 and rows.stop >= 16 and columns.start <= 30 and columns.stop >= 34

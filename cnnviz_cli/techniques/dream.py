@@ -93,15 +93,21 @@ class Dreamer:
     def __init__(
         self, model: keras.Model, layers: list[DreamLayer], preprocess, config: DreamConfig
     ):
-        self.layers, self.config = layers, config
+        self.config = config
         paths = list(dict.fromkeys(layer.path for layer in layers))
         network = build_extractor(model, paths)
+        for layer in layers:
+            count = int(network.outputs[paths.index(layer.path)].shape[-1])
+            if layer.channel is not None and layer.channel >= count:
+                raise CnnvizError(
+                    f"Channel {layer.channel} is out of range: layer {layer.path!r} has {count} "
+                    f"channels (0 to {count - 1})."
+                )
         fixed = model.inputs[0].shape[1:3]
         self.fixed_tile = tuple(fixed) if None not in fixed else None
 
         def tile_score(tiles: tf.Tensor) -> tf.Tensor:
             maps = network(preprocess(tiles * 255.0), training=False)
-            maps = maps if isinstance(maps, list | tuple) else [maps]
             total = 0.0
             for layer in layers:
                 values = maps[paths.index(layer.path)]
