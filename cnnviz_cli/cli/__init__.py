@@ -11,6 +11,7 @@ from cnnviz_cli.cli.cam import cam
 from cnnviz_cli.cli.dream import dream
 from cnnviz_cli.cli.filters import filters
 from cnnviz_cli.cli.inspect import layers, models
+from cnnviz_cli.cli.maximize import maximize
 from cnnviz_cli.cli.reconstruct import reconstruct
 from cnnviz_cli.cli.report import report
 from cnnviz_cli.errors import CnnvizError
@@ -66,7 +67,7 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     ctx.obj = {"debug": debug, "quiet": quiet}
 
 
-for command in (activations, cam, dream, filters, layers, models, reconstruct, report):
+for command in (activations, cam, dream, filters, layers, maximize, models, reconstruct, report):
     cli.add_command(command)
 
 

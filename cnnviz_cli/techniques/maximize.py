@@ -1,0 +1,134 @@
+"""Activation maximisation: images synthesised to excite one filter or one class each.
+
+All requested filters (or classes) are optimised together as one batch in one compiled loop
+(`optim.optimize`); large requests run in chunks of `batch_size`.
+"""
+
+from dataclasses import dataclass, field, replace
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cnnviz_cli.models.extract import build_extractor
+from cnnviz_cli.techniques.optim import Fourier, Objective, OptimConfig, Pixel, optimize
+from cnnviz_cli.techniques.targets import class_scores, filter_scores
+
+PARAMETERIZATIONS = {"fourier": Fourier, "pixel": Pixel}
+# The random image filter visualisation classically starts from (Chollet, Deep Learning with
+# Python): uniform noise around mid-grey. Its scores are the baseline the results are held to.
+NOISE_RANGE = (0.4, 0.6)
+
+
+@dataclass(frozen=True)
+class MaximizeConfig:
+    """The optimisation, the parameterisation name and how many targets per compiled batch."""
+
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    parameterization: str = "fourier"
+    batch_size: int = 16
+
+
+@dataclass
+class Maximized:
+    """One synthesised image per target, with the score it reached and that of random noise."""
+
+    targets: np.ndarray  # filter or class indices
+    images: np.ndarray  # (count, height, width, channels) in [0, 1]
+    scores: np.ndarray  # mean filter activation or class logit reached
+    noise_scores: np.ndarray  # the same score on random-noise images (uniform in NOISE_RANGE)
+    snapshots: np.ndarray | None  # (frames, count, height, width, channels) for animations
+    probabilities: np.ndarray | None = None  # softmax probability of the target class
+
+    @property
+    def ratios(self) -> np.ndarray:
+        """How many times the noise score each image reached."""
+        return self.scores / np.maximum(self.noise_scores, 1e-12)
+
+    def record(self, index: int) -> dict:
+        """The numbers worth recording for item `index`."""
+        numbers = {"target": int(self.targets[index]), "activation": float(self.scores[index]),
+                   "noise_activation": float(self.noise_scores[index])}
+        if self.probabilities is not None:
+            numbers["probability"] = float(self.probabilities[index])
+        return numbers
+
+
+def filter_objective(model: keras.Model, layer_path: str, preprocess) -> Objective:
+    """images in [0, 1], filter indices -> mean activation of each item's filter."""
+    extractor = build_extractor(model, [layer_path])
+    features = keras.Model(extractor.inputs, extractor.outputs[0])
+
+    def objective(images: tf.Tensor, filters: tf.Tensor) -> tf.Tensor:
+        return filter_scores(features(preprocess(images * 255.0), training=False), filters)
+
+    return objective
+
+
+def class_logits(model: keras.Model, preprocess):
+    """images in [0, 1] -> pre-softmax class scores (batch, classes)."""
+    extractor = build_extractor(model, [], logits=True)
+    logits = keras.Model(extractor.inputs, extractor.outputs[0])
+    return lambda images: logits(preprocess(images * 255.0), training=False)
+
+
+def maximize(
+    objective: Objective, targets: np.ndarray, image_shape: tuple[int, int, int],
+    config: MaximizeConfig,
+) -> Maximized:
+    """Synthesise one image per entry of `targets` maximising `objective(images, targets)`."""
+    targets = np.asarray(targets, dtype=np.int32)
+    parameterization = PARAMETERIZATIONS[config.parameterization](*image_shape)
+    chunks = [  # each chunk its own seed, so no two items start from the same noise
+        optimize(objective, parameterization, replace(config.optim, seed=config.optim.seed + i),
+                 targets[i : i + config.batch_size])
+        for i in range(0, len(targets), config.batch_size)
+    ]
+    noise = tf.random.stateless_uniform(
+        (len(targets), *image_shape), (config.optim.seed, 1), *NOISE_RANGE
+    )
+    snapshots = None
+    if config.optim.snapshot_every:
+        snapshots = np.concatenate([chunk.snapshots for chunk in chunks], axis=1)
+    return Maximized(
+        targets=targets,
+        images=np.concatenate([chunk.images for chunk in chunks]),
+        scores=np.concatenate([chunk.scores for chunk in chunks]),
+        noise_scores=_scores(objective, noise, targets, config.batch_size),
+        snapshots=snapshots,
+    )
+
+
+def maximize_filters(
+    model: keras.Model, layer_path: str, preprocess, filters: np.ndarray,
+    image_shape: tuple[int, int, int], config: MaximizeConfig,
+) -> Maximized:
+    """One image per filter of `layer_path`, each maximising the filter's mean activation."""
+    return maximize(filter_objective(model, layer_path, preprocess), filters, image_shape, config)
+
+
+def maximize_classes(
+    model: keras.Model, preprocess, classes: np.ndarray, image_shape: tuple[int, int, int],
+    config: MaximizeConfig,
+) -> Maximized:
+    """One image per class, each maximising the pre-softmax score; records its probability."""
+    logits = class_logits(model, preprocess)
+    result = maximize(
+        lambda images, indices: class_scores(logits(images), indices), classes, image_shape, config
+    )
+    probabilities = _scores(
+        lambda images, indices: class_scores(tf.nn.softmax(logits(images)), indices),
+        result.images, result.targets, config.batch_size,
+    )
+    result.probabilities = probabilities
+    return result
+
+
+def _scores(objective: Objective, images, targets: np.ndarray, batch_size: int) -> np.ndarray:
+    """The objective on fixed images, in compiled batches."""
+    compiled = tf.function(objective)
+    return np.concatenate([
+        compiled(tf.convert_to_tensor(images[i : i + batch_size]), targets[i : i + batch_size])
+        .numpy()
+        for i in range(0, len(targets), batch_size)
+    ])
