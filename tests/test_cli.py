@@ -146,3 +146,16 @@ def test_layers_table(run_cli, nested_model, tmp_path):
     nested_model.save(path)
     result = run_cli("layers", path)
     assert "backbone/conv2" in result.output and "Conv2D" in result.output
+
+
+def test_out_of_memory_is_one_actionable_line(run_cli, tmp_path, sample_dir, monkeypatch):
+    from cnnviz_cli.techniques.activations import ActivationExtractor
+
+    def exhausted(self, inputs):
+        raise MemoryError()
+
+    monkeypatch.setattr(ActivationExtractor, "__call__", exhausted)
+    result = run_cli("activations", sample_dir, "-o", tmp_path / "o", "--batch-size", "64",
+                     expect=2)
+    assert result.output.strip().splitlines() == [
+        "Error: Ran out of memory; lower --batch-size (or --size, --tile) and run again."]

@@ -83,17 +83,23 @@ def test_bad_model_files(tmp_path, tiny_conv_model):
         resolve_model(ModelRequest(model=str(weights)))
 
 
-def test_lambda_model_needs_opt_in(tmp_path, keras):
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_lambda_model_needs_opt_in(tmp_path, keras, suffix):
     marker = tmp_path / "ran"
+
+    # self-contained code (no closure) with a side effect that shows it ran
+    touch_and_double = eval(
+        f"lambda t: (__import__('pathlib').Path({str(marker)!r}).touch(), t * 2.0)[1]")
     inputs = keras.Input((8, 8, 3))
-    outputs = keras.layers.Lambda(lambda t: t * 2.0, name="double")(inputs)
-    path = tmp_path / "lambda.keras"
+    outputs = keras.layers.Lambda(touch_and_double, name="double")(inputs)
+    path = tmp_path / f"lambda{suffix}"
     keras.Model(inputs, outputs).save(path)
+    marker.unlink()
     with pytest.raises(CnnvizError, match="--unsafe-deserialization"):
         resolve_model(ModelRequest(model=str(path)))
     assert not marker.exists()
     resolved = resolve_model(ModelRequest(model=str(path), unsafe_deserialization=True))
-    assert resolved.model.layers[-1].name == "double"
+    assert resolved.model.layers[-1].name == "double" and marker.exists()
 
 
 def test_non_image_model_refused(keras, tmp_path):

@@ -42,6 +42,12 @@ class CnnvizGroup(click.Group):
         except Exception as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
+            if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError":
+                failure = click.ClickException(
+                    "Ran out of memory; lower --batch-size (or --size, --tile) and run again."
+                )
+                failure.exit_code = 2
+                raise failure from None
             failure = click.ClickException(
                 f"Unexpected {type(error).__name__}: {_error_line(error)} "
                 "(run `cnnviz --debug ...` for the traceback)."

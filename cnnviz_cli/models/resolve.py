@@ -238,7 +238,7 @@ def _file_model(path: Path, request: ModelRequest) -> ResolvedModel:
 
 def describe_load_failure(path: Path, error: Exception) -> str:
     text = str(error)
-    if "safe_mode" in text or "Lambda" in text:
+    if "safe_mode" in text:
         return (
             f"{path} contains a Lambda layer whose Python code would run while loading; "
             "cnnviz refuses that by default. If you trust the file, pass --unsafe-deserialization."
