@@ -175,6 +175,24 @@ def test_method_names_and_target_errors(flat_model):
             bad()
 
 
+def test_gradcam_points_at_the_explained_shape(demo_resolved):
+    """Pointing game on 200 generated two-shape images: each shape's class, its own heatmap."""
+    from cnnviz_cli.demo.shapes import make_pairs
+    from cnnviz_cli.models.layers import last_feature_map
+
+    images, labels, masks = make_pairs(200, 128, seed=11)
+    model = demo_resolved.model
+    explainer = CamExplainer(model, last_feature_map(model).path, (128, 128, 3))
+    inputs = demo_resolved.prepare(images)
+    hits = []
+    for start in range(0, 200, 50):
+        part = slice(start, start + 50)
+        for shape in (0, 1):
+            result = explainer(inputs[part], Targets(per_image=tuple(labels[part, shape])))
+            hits += list(pointing_game(result.maps["gradcam"], masks[part, shape]))
+    assert len(hits) == 400 and np.mean(hits) >= 0.9, np.mean(hits)
+
+
 # ---------- faithfulness metrics on a model whose answer is known ----------
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,8 @@ METHOD_NAMES = (
 @click.option("--max-n", type=click.IntRange(min=1), default=10, show_default=True,
               help="Faster-ScoreCAM: channels of largest activation variance to score.")
 @click.option("--colormap", default="turbo", show_default=True)
-@click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-              help="Opacity of the heat colours over the image.")
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+              help="Opacity of the hottest colours over the image (cold areas stay clear).")
 @click.option("--save-npy", is_flag=True, help="Also write the raw maps as .npy files.")
 @click.option("--metrics", is_flag=True,
               help="Deletion and insertion AUC of every heatmap (and a ranking of the methods).")

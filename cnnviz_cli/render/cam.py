@@ -3,15 +3,23 @@
 import numpy as np
 from PIL import Image
 
-from cnnviz_cli.render.colour import as_rgb, colorize, normalize, overlay, resize_map
+from cnnviz_cli.render.colour import as_rgb, colorize, normalize, resize_map
 from cnnviz_cli.render.grid import strip
 
 PANEL_HEIGHT = 224
 
 
 def heat_overlay(image: np.ndarray, heat: np.ndarray, colormap: str, alpha: float) -> np.ndarray:
-    """A non-negative map (any resolution), scaled so 0 stays 0, over the image."""
-    return overlay(image, normalize(heat, 0.0), colormap, alpha)
+    """A non-negative map (any resolution, 0 stays 0) coloured over the image.
+
+    The colours are opaque where the heat is: `alpha` at the maximum, fading with the square
+    root of the heat, so the image stays clear where the map is cold.
+    """
+    base = as_rgb(image).astype(np.float32)
+    heat = resize_map(normalize(heat, 0.0), base.shape[:2])
+    opacity = alpha * np.sqrt(np.clip(heat, 0.0, 1.0))[..., None]
+    coloured = colorize(heat, colormap).astype(np.float32)
+    return (base * (1.0 - opacity) + coloured * opacity).round().astype(np.uint8)
 
 
 def bare_heatmap(heat: np.ndarray, size: tuple[int, int], colormap: str) -> np.ndarray:

@@ -142,7 +142,10 @@ def _gradcam(activations, gradients):
 
 @layer_rule("gradcam++")
 def _gradcam_plus_plus(activations, gradients):
-    """Chattopadhyay et al., closed-form alpha for an exponential score exp(logit)."""
+    """Chattopadhyay et al., closed-form alpha for an exponential score exp(logit).
+
+    The positive factor exp(logit) shared by all weights only scales the map and is left out.
+    """
     squared = tf.square(gradients)
     denominator = 2.0 * squared + tf.reduce_sum(activations, axis=[1, 2], keepdims=True) * (
         squared * gradients
