@@ -54,7 +54,8 @@ def _models():
 
 
 def measure() -> list[dict]:
-    """GradCAM (and ScoreCAM on the demo model) vs. one bare forward+backward pass."""
+    """GradCAM (and ScoreCAM on the demo model) vs. one bare forward+backward pass and, where
+    it is installed, vs. tf-keras-vis doing the same work."""
     rows = []
     for name, model, size in _models():
         methods = ["gradcam", "faster-scorecam", "scorecam"] if name == "demo" else ["gradcam"]
@@ -75,19 +76,58 @@ def _model_rows(name: str, model, size: int, methods: list[str]) -> list[dict]:
     reference_step = bare_forward_backward(model, shape)
     reference = median_seconds(lambda: reference_step(inputs))
     options, rows = CamOptions(batch_size=32), []
+    peers = tf_keras_vis_seconds(model, layer.path, inputs) if name == "demo" else {}
     for method in methods:
         ours = median_seconds(lambda m=method: explainer(inputs, Targets(), [m], options),
                               repeats=REPEATS if method == "gradcam" else 3)
         goal = "goal <= 1.25" if method == "gradcam" else "masked inputs in passes of 32"
+        work = f"{method} {name} {size}px batch {BATCH} (CPU)"
         rows.append({
-            "benchmark": f"cam {method} {name} {size}px batch {BATCH} (CPU)",
+            "benchmark": f"cam {work}",
             "ours_s": ours,
             "reference_s": reference,
             "ratio": ours / reference,
             "note": f"layer {layer.path} {tuple(layer.output_shape[1:])}; reference = compiled "
             f"forward + gradient of the top logit w.r.t. the input; {goal}",
         })
+        if method in peers:
+            rows.append({
+                "benchmark": f"cam vs tf-keras-vis: {work}",
+                "ours_s": ours,
+                "reference_s": peers[method],
+                "ratio": ours / peers[method],
+                "note": "tf-keras-vis with ReplaceToLinear on the same model, layer and batch",
+            })
     return rows
+
+
+def tf_keras_vis_seconds(model, layer_path: str, inputs) -> dict[str, float]:
+    """tf-keras-vis GradCAM and Faster-ScoreCAM on the same work (empty where not installed)."""
+    import contextlib
+    import io
+
+    try:
+        from tf_keras_vis.gradcam import Gradcam
+        from tf_keras_vis.scorecam import Scorecam
+        from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+        from tf_keras_vis.utils.scores import CategoricalScore
+    except ImportError:
+        return {}
+    top = model.predict(inputs, verbose=0).argmax(axis=1).tolist()
+    gradcam = Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)
+    scorecam = Scorecam(model, model_modifier=ReplaceToLinear(), clone=True)
+    score = CategoricalScore(top)
+    with contextlib.redirect_stdout(io.StringIO()):  # its progress bars
+        return {
+            "gradcam": median_seconds(
+                lambda: gradcam(score, inputs, penultimate_layer=layer_path, expand_cam=False)
+            ),
+            "faster-scorecam": median_seconds(
+                lambda: scorecam(score, inputs, penultimate_layer=layer_path, max_N=10,
+                                 batch_size=32, expand_cam=False),
+                repeats=3,
+            ),
+        }
 
 
 def pointing_game(count: int = 200, size: int = 128, seed: int = 0) -> dict[str, float]:
