@@ -2,15 +2,17 @@
 
 A benchmark module is any `benchmarks/<name>.py` with `measure() -> list[dict]`, each row
 `{"benchmark", "ours_s", "reference_s", "ratio", "note"}`. A module that is missing a
-dependency or fails is recorded as a failed row; the others still run.
+dependency or fails is recorded as a failed row; the others still run. The rows are kept in
+benchmarks/rows.json, and RESULTS.md is rewritten after every module.
 
-    python -m benchmarks.run            # all modules, writes benchmarks/RESULTS.md
-    python -m benchmarks.run pipeline   # only these modules, table on stdout
+    python -m benchmarks.run            # every module afresh
+    python -m benchmarks.run cam        # measure these modules again, keep the others' rows
 """
 
 import datetime
 import importlib
 import importlib.metadata
+import json
 import os
 import pkgutil
 import platform
@@ -24,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 FOLDER = Path(__file__).parent
 RESULTS = FOLDER / "RESULTS.md"
+ROWS = FOLDER / "rows.json"
 PACKAGES = ("tensorflow", "keras", "numpy", "pillow", "click", "tf-keras-vis")
 LOAD_AT_START = os.getloadavg()[0]
 
@@ -104,17 +107,14 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def main(names: list[str]) -> None:
-    chosen = names or module_names()
-    rows = [row for name in chosen for row in run_module(name)]
-    if names:
-        print("\n".join(table(rows)))
-        return
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+def write_results(measured: dict[str, dict]) -> None:
+    """RESULTS.md from the stored rows of every module."""
+    rows = [row for name in sorted(measured) for row in measured[name]["rows"]]
+    stamps = ", ".join(f"{name} {measured[name]['measured']}" for name in sorted(measured))
     text = [
         "# Benchmark results",
         "",
-        f"Written by `make bench` (`python -m benchmarks.run`) on {stamp}.",
+        "Written by `make bench` (`python -m benchmarks.run`). Measured: " + stamps + ".",
         "",
         "**ratio** = ours / reference. Unless a row says otherwise the reference is a bare",
         "compiled forward+backward pass of the same model and batch (`tf.function`, no cnnviz",
@@ -132,6 +132,20 @@ def main(names: list[str]) -> None:
         "",
     ]
     RESULTS.write_text("\n".join(text))
+
+
+def main(names: list[str]) -> None:
+    available = module_names()
+    unknown = sorted(set(names) - set(available))
+    if unknown:
+        sys.exit(f"No benchmark module {', '.join(unknown)}; there are: {', '.join(available)}.")
+    measured = json.loads(ROWS.read_text()) if names and ROWS.is_file() else {}
+    measured = {name: value for name, value in measured.items() if name in available}
+    for name in names or available:
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        measured[name] = {"measured": stamp, "rows": run_module(name)}
+        ROWS.write_text(json.dumps(measured, indent=2) + "\n")
+        write_results(measured)
     print(f"Wrote {RESULTS}", file=sys.stderr)
 
 
