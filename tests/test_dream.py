@@ -99,11 +99,17 @@ def shape_photo():
 
 
 def test_dream_raises_its_objective_and_repeats_bytes(demo_resolved, shape_photo):
-    from cnnviz_cli.techniques.dream import DreamConfig, Dreamer, DreamLayer
+    """The default layer's channel of median strength on the photo, as a user would pick one."""
+    from cnnviz_cli.models.extract import build_extractor
+    from cnnviz_cli.techniques.dream import DreamConfig, Dreamer, DreamLayer, default_layer
 
+    model, layer = demo_resolved.model, default_layer(demo_resolved.model)
+    maps = build_extractor(model, [layer])(demo_resolved.prepare(shape_photo[None]))[0]
+    strength = np.mean(np.square(maps[0]), axis=(0, 1))
+    channel = int(np.argsort(strength)[len(strength) // 2])
     config = DreamConfig(octaves=2, steps=10, step_size=0.02, seed=4)
-    dreamer = Dreamer(demo_resolved.model, [DreamLayer("block3_conv2")],
-                      demo_resolved.preprocess, config)
+    dreamer = Dreamer(model, [DreamLayer(layer, channel=channel)], demo_resolved.preprocess,
+                      config)
     first, again = dreamer(shape_photo), dreamer(shape_photo)
     assert first.image.shape == (80, 80, 3)
     assert first.objective_after >= 3 * first.objective_before, (

@@ -13,7 +13,7 @@ GIF_SIDE = 384
 @click.option("-l", "--layer", "layer_specs", multiple=True, metavar="LAYER[:CHANNEL][:WEIGHT]",
               help="A layer to amplify, optionally one channel (an integer) and a weight (with a "
               "decimal point): block3_conv2, block3_conv2:7, block4_conv:1.5. Repeatable "
-              "[default: the middle feature-map layer].")
+              "[default: the last convolution but one].")
 @click.option("--octaves", type=click.IntRange(min=1), default=4, show_default=True,
               help="Scales to dream at, from small to the photo's own size.")
 @click.option("--octave-scale", type=click.FloatRange(min=1.0, min_open=True), default=1.4,
@@ -46,13 +46,13 @@ def dream(ctx: click.Context, **options) -> None:
     from dataclasses import replace
 
     from cnnviz_cli.io.images import resize
-    from cnnviz_cli.models.layers import find_feature_map, spread_feature_maps
+    from cnnviz_cli.models.layers import find_feature_map
     from cnnviz_cli.render.colour import to_uint8
-    from cnnviz_cli.techniques.dream import DreamConfig, Dreamer, DreamLayer
+    from cnnviz_cli.techniques.dream import DreamConfig, Dreamer, DreamLayer, default_layer
 
     run = Run(ctx)
     resolved = run.load_model()
-    specs = options["layer_specs"] or [spread_feature_maps(resolved.model, 3)[1].path]
+    specs = options["layer_specs"] or [default_layer(resolved.model)]
     layers = [DreamLayer.parse(spec) for spec in specs]
     layers = [replace(layer, path=find_feature_map(resolved.model, layer.path).path)
               for layer in layers]
