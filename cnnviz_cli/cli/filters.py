@@ -74,7 +74,7 @@ def filters(ctx: click.Context, **options) -> None:
     frames = [grid(row, [str(i) for i in indices], title=f"{info.path} · {file.name}")
               for row, file in zip(rows, files)]
     table = grid([tile for row in rows for tile in row], columns=len(indices),
-                 title=f"{info.path}: one row per checkpoint ({', '.join(f.name for f in files)})")
+                 title=f"{info.path}: {files[0].name} (top) to {files[-1].name} (bottom)")
     history = {**record, "checkpoints": [str(f) for f in files], "filters": indices,
                "norms": [shown.norms for shown in series]}
     run.outputs.save_png(f"{name}-checkpoints.png", table, history)
