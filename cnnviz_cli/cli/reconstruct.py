@@ -13,7 +13,8 @@ from cnnviz_cli.cli.common import Run, image_options, model_options, output_opti
               help="guided backprop or deconvnet projections of single activations, or feature "
               "inversion (an image optimised to have the input's features).")
 @click.option("-l", "--layer", "layer_specs", multiple=True, metavar="LAYER",
-              help="Feature-map layer, `auto` (four from shallow to deep) or `all`. Repeatable.")
+              help="Feature-map layer, `auto` (four from shallow to deep) or `all`. Repeatable "
+              "[default: four convolution layers from shallow to deep].")
 @click.option("--top-k", type=click.IntRange(min=1), default=8, show_default=True,
               help="Projections: the channels with the strongest activation, one panel each.")
 @click.option("--filter", "filters", multiple=True, type=click.IntRange(min=0), metavar="N",
@@ -47,11 +48,13 @@ def reconstruct(ctx: click.Context, **options) -> None:
       cnnviz reconstruct sample_images/ --method guided -l block3_conv2 -o out/
       cnnviz reconstruct sample_images/ --method inversion -l block1_conv1 -l block3_conv2 -o out/
     """
-    from cnnviz_cli.models.layers import resolve_feature_maps
+    from cnnviz_cli.models.layers import resolve_feature_maps, spread_feature_maps
 
     run = Run(ctx)
     resolved = run.load_model()
-    layers = [info.path for info in resolve_feature_maps(resolved.model, options["layer_specs"])]
+    model, specs = resolved.model, options["layer_specs"]
+    chosen = resolve_feature_maps(model, specs) if specs else spread_feature_maps(model, 4, True)
+    layers = [info.path for info in chosen]
     shape = (*resolved.image_size(options["size"]), resolved.channels)
     if options["method"] == "inversion":
         _invert(run, resolved, layers, options)

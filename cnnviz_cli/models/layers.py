@@ -81,6 +81,11 @@ def feature_map_layers(model: keras.Model) -> list[LayerInfo]:
     return [info for info in iter_layers(model) if info.is_feature_map and not info.is_container]
 
 
+def convolution_layers(model: keras.Model) -> list[LayerInfo]:
+    """The feature-map layers that are convolutions (no pooling or normalisation layers)."""
+    return [info for info in feature_map_layers(model) if isinstance(info.layer, CONV_TYPES)]
+
+
 def find_feature_map(model: keras.Model, spec: str) -> LayerInfo:
     """Like `find_layer`, but refuse layers whose output is not a 4-D feature map."""
     info = find_layer(model, spec)
@@ -101,9 +106,11 @@ def last_feature_map(model: keras.Model) -> LayerInfo:
     return candidates[-1]
 
 
-def spread_feature_maps(model: keras.Model, count: int = 4) -> list[LayerInfo]:
-    """`count` feature-map layers spread evenly from the shallowest to the deepest."""
-    candidates = feature_map_layers(model)
+def spread_feature_maps(
+    model: keras.Model, count: int = 4, convolutions_only: bool = False
+) -> list[LayerInfo]:
+    """`count` feature-map layers (or convolution layers) spread evenly from shallow to deep."""
+    candidates = convolution_layers(model) if convolutions_only else feature_map_layers(model)
     if not candidates:
         raise CnnvizError("The model has no layer with a 4-D feature-map output to visualise.")
     if len(candidates) <= count:

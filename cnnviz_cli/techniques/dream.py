@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.models.extract import build_extractor
-from cnnviz_cli.models.layers import CONV_TYPES, feature_map_layers
+from cnnviz_cli.models.layers import convolution_layers
 from cnnviz_cli.techniques.optim import OptimConfig, Pixel, optimize
 
 
@@ -85,8 +85,7 @@ class RandomRoll:
 
 def default_layer(model: keras.Model) -> str:
     """The last convolution but one: deep enough to see shapes, not yet the class evidence."""
-    convolutions = [info.path for info in feature_map_layers(model)
-                    if isinstance(info.layer, CONV_TYPES)]
+    convolutions = [info.path for info in convolution_layers(model)]
     if not convolutions:
         raise CnnvizError("The model has no convolution layer to dream with; give --layer.")
     return convolutions[-2] if len(convolutions) > 1 else convolutions[0]
