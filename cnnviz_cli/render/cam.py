@@ -16,7 +16,7 @@ def heat_overlay(image: np.ndarray, heat: np.ndarray, colormap: str, alpha: floa
     root of the heat, so the image stays clear where the map is cold.
     """
     base = as_rgb(image).astype(np.float32)
-    heat = resize_map(normalize(heat, 0.0), base.shape[:2])
+    heat = resize_map(_scaled(heat), base.shape[:2])
     opacity = alpha * np.sqrt(np.clip(heat, 0.0, 1.0))[..., None]
     coloured = colorize(heat, colormap).astype(np.float32)
     return (base * (1.0 - opacity) + coloured * opacity).round().astype(np.uint8)
@@ -24,7 +24,14 @@ def heat_overlay(image: np.ndarray, heat: np.ndarray, colormap: str, alpha: floa
 
 def bare_heatmap(heat: np.ndarray, size: tuple[int, int], colormap: str) -> np.ndarray:
     """The map alone, smoothly upsampled to `size` (height, width) and coloured."""
-    return colorize(resize_map(normalize(heat, 0.0), size), colormap)
+    return colorize(resize_map(_scaled(heat), size), colormap)
+
+
+def _scaled(heat: np.ndarray) -> np.ndarray:
+    """[0, 1] from zero to a robust maximum (the 99.5th percentile, so that the few extreme
+    pixels of a pixel-resolution map such as guided-gradcam do not make the rest invisible)."""
+    high = float(np.percentile(heat, 99.5))
+    return normalize(heat, 0.0, high if high > 0 else None)
 
 
 def method_panel(
