@@ -24,7 +24,9 @@ def write_samples(out_dir: Path, seed: int) -> list[Path]:
     """Draw the sample scenes with a fixed seed, save them as PNG and return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    scenes = [((name,), SINGLE_SIZE) for name in CLASS_NAMES] + [(pair, PAIR_SIZE) for pair in PAIRS]
+    scenes = [((name,), SINGLE_SIZE) for name in CLASS_NAMES] + [
+        (pair, PAIR_SIZE) for pair in PAIRS
+    ]
     paths = []
     for names, size in scenes:
         image, _ = draw_scene(rng, size, [CLASS_NAMES.index(name) for name in names])
@@ -37,7 +39,9 @@ def write_samples(out_dir: Path, seed: int) -> list[Path]:
 def main() -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out-dir", type=Path, default=Path("sample_images"), help="destination folder")
+    parser.add_argument(
+        "--out-dir", type=Path, default=Path("sample_images"), help="destination folder"
+    )
     parser.add_argument("--seed", type=int, default=7, help="random seed for the scenes")
     arguments = parser.parse_args()
     for path in write_samples(arguments.out_dir, arguments.seed):

@@ -38,14 +38,11 @@ def _star_outline(inner_ratio: float) -> np.ndarray:
 
 
 def _cross_outline(half_width: float) -> np.ndarray:
-    """Vertices of a plus sign with unit arm length."""
-    arm = half_width
-    return np.array(
-        [
-            (-arm, -1.0), (arm, -1.0), (arm, -arm), (1.0, -arm),
-            (1.0, arm), (arm, arm), (arm, 1.0), (-arm, 1.0),
-            (-arm, arm), (-1.0, arm), (-1.0, -arm), (-arm, -arm),
-        ]
+    """Vertices of a plus sign with unit arm length: one arm's corners turned four times."""
+    corners = np.array([(-half_width, -1.0), (half_width, -1.0), (half_width, -half_width)])
+    quarter_turn = np.array([[0.0, -1.0], [1.0, 0.0]])
+    return np.concatenate(
+        [corners @ np.linalg.matrix_power(quarter_turn, turn).T for turn in range(4)]
     )
 
 
@@ -63,7 +60,9 @@ def _shape_alpha(
 
     def disc(disc_radius: float, fill: int) -> None:
         x, y = centre_scaled
-        draw.ellipse((x - disc_radius, y - disc_radius, x + disc_radius, y + disc_radius), fill=fill)
+        draw.ellipse(
+            (x - disc_radius, y - disc_radius, x + disc_radius, y + disc_radius), fill=fill
+        )
 
     if name == "circle":
         disc(radius_scaled * 0.85, 255)
@@ -99,13 +98,17 @@ def _smooth_noise(rng: np.random.Generator, size: int, grid: int, channels: int)
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """Textured float background in [0, 255] of shape (size, size, 3)."""
     start_colour = rng.uniform(0.0, 255.0, size=3).astype(np.float32)
-    end_colour = np.clip(start_colour + rng.uniform(-80.0, 80.0, size=3), 0.0, 255.0).astype(np.float32)
+    end_colour = np.clip(start_colour + rng.uniform(-80.0, 80.0, size=3), 0.0, 255.0).astype(
+        np.float32
+    )
     angle = rng.uniform(0.0, 2.0 * math.pi)
     coordinates = np.linspace(-0.5, 0.5, size, dtype=np.float32)
     grid_x, grid_y = np.meshgrid(coordinates, coordinates)
     position = np.clip(grid_x * math.cos(angle) + grid_y * math.sin(angle) + 0.5, 0.0, 1.0)
     image = start_colour + position[..., None] * (end_colour - start_colour)
-    image += np.float32(rng.uniform(10.0, 25.0)) * _smooth_noise(rng, size, int(rng.integers(3, 7)), 3)
+    image += np.float32(rng.uniform(10.0, 25.0)) * _smooth_noise(
+        rng, size, int(rng.integers(3, 7)), 3
+    )
 
     reduced_size = max(size // 4, 8)
     blobs = Image.new("RGBA", (reduced_size, reduced_size), (0, 0, 0, 0))
@@ -124,7 +127,9 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     for _ in range(int(rng.integers(2, 6))):
         endpoints = tuple(float(value) for value in rng.uniform(0.0, size, size=4))
         colour = tuple(int(value) for value in rng.integers(0, 256, size=3))
-        line_draw.line(endpoints, fill=(*colour, int(rng.integers(40, 80))), width=int(rng.integers(1, 3)))
+        line_draw.line(
+            endpoints, fill=(*colour, int(rng.integers(40, 80))), width=int(rng.integers(1, 3))
+        )
     overlay_array = np.asarray(overlay, dtype=np.float32)
     overlay_alpha = overlay_array[..., 3:] / np.float32(255.0)
     return image + (overlay_array[..., :3] - image) * overlay_alpha
@@ -175,7 +180,7 @@ def draw_scene(
     image = _background(rng, size)
     masks = np.zeros((len(class_indices), size, size), dtype=bool)
     for position, ((centre, radius), class_index) in enumerate(
-        zip(_place_shapes(rng, size, len(class_indices)), class_indices)
+        zip(_place_shapes(rng, size, len(class_indices)), class_indices, strict=True)
     ):
         alpha = _shape_alpha(rng, int(class_index), size, centre, radius)
         masks[position] = alpha >= 0.5

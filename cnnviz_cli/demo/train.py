@@ -1,9 +1,11 @@
 """Train the bundled demo CNN on the procedural shapes dataset.
 
 Usage: ``python -m cnnviz_cli.demo.train [--epochs N] [--seed S] [--out-dir DIR]
-[--checkpoint-dir DIR]``.  Writes ``shapes_cnn.keras`` and ``demo_model.json``
-into the output directory and per-epoch weight checkpoints (``epoch_00`` is
-the untrained initialisation) into the checkpoint directory.
+[--checkpoint-dir DIR]``.  Trains on a mix of 64, 96 and 128 px images (single
+shapes with one-hot targets, two shapes with half-half targets), then writes
+``shapes_cnn.keras`` and ``demo_model.json`` into the output directory and
+per-epoch weight checkpoints (``epoch_00`` is the untrained initialisation)
+into the checkpoint directory.
 """
 
 from __future__ import annotations
@@ -33,12 +35,17 @@ BATCH_SIZE = 32
 LEARNING_RATE = 1.5e-3
 BLOCK_FILTERS = ((32, 1), (32, 2), (64, 2))
 LAST_CONV_FILTERS = 128
-NORM_GROUPS = -1
 LAST_CONV_DILATION = 2
 
 
 def build_model() -> keras.Model:
-    """Fully convolutional classifier for images in [0, 1] of any size (overall stride 8)."""
+    """Fully convolutional classifier for images in [0, 1] of any size (overall stride 8).
+
+    Each 3x3 convolution applies ReLU and is followed by per-image (instance)
+    normalisation, which needs no batch statistics and so behaves the same at
+    every input size; the last convolution (dilated, to widen its receptive
+    field) feeds global average pooling and the softmax layer directly.
+    """
     inputs = keras.Input((None, None, 3), name="image")
     features = inputs
     for block, (filters, conv_count) in enumerate(BLOCK_FILTERS, start=1):
@@ -46,7 +53,9 @@ def build_model() -> keras.Model:
             features = keras.layers.Conv2D(
                 filters, 3, padding="same", activation="relu", name=f"block{block}_conv{conv}"
             )(features)
-            features = keras.layers.GroupNormalization(NORM_GROUPS, name=f"block{block}_norm{conv}")(features)
+            features = keras.layers.GroupNormalization(groups=-1, name=f"block{block}_norm{conv}")(
+                features
+            )
         features = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(features)
     features = keras.layers.Conv2D(
         LAST_CONV_FILTERS,
@@ -100,11 +109,16 @@ def _epoch_dataset(
         order = rng.permutation(len(images))
         dataset = tf.data.Dataset.from_tensor_slices((_augment(rng, images[order]), targets[order]))
         batched.append(
-            dataset.batch(BATCH_SIZE).map(lambda batch, batch_targets: (tf.cast(batch, tf.float32) / 255.0, batch_targets))
+            dataset.batch(BATCH_SIZE).map(
+                lambda batch, batch_targets: (tf.cast(batch, tf.float32) / 255.0, batch_targets)
+            )
         )
     batch_counts = np.array([-(-len(targets) // BATCH_SIZE) for _, targets in training_sets])
     mixed = tf.data.Dataset.sample_from_datasets(
-        batched, weights=list(batch_counts / batch_counts.sum()), seed=seed, stop_on_empty_dataset=False
+        batched,
+        weights=list(batch_counts / batch_counts.sum()),
+        seed=seed,
+        stop_on_empty_dataset=False,
     )
     return mixed.apply(tf.data.experimental.assert_cardinality(int(batch_counts.sum())))
 
@@ -145,7 +159,12 @@ def train(epochs: int, seed: int, out_dir: Path, checkpoint_dir: Path) -> dict[s
     augment_rng = np.random.default_rng(seed)
     for epoch in range(1, epochs + 1):
         print(f"epoch {epoch}/{epochs}")
-        model.fit(_epoch_dataset(augment_rng, training_sets, seed + epoch), epochs=1, shuffle=False, verbose=2)
+        model.fit(
+            _epoch_dataset(augment_rng, training_sets, seed + epoch),
+            epochs=1,
+            shuffle=False,
+            verbose=2,
+        )
         model.save_weights(checkpoint_dir / f"epoch_{epoch:02d}.weights.h5")
     train_seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu_start
@@ -176,11 +195,16 @@ def train(epochs: int, seed: int, out_dir: Path, checkpoint_dir: Path) -> dict[s
 def main() -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5, help="number of training epochs")
+    parser.add_argument("--epochs", type=int, default=4, help="number of training epochs")
     parser.add_argument("--seed", type=int, default=0, help="random seed for data and weights")
-    parser.add_argument("--out-dir", type=Path, default=DEMO_DIRECTORY, help="where to write the model")
     parser.add_argument(
-        "--checkpoint-dir", type=Path, default=Path("demo-checkpoints"), help="where to write per-epoch weights"
+        "--out-dir", type=Path, default=DEMO_DIRECTORY, help="where to write the model"
+    )
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=Path("demo-checkpoints"),
+        help="where to write per-epoch weights",
     )
     arguments = parser.parse_args()
     train(arguments.epochs, arguments.seed, arguments.out_dir, arguments.checkpoint_dir)
