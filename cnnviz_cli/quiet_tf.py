@@ -1,4 +1,4 @@
-"""Import TensorFlow once with its C++ start-up notes kept off stderr.
+"""Import TensorFlow once with its C++ start-up notes and Python warnings kept off stderr.
 
 TensorFlow's native libraries print absl/oneDNN/CUDA notices while loading, before any
 log-level setting applies; they would bury cnnviz's one-line errors. Python errors raised
@@ -19,8 +19,9 @@ def import_tensorflow() -> None:
     os.dup2(silent, 2)
     try:
         import keras  # noqa: F401
-        import tensorflow  # noqa: F401
+        import tensorflow
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(silent)
+    tensorflow.get_logger().setLevel("ERROR")  # e.g. retracing notes for many image sizes
