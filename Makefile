@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/cnnviz activations sample_images -o cnnviz-out/activations
+	$(BIN)/cnnviz cam sample_images --top-k 2 --method gradcam,gradcam++,layercam,faster-scorecam --metrics -o cnnviz-out/cam
 	$(BIN)/cnnviz filters -l block1_conv1 -o cnnviz-out/filters
 	$(BIN)/cnnviz dream sample_images -l block3_conv2 --blend 0.7 -o cnnviz-out/dream
 	$(BIN)/cnnviz reconstruct sample_images --method inversion -o cnnviz-out/reconstruct
