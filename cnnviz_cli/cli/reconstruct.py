@@ -24,13 +24,13 @@ from cnnviz_cli.cli.common import Run, image_options, model_options, output_opti
               "activation (as Zeiler & Fergus; drawn beside the image patch it sees).")
 @click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
               help="Inversion: optimisation steps.")
-@click.option("--tv-weight", type=click.FloatRange(min=0), default=0.1, show_default=True,
+@click.option("--tv", type=click.FloatRange(min=0), default=0.1, show_default=True,
               help="Inversion: weight of the total-variation prior.")
-@click.option("--alpha-weight", type=click.FloatRange(min=0), default=0.05, show_default=True,
+@click.option("--alpha", type=click.FloatRange(min=0), default=0.05, show_default=True,
               help="Inversion: weight of the alpha-norm prior (alpha = 6).")
-@click.option("--parameterization", type=click.Choice(["fourier", "pixel"]), default="fourier",
-              show_default=True,
-              help="Inversion: optimise a decorrelated spectrum (smoother) or the pixels.")
+@click.option("--param", type=click.Choice(["fourier", "pixel"]), default="fourier",
+              show_default=True, help="Inversion: image parameterisation, a 1/f spectrum with "
+              "decorrelated colour (smoother), or free pixels.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @output_options
 @click.pass_context
@@ -116,8 +116,8 @@ def _invert(run: Run, resolved, layers: list[str], options: dict) -> None:
     from cnnviz_cli.techniques.reconstruct import InversionConfig, Inverter
 
     config = InversionConfig(
-        steps=options["steps"], tv=options["tv_weight"], alpha=options["alpha_weight"],
-        parameterization=options["parameterization"], seed=options["seed"],
+        steps=options["steps"], tv=options["tv"], alpha=options["alpha"],
+        parameterization=options["param"], seed=options["seed"],
     )
     inverters = [Inverter(resolved.model, path, resolved.preprocess) for path in layers]
     for batch in run.image_batches(resolved):
