@@ -27,7 +27,9 @@ GIF_SIDE = 384
               "memory stays that of one tile. Fixed-size models use their input size.")
 @click.option("--blend", type=click.FloatRange(0, 1), default=None,
               help="Also write dream-blend.png: this share of the dream over the original.")
-@click.option("--gif", is_flag=True, help="Also write dream.gif, the dream growing step by step.")
+@click.option("--gif", "gif_every", type=click.IntRange(min=0), default=0, metavar="K",
+              help="Also write dream.gif, the dream growing octave by octave, a frame every K "
+              "steps.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @output_options
 @click.pass_context
@@ -57,7 +59,7 @@ def dream(ctx: click.Context, **options) -> None:
     layers = [replace(layer, path=find_feature_map(resolved.model, layer.path).path)
               for layer in layers]
     config = DreamConfig(options["octaves"], options["octave_scale"], options["steps"],
-                         options["step_size"], options["tile"], 4 if options["gif"] else 0,
+                         options["step_size"], options["tile"], options["gif_every"],
                          options["seed"])
     dreamer = Dreamer(resolved.model, layers, resolved.preprocess, config)
     for batch in run.image_batches(resolved):
@@ -77,7 +79,7 @@ def dream(ctx: click.Context, **options) -> None:
                 blended = share * dreamed + (1.0 - share) * image.original
                 run.outputs.save_png(f"{image.key}/dream-blend.png",
                                      blended.round().astype("uint8"), {**record, "blend": share})
-            if options["gif"]:
+            if options["gif_every"]:
                 side = GIF_SIDE / max(height, width)
                 shape = (round(height * side), round(width * side))
                 frames = [resize(to_uint8(frame), shape) for frame in result.frames]

@@ -55,7 +55,7 @@ class DreamConfig:
     steps: int = 20  # per octave
     step_size: float = 0.01  # in units of the [0, 1] pixel range, per normalised step
     tile: int = 512  # tile side for models that take any size
-    frames_per_octave: int = 0  # snapshots kept for an animation (0: none)
+    snapshot_every: int = 0  # keep a frame for an animation every k steps (0: none)
     seed: int = 0
 
 
@@ -159,7 +159,6 @@ class Dreamer:
         config = self.config
         original = tf.convert_to_tensor(image[None])
         shapes = self.octave_shapes(*image.shape[:2])
-        every = max(1, config.steps // config.frames_per_octave) if config.frames_per_octave else 0
         frames, detail = [], None
         for octave, shape in enumerate(shapes):
             start = _resized(original, shape)
@@ -171,7 +170,7 @@ class Dreamer:
                 Pixel(*shape, image.shape[-1], bound="clip"),
                 OptimConfig(
                     steps=config.steps, learning_rate=config.step_size, method="normalized",
-                    transforms=RandomRoll(max(tile)), snapshot_every=every,
+                    transforms=RandomRoll(max(tile)), snapshot_every=config.snapshot_every,
                     seed=config.seed + octave,
                 ),
                 targets=np.zeros(1, np.int32),
