@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 Objective = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+Transform = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # (images, seed) -> images, e.g. Transforms
 
 # Square root of the colour correlation of natural images (ImageNet RGB), as used by Lucid.
 _COLOUR_CORRELATION = np.array(
@@ -201,7 +202,7 @@ class OptimConfig:
     steps: int = 256
     learning_rate: float = 0.05
     method: str = "adam"  # or "normalized": step = rate * gradient / mean |gradient|
-    transforms: Transforms | None = field(default_factory=Transforms)
+    transforms: Transform | None = field(default_factory=Transforms)
     regularizers: Regularizers = field(default_factory=Regularizers)
     snapshot_every: int = 0  # keep the images every k steps (0: none)
     seed: int = 0
