@@ -3,6 +3,7 @@
 import click
 
 from cnnviz_cli.cli.common import Run, image_options, model_options, output_options, slug
+from cnnviz_cli.cli.gates import Checks, gate_options
 
 METHOD_NAMES = (
     "gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, scorecam, faster-scorecam, "
@@ -32,6 +33,7 @@ METHOD_NAMES = (
               help="Deletion and insertion AUC of every heatmap (and a ranking of the methods).")
 @click.option("--metric-steps", type=click.IntRange(min=2), default=32, show_default=True,
               help="Pixel fractions evaluated along the deletion and insertion curves.")
+@gate_options
 @output_options
 @click.pass_context
 def cam(ctx: click.Context, **options) -> None:
@@ -41,11 +43,13 @@ def cam(ctx: click.Context, **options) -> None:
     (<out>/<image>/cam-<method>-<label>.png), the bare heatmap (...-heatmap.png) and, with
     several methods, a side-by-side panel (cam-panel-<label>.png). The score explained is the
     class logit (a final softmax is left out). --batch-size counts images per compiled pass:
-    input images, or masked copies for ScoreCAM and --metrics.
+    input images, or masked copies for ScoreCAM and --metrics. Exit 3 when a gate
+    (--fail-under/--fail-over) fails, after everything is written.
 
     \b
     Example:
       cnnviz cam sample_images/ --method gradcam,scorecam,layercam --metrics -o out/
+      cnnviz cam val/ --targets val.csv --baseline old/ --fail-under pointing=0.9 -o new/
     """
     import numpy as np
 
@@ -66,20 +70,24 @@ def cam(ctx: click.Context, **options) -> None:
         options["top_k"],
     )
     settings = CamOptions(options["max_n"], options["batch_size"])
+    checks = Checks(run, lambda spec: resolved.class_index(spec, explainer.num_classes))
     aucs: dict[str, list] = {method: [] for method in methods}
     for batch in run.image_batches(resolved):
         inputs = resolved.prepare(np.stack([image.resized for image in batch]))
-        result = explainer(inputs, targets, methods, settings)
+        result = explainer(inputs, checks.targets_for(batch, targets), methods, settings)
         scores = faithfulness(explainer, inputs, result, options["metric_steps"],
                               options["batch_size"]) if options["metrics"] else {}
+        checked = checks.measure(batch, result)
         for item, image_index in enumerate(result.image_indices):
-            _save_item(run, batch[image_index], result, item, scores, resolved.label, aucs)
+            _save_item(run, batch[image_index], result, item, scores, resolved.label, aucs,
+                       checked)
     if options["metrics"] and not run.quiet:
         _print_ranking(aucs)
-    run.finish()
+    checks.finish(run)
 
 
-def _save_item(run: Run, image, result, item: int, scores: dict, label_of, aucs: dict) -> None:
+def _save_item(run: Run, image, result, item: int, scores: dict, label_of, aucs: dict,
+               checked: dict) -> None:
     """Overlay, bare heatmap (and .npy) of every method for one (image, class), and the panel."""
     from cnnviz_cli.render.cam import bare_heatmap, heat_overlay, method_panel
 
@@ -90,7 +98,8 @@ def _save_item(run: Run, image, result, item: int, scores: dict, label_of, aucs:
     overlays = []
     for method, maps in result.maps.items():
         name = f"{image.key}/cam-{slug(method.replace('+', 'p'))}-{slug(label)}"
-        entry = {**record, "method": method, "heatmap": result.statistics(method, item)}
+        entry = {**record, "method": method, "heatmap": result.statistics(method, item),
+                 **checked[method][item]}
         if method in scores:
             entry["deletion_auc"] = float(scores[method].deletion_auc[item])
             entry["insertion_auc"] = float(scores[method].insertion_auc[item])

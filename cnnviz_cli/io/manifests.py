@@ -12,7 +12,8 @@ from cnnviz_cli.io.outputs import MANIFEST
 
 # Options that change how a run is carried out, not what it computes.
 RUN_CONTROL = frozenset(
-    {"images", "out", "skip_existing", "fail_fast", "shard", "batch_size", "print_json"}
+    {"images", "out", "skip_existing", "fail_fast", "shard", "batch_size", "print_json",
+     "fail_under", "fail_over", "fail_under_each", "fail_over_each"}
 )
 
 

@@ -12,7 +12,8 @@ PICTURE_SUFFIXES = (".png", ".gif", ".jpg", ".jpeg", ".webp")
 CAPTION_FIELDS = ("kind", "layer", "filter", "channel", "step")
 PREDICTION_FIELDS = ("predicted", "prediction", "label", "class_name")
 SCORE_FIELDS = ("score", "probability", "confidence")
-METRIC_SUFFIXES = ("_auc", "_error", "_accuracy")  # per-file numbers averaged in the report
+# per-file numbers averaged in the report
+METRIC_SUFFIXES = ("_auc", "_error", "_accuracy", "_hit", "_energy", "_corr", "_iou")
 OTHER = "Other outputs"
 
 STYLE = """
@@ -43,6 +44,10 @@ details summary { cursor:pointer; font-weight:600; }
 .pill { display:inline-block; background:#eef2ff; color:var(--accent); border-radius:10px;
         padding:1px 9px; margin-left:8px; font-size:12px; font-weight:600; }
 .failure { color:#b42318; }
+.gates { font-size:15px; }
+.gates ul { margin:6px 0 0; padding-left:20px; font-size:13px; }
+.gates.passed { background:#ecfdf3; border-color:#abefc6; color:#067647; }
+.gates.failed { background:#fef3f2; border-color:#fecdca; color:#b42318; }
 .techniques { display:flex; flex-wrap:wrap; gap:0 32px; }
 .gallery { display:flex; flex-wrap:wrap; gap:12px; }
 figure { margin:0; width:188px; }
@@ -187,6 +192,26 @@ def _metrics_section(runs: list[dict], outputs: list[dict]) -> str:
     return f"<section><h2>Metrics</h2>{''.join(parts)}</section>" if parts else ""
 
 
+def _gates_banner(runs: list[dict]) -> str:
+    """Passed or failed, over the gates of every run (`cam --fail-under ...`), failures listed."""
+    gates = [row for run in runs for row in (run.get("metrics") or {}).get("gates") or []
+             if isinstance(row, dict)]
+    if not gates:
+        return ""
+    failed = [row for row in gates if not row.get("passed")]
+    if not failed:
+        return (f"<section class='gates passed'><strong>All {len(gates)} gates passed</strong>"
+                "</section>")
+    items = "".join(
+        f"<li>{_text(row.get('metric'))} of {_text(row.get('method'))}: "
+        f"{_text(_value(row.get('value')))} over {_text(row.get('maps'))} heatmaps, "
+        f"needs {_text(row.get('rule'))}</li>"
+        for row in failed
+    )
+    return (f"<section class='gates failed'><strong>{len(failed)} of {len(gates)} gates failed"
+            f"</strong><ul>{items}</ul></section>")
+
+
 def _failures_section(failures: list[dict]) -> str:
     if not failures:
         return ""
@@ -272,6 +297,7 @@ def render_report(manifest: dict) -> str:
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>cnnviz {_text(commands)}</title><style>{STYLE}</style></head><body>"
         f"<header><h1>cnnviz {_text(commands)}</h1><p>{_text(summary)}</p></header><main>"
+        + _gates_banner(runs)
         + "".join(_run_section(number, run) for number, run in enumerate(runs))
         + _metrics_section(runs, outputs) + _failures_section(failures)
         + "<p><input id='filter' type='search' placeholder='Filter images by path'></p>"

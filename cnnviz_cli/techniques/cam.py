@@ -24,16 +24,17 @@ from cnnviz_cli.techniques.targets import class_scores
 class Targets:
     """The classes to explain: one per image, given classes for all, then the top-k predictions.
 
-    With none of them, each image's own top-1 prediction.
+    With none of them, each image's own top-1 prediction. A per-image class of None gives that
+    image the shared targets only (its top-1 prediction when there are none).
     """
 
     classes: tuple[int, ...] = ()  # explained for every image
     top_k: int | None = None
-    per_image: tuple[int, ...] | None = None  # one class per image, e.g. its true label
+    per_image: tuple[int | None, ...] | None = None  # one class per image, e.g. its true label
 
     def codes(self, num_images: int, num_classes: int) -> np.ndarray:
         """(images, targets) codes: a class index (>= 0), or -r for the r-th highest logit."""
-        given = () if self.per_image is None else self.per_image
+        given = [index for index in self.per_image or () if index is not None]
         default = 0 if self.classes or self.per_image is not None else 1
         top_k = self.top_k if self.top_k is not None else default
         if not 0 <= top_k <= num_classes:
@@ -52,7 +53,9 @@ class Targets:
         codes = np.tile(shared, (num_images, 1))
         if self.per_image is None:
             return codes
-        return np.concatenate([np.array(self.per_image, np.int32)[:, None], codes], axis=1)
+        fallback = shared[0] if len(shared) else -1  # repeats a shared target: dropped later
+        own = [fallback if index is None else index for index in self.per_image]
+        return np.concatenate([np.array(own, np.int32)[:, None], codes], axis=1)
 
 
 def output_index(model: keras.Model, spec: str | int | None) -> int:

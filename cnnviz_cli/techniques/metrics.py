@@ -101,6 +101,8 @@ def faithfulness(
 
 
 def pointing_game(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Whether each map's maximum, upsampled to the masks' size, falls inside its mask."""
+    """Whether each map's maximum, upsampled to the masks' size, falls inside its mask (a map
+    without any heat points nowhere)."""
     heat = upsample(maps, masks.shape[1:]).reshape(len(maps), -1)
-    return masks.reshape(len(masks), -1)[np.arange(len(masks)), heat.argmax(axis=1)]
+    inside = masks.reshape(len(masks), -1)[np.arange(len(masks)), heat.argmax(axis=1)]
+    return np.logical_and(inside, heat.max(axis=1) > 0)
