@@ -73,7 +73,7 @@ def test_file_models_keras_and_legacy_h5(tmp_path, tiny_conv_model):
 def test_bad_model_files(tmp_path, tiny_conv_model):
     junk = tmp_path / "junk.keras"
     junk.write_bytes(np.random.default_rng(0).bytes(500))
-    with pytest.raises(CnnvizError, match="Cannot load the model file"):
+    with pytest.raises(CnnvizError, match="not a Keras model file: a .keras file is a zip"):
         resolve_model(ModelRequest(model=str(junk)))
     with pytest.raises(CnnvizError, match="does not exist"):
         resolve_model(ModelRequest(model=str(tmp_path / "missing.keras")))

@@ -4,6 +4,7 @@ import contextlib
 import difflib
 import json
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -237,6 +238,7 @@ def _file_model(path: Path, request: ModelRequest) -> ResolvedModel:
 
 
 def describe_load_failure(path: Path, error: Exception) -> str:
+    """One sentence on why Keras could not load the model file `path`."""
     text = str(error)
     if "safe_mode" in text:
         return (
@@ -248,4 +250,20 @@ def describe_load_failure(path: Path, error: Exception) -> str:
             f"{path} holds only weights, not a model; load it with --weights {path} on a "
             "named model or on the model file it was saved from."
         )
+    kind = _container_mismatch(path)
+    if kind:
+        return (f"{path} is not a Keras model file: a {path.suffix} file is {kind}, and this one "
+                "is not (damaged, or another kind of file renamed).")
     return f"Cannot load the model file {path}: {_first_line(error)}."
+
+
+def _container_mismatch(path: Path) -> str | None:
+    """What a file of this suffix must be, when the file is not that; else None."""
+    import h5py
+
+    suffix = path.suffix.lower()
+    if suffix == ".keras" and not zipfile.is_zipfile(path):
+        return "a zip archive"
+    if suffix in (".h5", ".hdf5") and not h5py.is_hdf5(path):
+        return "an HDF5 file"
+    return None
