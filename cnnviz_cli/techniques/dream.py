@@ -6,6 +6,8 @@ The objective is computed tile by tile, each tile's gradient inside its own tape
 photo needs the memory of one tile plus a few copies of the image.
 """
 
+import math
+import re
 from dataclasses import dataclass
 
 import keras
@@ -28,22 +30,26 @@ class DreamLayer:
 
     @classmethod
     def parse(cls, spec: str) -> "DreamLayer":
-        """`layer`, `layer:channel`, `layer:weight` (a decimal point) or `layer:channel:weight`."""
-        name, *rest = spec.split(":")
-        try:
-            if len(rest) == 2:
-                return cls(name, float(rest[1]), int(rest[0]))
-            if len(rest) == 1:
-                value = rest[0]
-                return cls(name, channel=int(value)) if value.isdigit() else cls(name, float(value))
-            if not rest:
-                return cls(name)
-        except ValueError:
-            pass
-        raise CnnvizError(
-            f"Cannot read the layer spec {spec!r}: write LAYER, LAYER:CHANNEL, LAYER:WEIGHT "
-            "(e.g. mixed5:1.5) or LAYER:CHANNEL:WEIGHT."
-        )
+        """`layer`, `layer:channel`, `layer:weight` or `layer:channel:weight`.
+
+        A channel is an integer >= 0; a weight is any other finite number (`1.5`, `-1`, `1e-3`).
+        """
+        match = _LAYER_SPEC.fullmatch(spec)
+        weight = float(match["weight"]) if match and match["weight"] else 1.0
+        if match is None or not math.isfinite(weight):
+            raise CnnvizError(
+                f"Cannot read the layer spec {spec!r}: write LAYER, LAYER:CHANNEL, LAYER:WEIGHT "
+                "(e.g. mixed5:1.5) or LAYER:CHANNEL:WEIGHT, with CHANNEL an integer >= 0 and "
+                "WEIGHT a finite number."
+            )
+        channel = match["channel"]
+        return cls(match["path"], weight, None if channel is None else int(channel))
+
+
+_LAYER_SPEC = re.compile(
+    r"(?P<path>[^:]+)(?::(?P<channel>[0-9]+))?"
+    r"(?::(?P<weight>[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?))?"
+)
 
 
 @dataclass(frozen=True)
