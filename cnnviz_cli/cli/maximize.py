@@ -1,5 +1,7 @@
 """`cnnviz maximize`: images synthesised to excite filters of a layer, or classes."""
 
+import re
+
 import click
 
 from cnnviz_cli.cli.common import Run, model_options, output_options, slug
@@ -71,7 +73,7 @@ def maximize(ctx: click.Context, **options) -> None:
     else:
         info = (find_feature_map(model, options["layer_spec"]) if options["layer_spec"]
                 else last_feature_map(model))
-        targets = _filters(options["filter_spec"], int(info.output_shape[-1]))
+        targets = parse_filters(options["filter_spec"], int(info.output_shape[-1]))
         with run.status(f"Maximising {len(targets)} filters of {info.path}"):
             result = maximize_filters(model, info.path, preprocess, targets, shape, config)
         labels = [f"{i} · {min(ratio, 999):.0f}x"
@@ -109,21 +111,19 @@ def _config(options: dict, side: int):
     return MaximizeConfig(optim, options["param"], options["batch_size"])
 
 
-def _filters(spec: str | None, count: int) -> list[int]:
+def parse_filters(spec: str | None, count: int) -> list[int]:
     """`3`, `0-15`, `1,5,9` or `all` -> filter indices, checked against the layer's `count`."""
     if spec is None:
         return list(range(min(16, count)))
     if spec.strip().lower() == "all":
         return list(range(count))
-    indices: list[int] = []
-    for part in spec.split(","):
-        low, _, high = part.strip().partition("-")
-        if not low.isdigit() or not (high.isdigit() or not high):
-            raise click.BadParameter(f"expected `3`, `0-15`, `1,5,9` or `all`, got {spec!r}",
-                                     param_hint="--filter")
-        indices += range(int(low), int(high or low) + 1)
-    outside = [i for i in indices if i >= count]
-    if outside:
-        raise CnnvizError(f"--filter {spec} asks for filter {outside[0]}, but the layer has "
+    ranges = [re.fullmatch(r"\s*([0-9]+)\s*(?:-\s*([0-9]+)\s*)?", part) for part in spec.split(",")]
+    if not all(ranges) or any(m[2] and int(m[2]) < int(m[1]) for m in ranges):
+        raise click.BadParameter(f"expected `3`, `0-15`, `1,5,9` or `all` (ranges low-high), "
+                                 f"got {spec!r}", param_hint="--filter")
+    bounds = [(int(m[1]), int(m[2] or m[1])) for m in ranges]
+    highest = max(high for _, high in bounds)
+    if highest >= count:
+        raise CnnvizError(f"--filter {spec} asks for filter {highest}, but the layer has "
                           f"{count} filters (0 to {count - 1}).")
-    return list(dict.fromkeys(indices))
+    return list(dict.fromkeys(i for low, high in bounds for i in range(low, high + 1)))
