@@ -10,11 +10,11 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnviz_cli.errors import CnnvizError, InputError
+from cnnviz_cli.io import DEFAULT_MAX_PIXELS
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 )
-DEFAULT_MAX_PIXELS = 64_000_000
 
 
 def collect_image_paths(specs: Iterable[str]) -> list[Path]:
@@ -44,7 +44,7 @@ def output_keys(paths: list[Path]) -> list[str]:
         stem
         if stems.count(stem) == 1
         else f"{stem}-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:6]}"
-        for stem, path in zip(stems, paths)
+        for stem, path in zip(stems, paths, strict=True)
     ]
 
 
@@ -62,17 +62,21 @@ def _to_mode(image: Image.Image, channels: int) -> Image.Image:
 
 
 def load_image(path: Path, channels: int = 3, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode one image as uint8 (height, width, channels), EXIF orientation applied."""
+    """Decode one image as uint8 (height, width, channels), EXIF orientation applied.
+
+    Images that declare more than `max_pixels` pixels are refused before they are decoded.
+    """
     if path.is_dir():
         raise InputError(f"{path} is a folder, not an image file.")
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own bomb check must not refuse less
+    too_many = (f"{path} declares {{}} pixels, over the --max-pixels limit of {max_pixels}; "
+                "raise the limit if you trust the file.")
     try:
         with Image.open(path) as image:
             width, height = image.size
             if width * height > max_pixels:
-                raise InputError(
-                    f"{path} declares {width}x{height} pixels, over the --max-pixels limit of "
-                    f"{max_pixels}; raise the limit if you trust the file."
-                )
+                raise InputError(too_many.format(f"{width}x{height}"))
             image.seek(0)
             image = _to_mode(ImageOps.exif_transpose(image), channels)
             array = np.asarray(image, dtype=np.uint8)
@@ -80,8 +84,8 @@ def load_image(path: Path, channels: int = 3, max_pixels: int = DEFAULT_MAX_PIXE
         raise
     except UnidentifiedImageError:
         raise InputError(f"{path} is not an image Pillow can read.") from None
-    except Image.DecompressionBombError:
-        raise InputError(f"{path} is too large to decode safely (decompression bomb).") from None
+    except Image.DecompressionBombError:  # over twice Pillow's limit, so over ours
+        raise InputError(too_many.format(f"more than {2 * max_pixels}")) from None
     except (OSError, ValueError, SyntaxError) as error:
         raise InputError(f"Cannot read {path}: {error}.") from None
     return array[..., None] if array.ndim == 2 else array
