@@ -35,8 +35,6 @@ def activations(ctx: click.Context, **options) -> None:
     """
     import numpy as np
 
-    import numpy as np
-
     from cnnviz_cli.models.layers import resolve_feature_maps
     from cnnviz_cli.render.colour import normalize, overlay
     from cnnviz_cli.render.maps import feature_grid
