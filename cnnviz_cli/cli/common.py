@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from cnnviz_cli.errors import InputError, Interrupted
+from cnnviz_cli.errors import CnnvizError, InputError, Interrupted
+from cnnviz_cli.io import DEFAULT_MAX_PIXELS
 
 IMAGE_BATCH = 8
 MANIFEST_INTERVAL = 2.0  # seconds between rewrites of manifest.json during a run
@@ -29,7 +30,8 @@ def _set_quiet(ctx: click.Context, _param, value: bool) -> None:
         ctx.find_root().obj["quiet"] = True
 
 
-def _parse_shard(_ctx: click.Context, _param, value: str | None) -> tuple[int, int] | None:
+def parse_shard(_ctx: click.Context | None, _param, value: str | None) -> tuple[int, int] | None:
+    """`--shard K/N` -> (K, N) with 1 <= K <= N (a Click callback)."""
     if value is None:
         return None
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)
@@ -67,7 +69,7 @@ model_options = _compose(
 output_options = _compose(
     click.option(
         "-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-        help="Output folder [default: cnnviz-out/COMMAND].",
+        help="Output folder, not an input folder or inside one [default: cnnviz-out/COMMAND].",
     ),
     click.option("--json", "print_json", is_flag=True, help="Also print the manifest to stdout."),
     click.option(
@@ -87,7 +89,7 @@ image_options = _compose(
         help="Images per compiled pass.",
     ),
     click.option(
-        "--max-pixels", type=click.IntRange(min=1), default=64_000_000, show_default=True,
+        "--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
         help="Refuse images that declare more pixels than this (decompression bombs).",
     ),
     click.option(
@@ -99,7 +101,7 @@ image_options = _compose(
         help="Stop at the first unreadable image [default: go on, list failures, exit 1].",
     ),
     click.option(
-        "--shard", metavar="K/N", callback=_parse_shard,
+        "--shard", metavar="K/N", callback=parse_shard,
         help="Process only slice K of N (1 <= K <= N) of the sorted images, e.g. a job-array "
         "index; merge the shards' folders with `cnnviz report`.",
     ),
@@ -115,6 +117,31 @@ def _jsonable(value):
     if isinstance(value, tuple | list):
         return [_jsonable(item) for item in value]
     return str(value) if isinstance(value, Path) else value
+
+
+def _input_folders(specs: Iterable[str]) -> list[Path]:
+    """The folders IMAGES searches: folders given, and the fixed base of recursive `**` globs."""
+    folders = []
+    for spec in specs:
+        if "**" in spec:
+            base = Path(spec.split("**", 1)[0] or ".")
+            folders.append(base if base.is_dir() else base.parent)
+        elif Path(spec).is_dir():
+            folders.append(Path(spec))
+    return folders
+
+
+def _check_out_folder(out: Path, specs: Iterable[str]) -> None:
+    """Refuse an --out that is an input folder or inside one: outputs would become inputs."""
+    target = out.resolve()
+    for folder in _input_folders(specs):
+        resolved = folder.resolve()
+        if target == resolved or resolved in target.parents:
+            place = "is" if target == resolved else "is inside"
+            raise CnnvizError(
+                f"--out {out} {place} the input folder {folder}, so later runs would read the "
+                "outputs as images; choose an --out outside it."
+            )
 
 
 def _interrupt(number: int, _frame) -> None:
@@ -146,6 +173,8 @@ class Run:
         self.print_json = bool(params.pop("print_json", False))
         out = params.get("out") or Path("cnnviz-out") / self.command
         params["out"] = out
+        if "images" in params:
+            _check_out_folder(out, params["images"])
         self.outputs = Outputs(out, self.command, {k: _jsonable(v) for k, v in params.items()})
         self.params = params
         self.finished = False
@@ -203,9 +232,15 @@ class Run:
         Decoding runs in background threads a few batches ahead. Unreadable files are recorded
         and skipped (with --fail-fast: the run stops); --shard and --skip-existing narrow the list.
         """
+        import warnings
         from functools import partial
 
+        from PIL import Image
+
         from cnnviz_cli.io.background import prefetch
+
+        # Pillow warns about images over its own limit; load_image refuses them in one line
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
         items = self._selected_inputs()
         size = resolved.image_size(self.params.get("size"))
@@ -300,7 +335,10 @@ class Run:
         if self._stream is not None:
             self._stream.close()
         self.outputs.close()
-        if self.finished or not self.outputs.changed:
+        if self.finished:
+            return
+        if not self.outputs.changed:  # stopped before any output: leave no empty --out behind
+            self.outputs.remove_if_unused()
             return
         self._save()
         self.warn(

@@ -85,6 +85,9 @@ class Outputs:
         self.changed = False  # True once this run saved a file or recorded a failure
         if self.root.exists() and not self.root.is_dir():
             raise CnnvizError(f"Output folder {self.root} is a file; choose another --out.")
+        # folders this run creates, deepest first: removed again if the run writes nothing
+        self._created = [folder for folder in (self.root, *self.root.parents)
+                         if not folder.exists()]
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -234,6 +237,14 @@ class Outputs:
     def close(self) -> None:
         """Finish pending writes and stop the writer threads (errors are kept for flush)."""
         self._pool.close()
+
+    def remove_if_unused(self) -> None:
+        """Remove the folders this run created, as long as they are empty."""
+        for folder in self._created:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or gone): leave it and everything above it
+                return
 
     def _raise_write_error(self) -> None:
         error = self._error
