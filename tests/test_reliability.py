@@ -166,6 +166,25 @@ def test_out_without_write_permission_is_refused(run_cli, corpus, tmp_path, comm
         locked.chmod(0o700)
 
 
+@pytest.mark.parametrize("command", ["activations", "maximize"])
+def test_out_the_system_refuses_is_one_error_line(run_cli, corpus, tmp_path, monkeypatch, command):
+    """The same refusals as above where permissions do not bind (root): the system says no."""
+    import cnnviz_cli.io.outputs as outputs_module
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    result = run_cli(*command_args(corpus, command, "-o", tmp_path / "new"), expect=2)
+    assert_one_error(result, f"Cannot create output folder {re.escape(str(tmp_path / 'new'))}: "
+                     "Permission denied")
+    monkeypatch.undo()
+    monkeypatch.setattr(outputs_module.os, "access", lambda path, mode: not mode & os.W_OK)
+    result = run_cli(*command_args(corpus, command, "-o", tmp_path), expect=2)
+    assert_one_error(result, f"Output folder {re.escape(str(tmp_path))} is not writable")
+    assert files_under(tmp_path) == set()
+
+
 @pytest.mark.parametrize("command", IMAGE_COMMANDS)
 @pytest.mark.parametrize("where", ["the input folder", "inside the input folder"])
 def test_out_in_an_input_folder_is_refused_before_any_work(run_cli, corpus, command, where):
