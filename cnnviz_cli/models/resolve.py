@@ -100,7 +100,8 @@ class ResolvedModel:
         if text.lower() in folded:
             return folded.index(text.lower())
         close = difflib.get_close_matches(text.lower(), folded, n=3)
-        hint = f" Closest: {', '.join(self.labels[folded.index(c)] for c in close)}." if close else ""
+        names = ", ".join(self.labels[folded.index(name)] for name in close)
+        hint = f" Closest: {names}." if close else ""
         raise CnnvizError(f"Unknown class label {text!r}.{hint}")
 
     def describe(self) -> dict:
