@@ -7,7 +7,7 @@ from cnnviz_cli.cli.gates import Checks, gate_options
 
 METHOD_NAMES = (
     "gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, scorecam, faster-scorecam, "
-    "guided-gradcam"
+    "guided-gradcam, saliency, smoothgrad, integrated-gradients, gradient-input"
 )
 
 
@@ -25,6 +25,16 @@ METHOD_NAMES = (
               help="Which output of a model with several outputs [default: the first].")
 @click.option("--max-n", type=click.IntRange(min=1), default=10, show_default=True,
               help="Faster-ScoreCAM: channels of largest activation variance to score.")
+@click.option("--samples", type=click.IntRange(min=1), default=32, show_default=True,
+              help="SmoothGrad: noisy copies of the input averaged.")
+@click.option("--noise", type=click.FloatRange(min=0), default=0.15, show_default=True,
+              help="SmoothGrad: noise standard deviation as a fraction of the input's range.")
+@click.option("--ig-steps", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Integrated gradients: points on the path from the baseline to the input.")
+@click.option("--ig-baseline", type=click.Choice(["black", "blur", "noise"]), default="blur",
+              show_default=True, help="Integrated gradients: the image the path starts from.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="SmoothGrad noise and the noise baseline.")
 @click.option("--colormap", default="turbo", show_default=True)
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.7, show_default=True,
               help="Opacity of the hottest colours over the image (cold areas stay clear).")
@@ -43,8 +53,8 @@ def cam(ctx: click.Context, **options) -> None:
     (<out>/<image>/cam-<method>-<label>.png), the bare heatmap (...-heatmap.png) and, with
     several methods, a side-by-side panel (cam-panel-<label>.png). The score explained is the
     class logit (a final softmax is left out). --batch-size counts images per compiled pass:
-    input images, or masked copies for ScoreCAM and --metrics. Exit 3 when a gate
-    (--fail-under/--fail-over) fails, after everything is written.
+    input images, or changed copies for ScoreCAM, --metrics and the gradient attributions.
+    Exit 3 when a gate (--fail-under/--fail-over) fails, after everything is written.
 
     \b
     Example:
@@ -69,7 +79,9 @@ def cam(ctx: click.Context, **options) -> None:
         tuple(resolved.class_index(spec, explainer.num_classes) for spec in options["class_specs"]),
         options["top_k"],
     )
-    settings = CamOptions(options["max_n"], options["batch_size"])
+    settings = CamOptions(options["max_n"], options["batch_size"], options["samples"],
+                          options["noise"], options["ig_steps"], options["ig_baseline"],
+                          options["seed"], resolved.preprocess)
     checks = Checks(run, lambda spec: resolved.class_index(spec, explainer.num_classes))
     aucs: dict[str, list] = {method: [] for method in methods}
     for batch in run.image_batches(resolved):

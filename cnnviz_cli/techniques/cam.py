@@ -1,14 +1,18 @@
-"""Class activation maps: one compiled core, many small weighting rules.
+"""Class activation maps and gradient attributions: one compiled core, many small rules.
 
 The core runs a batch of items (one image and one target class each) through the model once and
 returns the target scores, the activations A of the chosen layer and the gradients G of the
 scores with respect to A. Every method is an entry of `METHODS`: a function from that `CamPass`
 to one non-negative map per item. Most are a rule over A and G; ScoreCAM instead weights the
 channels by the scores of masked copies of the input, run through the model in large batches.
+The gradient attributions (saliency, SmoothGrad, integrated gradients, gradient x input) give
+input-resolution maps from input gradients averaged over changed copies of each item (noisy
+copies, points on a path from a baseline), also computed in large batches.
 """
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 
 import keras
 import numpy as np
@@ -79,7 +83,13 @@ class CamOptions:
     """Settings of the methods that need them."""
 
     max_channels: int = 10  # Faster-ScoreCAM: channels of largest activation variance
-    batch_size: int = 32  # masked copies of the input per forward pass (ScoreCAM, metrics)
+    batch_size: int = 32  # changed copies of the input per pass (ScoreCAM, metrics, gradients)
+    samples: int = 32  # SmoothGrad: noisy copies per item
+    noise: float = 0.15  # SmoothGrad: noise standard deviation / the item's value range
+    ig_steps: int = 32  # integrated gradients: points on the path from the baseline
+    ig_baseline: str = "blur"  # integrated gradients: a name in IG_BASELINES
+    seed: int = 0  # SmoothGrad noise and the noise baseline
+    preprocess: Callable = tf.identity  # pixels in [0, 255] -> model input (baselines)
 
 
 @dataclass
@@ -92,6 +102,17 @@ class CamPass:
     activations: tf.Tensor  # (items, h, w, k) the layer's feature maps A
     gradients: tf.Tensor  # (items, h, w, k) d score / d A
     options: CamOptions
+
+    @cached_property
+    def input_gradients(self) -> tf.Tensor:
+        """(items, height, width, channels) d score / d input, shared by the methods using it."""
+        return self.mean_input_gradients(_unchanged, (), 1)
+
+    def mean_input_gradients(self, make_inputs: Callable, sources, copies: int) -> tf.Tensor:
+        """`CamExplainer.mean_input_gradients` of this pass's items."""
+        return self.explainer.mean_input_gradients(
+            make_inputs, self.inputs, self.classes, sources, copies, self.options.batch_size
+        )
 
 
 Method = Callable[[CamPass], tf.Tensor]
@@ -239,6 +260,128 @@ def _guided_gradcam(cam_pass: CamPass) -> tf.Tensor:
     return tf.reduce_max(tf.abs(gradients), axis=-1) * upsampled
 
 
+def _unchanged(inputs, sources, item, copy, copies):
+    del sources, copy, copies
+    return tf.gather(inputs, item)
+
+
+def smoothgrad_noise(copies: tf.Tensor, shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Standard normal noise (n, *shape) of SmoothGrad copy numbers `copies` (n,).
+
+    A copy's noise depends only on its number and the seed, not on the item or the batching.
+    """
+    seed = tf.cast(seed, tf.int64)
+    return tf.map_fn(
+        lambda copy: tf.random.stateless_normal(shape, tf.stack([seed, tf.cast(copy, tf.int64)])),
+        copies, fn_output_signature=tf.float32,
+    )
+
+
+def _noisy(inputs, sources, item, copy, copies):
+    """SmoothGrad copies: the item plus noise of `sigma` times its value range."""
+    del copies
+    sigma, seed = sources
+    items = tf.gather(inputs, item)
+    spread = tf.reduce_max(items, axis=[1, 2, 3], keepdims=True) - tf.reduce_min(
+        items, axis=[1, 2, 3], keepdims=True
+    )
+    return items + sigma * spread * smoothgrad_noise(copy, tf.shape(inputs)[1:], seed)
+
+
+def _interpolated(inputs, baselines, item, copy, copies):
+    """Integrated-gradients copies: the midpoints of `copies` equal steps from baseline to item."""
+    start, end = tf.gather(baselines, item), tf.gather(inputs, item)
+    fraction = (tf.cast(copy, tf.float32) + 0.5) / tf.cast(copies, tf.float32)
+    return start + fraction[:, None, None, None] * (end - start)
+
+
+def gaussian_blur(images: tf.Tensor, sigma: float) -> tf.Tensor:
+    """A separable Gaussian blur of (n, height, width, channels) images, edges reflected."""
+    height, width = images.shape[1:3]
+    radius = max(1, min(int(np.ceil(3 * sigma)), height - 1, width - 1))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel = tf.constant(taps / taps.sum(), tf.float32)
+    channels = images.shape[-1]
+    padded = tf.pad(images, [[0, 0], [radius, radius], [radius, radius], [0, 0]], "REFLECT")
+    rows = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, channels, 1])
+    blurred = tf.nn.depthwise_conv2d(padded, rows, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(blurred, tf.transpose(rows, [1, 0, 2, 3]), [1, 1, 1, 1], "VALID")
+
+
+BLUR_SIGMA = 1 / 16  # of the longer image side: the blur baseline keeps only coarse colour
+
+
+def _noise_baseline(inputs: tf.Tensor, options: CamOptions) -> tf.Tensor:
+    """Uniform random pixels (one image, seeded, the same for every item), preprocessed."""
+    pixels = tf.random.stateless_uniform(
+        [1, *inputs.shape[1:]], tf.constant([options.seed, -1], tf.int64), 0.0, 255.0
+    )
+    return tf.broadcast_to(options.preprocess(pixels), tf.shape(inputs))
+
+
+IG_BASELINES: dict[str, Callable[[tf.Tensor, CamOptions], tf.Tensor]] = {
+    "black": lambda inputs, options: options.preprocess(tf.zeros_like(inputs)),
+    "blur": lambda inputs, options: gaussian_blur(inputs, BLUR_SIGMA * max(inputs.shape[1:3])),
+    "noise": _noise_baseline,
+}
+
+
+def integrated_gradients(
+    explainer: "CamExplainer", inputs: tf.Tensor, classes: tf.Tensor, baselines: tf.Tensor,
+    steps: int = 32, batch_size: int = 32,
+) -> tf.Tensor:
+    """Sundararajan et al.: (x - x') times the mean class-logit gradient at `steps` points of the
+    straight path from the baseline x' to x (midpoint rule), per input value: (items, h, w, c).
+
+    The attributions of an item sum to nearly score(x) - score(x') (completeness).
+    """
+    mean = explainer.mean_input_gradients(
+        _interpolated, inputs, classes, baselines, steps, batch_size
+    )
+    return (inputs - baselines) * mean
+
+
+def _sensitivity(gradients: tf.Tensor) -> tf.Tensor:
+    """The largest absolute gradient over colour channels."""
+    return tf.reduce_max(tf.abs(gradients), axis=-1)
+
+
+def _evidence(attributions: tf.Tensor) -> tf.Tensor:
+    """The positive part of the attributions summed over colour channels."""
+    return tf.nn.relu(tf.reduce_sum(attributions, axis=-1))
+
+
+@register("saliency")
+def _saliency(cam_pass: CamPass) -> tf.Tensor:
+    """Simonyan et al.: the input gradient of the class logit."""
+    return _sensitivity(cam_pass.input_gradients)
+
+
+@register("smoothgrad")
+def _smoothgrad(cam_pass: CamPass) -> tf.Tensor:
+    """Smilkov et al.: input gradients averaged over `samples` noisy copies of the input."""
+    options = cam_pass.options
+    sources = (tf.constant(options.noise, tf.float32), tf.constant(options.seed, tf.int64))
+    return _sensitivity(cam_pass.mean_input_gradients(_noisy, sources, options.samples))
+
+
+@register("integrated-gradients")
+def _integrated_gradients(cam_pass: CamPass) -> tf.Tensor:
+    """Sundararajan et al., from the `ig_baseline` image."""
+    options = cam_pass.options
+    baselines = IG_BASELINES[options.ig_baseline](cam_pass.inputs, options)
+    return _evidence(integrated_gradients(
+        cam_pass.explainer, cam_pass.inputs, cam_pass.classes, baselines, options.ig_steps,
+        options.batch_size,
+    ))
+
+
+@register("gradient-input")
+def _gradient_input(cam_pass: CamPass) -> tf.Tensor:
+    """Shrikumar et al.: the input times its gradient."""
+    return _evidence(cam_pass.inputs * cam_pass.input_gradients)
+
+
 def class_logits(logits: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
     """The score CAM explains: the class logit."""
     return class_scores(logits, classes)
@@ -254,6 +397,17 @@ def _resolve_classes(logits: tf.Tensor, codes: tf.Tensor) -> tf.Tensor:
     order = tf.argsort(logits, axis=1, direction="DESCENDING", stable=True)
     ranked = tf.gather(order, tf.maximum(-codes - 1, 0), axis=1, batch_dims=1)
     return tf.where(codes >= 0, codes, ranked)
+
+
+def _pass_count(items: tf.Tensor, copies: tf.Tensor, batch_size: tf.Tensor) -> tf.Tensor:
+    """Passes of `batch_size` copies needed for `copies` copies of every item."""
+    return (items * copies + batch_size - 1) // batch_size
+
+
+def _chunk(step: tf.Tensor, batch_size: tf.Tensor, items: tf.Tensor, copies: tf.Tensor):
+    """(item, copy) indices of pass `step` over all items x copies, `batch_size` per pass."""
+    flat = tf.range(step * batch_size, tf.minimum(items * copies, (step + 1) * batch_size))
+    return flat // copies, flat % copies
 
 
 @dataclass
@@ -288,7 +442,7 @@ class CamExplainer:
         self.output_index = output_index(model, output)
         self._network = build_extractor(model, [layer_path], logits=True)
         self.num_classes = int(self._network.outputs[1 + self.output_index].shape[-1])
-        self._masked: dict[tuple, Callable] = {}
+        self._loops: dict[tuple, Callable] = {}
         signature = [
             tf.TensorSpec((None, *input_shape), tf.float32),
             tf.TensorSpec((None,), tf.int32),
@@ -326,26 +480,61 @@ class CamExplainer:
         builds the (n, height, width, 1) masks of one pass (`item` and `copy` index each masked
         input). Returns (items, copies) scores; the whole loop is one compiled function.
         """
-        key = (make_masks, score)
-        if key not in self._masked:
-            self._masked[key] = tf.function(
-                lambda *args: self._masked_loop(make_masks, score, *args), reduce_retracing=True
-            )
         sizes = tf.constant(copies, tf.int32), tf.constant(batch_size, tf.int32)
-        return self._masked[key](inputs, classes, sources, *sizes)
+        loop = self._compiled(self._masked_loop, make_masks, score)
+        return loop(inputs, classes, sources, *sizes)
+
+    def mean_input_gradients(
+        self,
+        make_inputs: Callable,
+        inputs: tf.Tensor,
+        classes: tf.Tensor,
+        sources,
+        copies: int,
+        batch_size: int,
+    ) -> tf.Tensor:
+        """Input gradients of the class logit, averaged over `copies` changed copies of each item.
+
+        `make_inputs(inputs, sources, item, copy, copies)` builds the (n, height, width,
+        channels) model inputs of one pass of `batch_size` copies (`item` and `copy` index each
+        one). Returns (items, height, width, channels); the whole loop is one compiled function.
+        """
+        sizes = tf.constant(copies, tf.int32), tf.constant(batch_size, tf.int32)
+        loop = self._compiled(self._gradient_loop, make_inputs)
+        return loop(tf.convert_to_tensor(inputs, tf.float32), classes, sources, *sizes)
+
+    def _compiled(self, loop: Callable, *functions: Callable) -> Callable:
+        """`loop` with its leading function arguments bound, compiled once per explainer."""
+        key = (loop, *functions)
+        if key not in self._loops:
+            self._loops[key] = tf.function(partial(loop, *functions), reduce_retracing=True)
+        return self._loops[key]
 
     def _masked_loop(self, make_masks, score, inputs, classes, sources, copies, batch_size):
         items = tf.shape(inputs)[0]
-        total = items * copies
-        steps = (total + batch_size - 1) // batch_size
+        steps = _pass_count(items, copies, batch_size)
         results = tf.TensorArray(tf.float32, size=steps, infer_shape=False)
         for step in tf.range(steps):
-            flat = tf.range(step * batch_size, tf.minimum(total, (step + 1) * batch_size))
-            item, copy = flat // copies, flat % copies
+            item, copy = _chunk(step, batch_size, items, copies)
             masks = make_masks(sources, item, copy, copies, tf.shape(inputs)[1:3])
             _, logits = self.forward(tf.gather(inputs, item) * masks)
             results = results.write(step, score(logits, tf.gather(classes, item)))
         return tf.reshape(results.concat(), [items, copies])
+
+    def _gradient_loop(self, make_inputs, inputs, classes, sources, copies, batch_size):
+        items = tf.shape(inputs)[0]
+        steps = _pass_count(items, copies, batch_size)
+        total = tf.zeros_like(inputs)
+        for step in tf.range(steps):
+            item, copy = _chunk(step, batch_size, items, copies)
+            changed = make_inputs(inputs, sources, item, copy, copies)
+            with tf.GradientTape() as tape:
+                tape.watch(changed)
+                _, logits = self.forward(changed)
+                scores = class_logits(logits, tf.gather(classes, item))
+            per_item = tf.math.unsorted_segment_sum(tape.gradient(scores, changed), item, items)
+            total += tf.ensure_shape(per_item, inputs.shape)
+        return total / tf.cast(copies, tf.float32)
 
     def __call__(
         self,
