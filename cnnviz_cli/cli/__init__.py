@@ -1,6 +1,7 @@
 """The `cnnviz` command group. Command modules import TensorFlow only inside their bodies."""
 
 import os
+import shlex
 import sys
 
 import click
@@ -8,8 +9,10 @@ import click
 from cnnviz_cli import __version__
 from cnnviz_cli.cli.activations import activations
 from cnnviz_cli.cli.cam import cam
+from cnnviz_cli.cli.common import COMMAND_LINE
 from cnnviz_cli.cli.dream import dream
 from cnnviz_cli.cli.filters import filters
+from cnnviz_cli.cli.info import info
 from cnnviz_cli.cli.inspect import layers, models
 from cnnviz_cli.cli.maximize import maximize
 from cnnviz_cli.cli.reconstruct import reconstruct
@@ -24,6 +27,10 @@ def _error_line(error: BaseException) -> str:
 
 class CnnvizGroup(click.Group):
     """Turns CnnvizError and unexpected exceptions into one line and an exit code."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[COMMAND_LINE] = shlex.join(["cnnviz", *args])
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -73,7 +80,8 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     ctx.obj = {"debug": debug, "quiet": quiet}
 
 
-for command in (activations, cam, dream, filters, layers, maximize, models, reconstruct, report):
+for command in (activations, cam, dream, filters, info, layers, maximize, models, reconstruct,
+                report):
     cli.add_command(command)
 
 

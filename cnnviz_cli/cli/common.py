@@ -14,6 +14,7 @@ from cnnviz_cli.io import DEFAULT_MAX_PIXELS
 
 IMAGE_BATCH = 8
 MANIFEST_INTERVAL = 2.0  # seconds between rewrites of manifest.json during a run
+COMMAND_LINE = "cnnviz.command_line"  # ctx.meta key: the full command line, set by the group
 
 
 def _compose(*decorators: Callable) -> Callable:
@@ -175,7 +176,8 @@ class Run:
         params["out"] = out
         if "images" in params:
             _check_out_folder(out, params["images"])
-        self.outputs = Outputs(out, self.command, {k: _jsonable(v) for k, v in params.items()})
+        self.outputs = Outputs(out, self.command, {k: _jsonable(v) for k, v in params.items()},
+                               ctx.meta.get(COMMAND_LINE))
         self.params = params
         self.finished = False
         self._stream: Iterator | None = None

@@ -23,6 +23,7 @@ from PIL import Image, PngImagePlugin
 from cnnviz_cli import __version__
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.io.background import BoundedPool
+from cnnviz_cli.io.provenance import PREFIX, png_fields
 
 MANIFEST = "manifest.json"
 REPORT = "index.html"
@@ -75,9 +76,10 @@ class Outputs:
     passed in is handed over: do not modify it afterwards.
     """
 
-    def __init__(self, root: Path, command: str, options: dict):
+    def __init__(self, root: Path, command: str, options: dict, command_line: str | None = None):
         self.root = Path(root)
         self.command = command
+        self.command_line = command_line or f"cnnviz {command}"
         self.options = options
         self.model: dict | None = None
         self.failures: list[dict] = []
@@ -120,14 +122,13 @@ class Outputs:
 
     def _provenance(self, record: dict) -> PngImagePlugin.PngInfo:
         info = PngImagePlugin.PngInfo()
-        fields = {
-            "cnnviz:version": __version__,
-            "cnnviz:command": self.command,
-            "cnnviz:model": (self.model or {}).get("source", ""),
-            "cnnviz:record": json.dumps(record, default=_json_default),
-        }
+        run = {"version": __version__, "command": self.command,
+               "command-line": self.command_line, "model": self.model,
+               "seed": self.options.get("seed")}
+        fields = {**png_fields(run, record),
+                  f"{PREFIX}record": json.dumps(record, default=_json_default)}
         for key, value in fields.items():
-            info.add_text(key, str(value))
+            info.add_text(key, value)
         return info
 
     def save_png(self, relative: str, image: np.ndarray, record: dict) -> Path:
@@ -262,6 +263,7 @@ class Outputs:
             "tool": "cnnviz",
             "version": __version__,
             "command": self.command,
+            "command_line": self.command_line,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "options": self.options,
             "model": self.model,

@@ -6,6 +6,7 @@ import json
 import sys
 import zipfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import keras
 import numpy as np
 
 from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.io.provenance import file_sha256
 from cnnviz_cli.models.labels import imagenet_labels, read_labels
 from cnnviz_cli.models.preprocessing import (
     Preprocess,
@@ -48,6 +50,8 @@ class ResolvedModel:
     labels: tuple[str, ...] | None
     default_size: int = DEFAULT_FREE_SIZE
     details: dict = field(default_factory=dict)
+    file: Path | None = None  # the model file it was loaded from
+    weights_file: Path | None = None  # a weights file loaded into it
 
     @property
     def input_shape(self) -> tuple:
@@ -104,11 +108,18 @@ class ResolvedModel:
         hint = f" Closest: {names}." if close else ""
         raise CnnvizError(f"Unknown class label {text!r}.{hint}")
 
+    @cached_property
+    def hashes(self) -> dict[str, str]:
+        """SHA-256 of the model file (`sha256`) and of a weights file (`weights_sha256`)."""
+        files = {"sha256": self.file, "weights_sha256": self.weights_file}
+        return {key: file_sha256(path) for key, path in files.items() if path is not None}
+
     def describe(self) -> dict:
-        """What the manifest records about the model."""
+        """What the manifest (and every PNG) records about the model."""
         return {
             "source": self.source,
             "weights": self.weights,
+            **self.hashes,
             "preprocess": self.preprocess_name,
             "input_shape": list(self.input_shape),
             "num_labels": None if self.labels is None else len(self.labels),
@@ -168,6 +179,7 @@ def _demo_model() -> ResolvedModel:
         preprocess_name=meta["preprocess"],
         labels=tuple(meta["labels"]),
         default_size=128,
+        file=Path(str(path)),
     )
 
 
@@ -196,6 +208,7 @@ def _application_model(name: str, weights: str) -> ResolvedModel:
         preprocess_name=name,
         labels=imagenet_labels(),
         default_size=entry.input_size,
+        weights_file=weights_file,
     )
 
 
@@ -226,8 +239,9 @@ def _file_model(path: Path, request: ModelRequest) -> ResolvedModel:
         raise CnnvizError(describe_load_failure(path, error)) from None
     if not isinstance(model, keras.Model):
         raise CnnvizError(f"{path} does not hold a Keras model.")
-    if request.weights is not None:
-        _load_weights(model, Path(request.weights))
+    weights_file = None if request.weights is None else Path(request.weights)
+    if weights_file is not None:
+        _load_weights(model, weights_file)
     return ResolvedModel(
         model=model,
         source=str(path),
@@ -235,6 +249,8 @@ def _file_model(path: Path, request: ModelRequest) -> ResolvedModel:
         preprocess=resolve_preprocess("none"),
         preprocess_name="none",
         labels=None,
+        file=path,
+        weights_file=weights_file,
     )
 
 
