@@ -62,4 +62,5 @@ def _readable(fields: dict) -> str:
     if "record" in fields:
         rows.append(("record", json.dumps(fields["record"], ensure_ascii=False)))
     width = max(len(caption) for caption, _ in rows)
-    return "\n".join([fields["file"], *(f"  {caption:<{width}}  {value}" for caption, value in rows)])
+    lines = (f"  {caption:<{width}}  {value}" for caption, value in rows)
+    return "\n".join([fields["file"], *lines])
