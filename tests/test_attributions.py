@@ -29,8 +29,8 @@ def smooth_model(keras):
     """
     inputs = keras.Input((SIZE, SIZE, CHANNELS))
     x = keras.layers.Conv2D(FILTERS, 1, activation="tanh", name="conv")(inputs)
-    x = keras.layers.Flatten()(x)
-    outputs = keras.layers.Dense(CLASSES, activation="softmax")(x)
+    x = keras.layers.Flatten(name="flat")(x)
+    outputs = keras.layers.Dense(CLASSES, activation="softmax", name="predictions")(x)
     model = keras.Model(inputs, outputs)
     rng = np.random.default_rng(0)
     model.set_weights([0.5 * rng.normal(size=w.shape).astype("float32") for w in model.weights])
@@ -92,10 +92,10 @@ def test_smoothgrad_is_the_mean_gradient_at_the_seeded_noise_draws(smooth_model)
 def relu_model(keras):
     """input 8x8x3 -> conv (4, 3x3, ReLU) -> conv 'conv' (5, 3x3, ReLU) -> GAP -> Dense(3)."""
     inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1")(inputs)
     x = keras.layers.Conv2D(5, 3, padding="same", activation="relu", name="conv")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inputs, keras.layers.Dense(CLASSES)(x))
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    model = keras.Model(inputs, keras.layers.Dense(CLASSES, name="logits")(x))
     rng = np.random.default_rng(3)
     model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.weights])
     return model

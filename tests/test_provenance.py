@@ -39,6 +39,8 @@ def cam_run(sample_dir, small_model_file, tmp_path_factory):
 
 def test_info_shows_version_command_line_and_model_hash(cam_run, small_model_file):
     args, out = cam_run
+    assert args[-2:] == ["-o", str(out)]
+    args = args[:-2]  # the command line leaves the output folder out
     overlay = out / "star/cam-smoothgrad-class_1.png"
     fields = json.loads(info(overlay, "--json").stdout)[0]
     assert fields["version"] == __version__
@@ -55,6 +57,14 @@ def test_info_shows_version_command_line_and_model_hash(cam_run, small_model_fil
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["sha256"] == fields["model-sha256"]
     assert manifest["command_line"] == fields["command-line"]
+
+
+def test_command_line_leaves_out_only_the_output_folder():
+    from cnnviz_cli.cli.common import command_line
+
+    arguments = ["-q", "cam", "a b.png", "-o", "x", "--out", "y", "--out=z", "-ow", "--output",
+                 "1", "--", "-o"]
+    assert command_line(arguments) == "cnnviz -q cam 'a b.png' --output 1 -- -o"
 
 
 def test_every_png_of_a_run_carries_provenance(cam_run):

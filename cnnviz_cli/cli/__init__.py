@@ -1,7 +1,6 @@
 """The `cnnviz` command group. Command modules import TensorFlow only inside their bodies."""
 
 import os
-import shlex
 import sys
 
 import click
@@ -9,7 +8,7 @@ import click
 from cnnviz_cli import __version__
 from cnnviz_cli.cli.activations import activations
 from cnnviz_cli.cli.cam import cam
-from cnnviz_cli.cli.common import COMMAND_LINE
+from cnnviz_cli.cli.common import ARGUMENTS
 from cnnviz_cli.cli.dream import dream
 from cnnviz_cli.cli.filters import filters
 from cnnviz_cli.cli.info import info
@@ -29,7 +28,7 @@ class CnnvizGroup(click.Group):
     """Turns CnnvizError and unexpected exceptions into one line and an exit code."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        ctx.meta[COMMAND_LINE] = shlex.join(["cnnviz", *args])
+        ctx.meta[ARGUMENTS] = list(args)
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context):

@@ -1,6 +1,7 @@
 """What every command shares: option decorators and the run loop (model, images, outputs)."""
 
 import re
+import shlex
 import signal
 import sys
 import threading
@@ -14,7 +15,7 @@ from cnnviz_cli.io import DEFAULT_MAX_PIXELS
 
 IMAGE_BATCH = 8
 MANIFEST_INTERVAL = 2.0  # seconds between rewrites of manifest.json during a run
-COMMAND_LINE = "cnnviz.command_line"  # ctx.meta key: the full command line, set by the group
+ARGUMENTS = "cnnviz.arguments"  # ctx.meta key: the command-line arguments, set by the group
 
 
 def _compose(*decorators: Callable) -> Callable:
@@ -114,6 +115,20 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
 
+def command_line(arguments: list[str]) -> str:
+    """`cnnviz ARGUMENTS...` without the output folder (-o/--out DIR), so that a run's pictures,
+    provenance included, do not depend on where they are written."""
+    kept, rest = [], iter(arguments)
+    for argument in rest:
+        if argument == "--":
+            kept += [argument, *rest]
+        elif argument in ("-o", "--out"):
+            next(rest, None)
+        elif not argument.startswith(("-o", "--out=")):
+            kept.append(argument)
+    return shlex.join(["cnnviz", *kept])
+
+
 def _jsonable(value):
     if isinstance(value, tuple | list):
         return [_jsonable(item) for item in value]
@@ -177,7 +192,7 @@ class Run:
         if "images" in params:
             _check_out_folder(out, params["images"])
         self.outputs = Outputs(out, self.command, {k: _jsonable(v) for k, v in params.items()},
-                               ctx.meta.get(COMMAND_LINE))
+                               command_line(ctx.meta.get(ARGUMENTS, [self.command])))
         self.params = params
         self.finished = False
         self._stream: Iterator | None = None

@@ -27,9 +27,9 @@ SHOWN = (  # (field, caption) in the order they are printed; the record comes la
 def info(files: tuple[Path, ...], print_json: bool) -> None:
     """Show the provenance cnnviz writes into every PNG it makes.
 
-    Tool version, full command line, model (name or path, weights, SHA-256 of the model
-    file), and the layer, method, target and seed where they apply, plus the file's manifest
-    record. Exits 1 if some files could not be read, 2 if none could.
+    Tool version, command line (without -o DIR), model (name or path, weights, SHA-256 of
+    the model file), and the layer, method, target and seed where they apply, plus the file's
+    manifest record. Exits 1 if some files could not be read, 2 if none could.
 
     \b
     Example:

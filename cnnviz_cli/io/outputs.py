@@ -79,7 +79,7 @@ class Outputs:
     def __init__(self, root: Path, command: str, options: dict, command_line: str | None = None):
         self.root = Path(root)
         self.command = command
-        self.command_line = command_line or f"cnnviz {command}"
+        self.command_line = command_line or f"cnnviz {command}"  # without -o/--out
         self.options = options
         self.model: dict | None = None
         self.failures: list[dict] = []

@@ -1,9 +1,9 @@
 """Where a picture came from, carried inside every PNG cnnviz writes as `cnnviz:*` text chunks.
 
-Each PNG holds the tool version, the command and its full command line, the model (source,
-weights and the SHA-256 of the model or weights file), where they apply the layer, method,
-target and seed of the picture, and its whole manifest record as JSON. Reading them back needs
-only Pillow, no TensorFlow.
+Each PNG holds the tool version, the command and its command line (without -o DIR), the model
+(source, weights and the SHA-256 of the model or weights file), where they apply the layer,
+method, target and seed of the picture, and its whole manifest record as JSON. Reading them back
+needs only Pillow, no TensorFlow.
 """
 
 import hashlib
