@@ -177,8 +177,6 @@ def test_method_names_and_target_errors(flat_model):
             bad()
 
 
-@pytest.mark.xfail(strict=True, reason="the bundled demo model puts its class evidence off the "
-                   "shapes (GradCAM pointing game 26 %); a better-localising demo model is needed")
 def test_gradcam_points_at_the_explained_shape(demo_resolved):
     """Pointing game on 200 generated two-shape images: each shape's class, its own heatmap."""
     from cnnviz_cli.demo.shapes import make_pairs

@@ -1,11 +1,17 @@
 """Train the bundled demo CNN on the procedural shapes dataset.
 
-Usage: ``python -m cnnviz_cli.demo.train [--epochs N] [--seed S] [--out-dir DIR]
-[--checkpoint-dir DIR]``.  Trains on a mix of 64, 96 and 128 px images (single
-shapes with one-hot targets, two shapes with half-half targets), then writes
-``shapes_cnn.keras`` and ``demo_model.json`` into the output directory and
-per-epoch weight checkpoints (``epoch_00`` is the untrained initialisation)
-into the checkpoint directory.
+Usage: ``python -m cnnviz_cli.demo.train [--epochs N] [--localise-epochs M] [--init MODEL]
+[--seed S] [--out-dir DIR] [--checkpoint-dir DIR]``.  Trains on 64, 96 and 128 px scenes
+holding no, one or two shapes, in two stages. Stage 1 (classify): a softmax over the
+classes in the scene. Stage 2 (localise): each class an independent yes/no (sigmoid)
+target, both for the whole image and at every position of the last feature map, where
+the target is the share of the position's cell that the class's shapes cover; this puts
+the class evidence that global average pooling sums on the shapes, so the model is a
+ground truth for localisation (the pointing game of `cnnviz cam`). `--init` starts from
+an earlier model's weights (with ``--epochs 0``: stage 2 only). The saved model ends in
+softmax. Writes ``shapes_cnn.keras`` and ``demo_model.json`` into the output directory
+and per-epoch weight checkpoints (``epoch_00`` is the starting point) into the
+checkpoint directory.
 """
 
 from __future__ import annotations
@@ -22,29 +28,36 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from cnnviz_cli.demo.shapes import CLASS_NAMES, make_dataset, make_pairs  # noqa: E402
+from cnnviz_cli.demo.shapes import CLASS_NAMES, draw_scene, make_dataset  # noqa: E402
 
 DEMO_DIRECTORY = Path(__file__).resolve().parent
 MODEL_FILENAME = "shapes_cnn.keras"
 METADATA_FILENAME = "demo_model.json"
 TRAIN_SIZE = 96
-SINGLE_SHAPE_SETS = {64: 3000, 96: 1500, 128: 1000}
-TWO_SHAPE_SETS = {96: 600, 128: 400}
+# (image side, shapes per scene): scene count
+SCENE_SETS = {
+    (64, 1): 2000,
+    (96, 1): 1500,
+    (128, 1): 600,
+    (96, 2): 1200,
+    (128, 2): 600,
+    (96, 0): 300,
+}
 TEST_IMAGES = 1200
 BATCH_SIZE = 32
 LEARNING_RATE = 1.5e-3
 BLOCK_FILTERS = ((32, 1), (32, 2), (64, 2))
 LAST_CONV_FILTERS = 128
-LAST_CONV_DILATION = 2
+STRIDE = 2 ** len(BLOCK_FILTERS)
 
 
-def build_model() -> keras.Model:
+def build_model(head: str = "softmax") -> keras.Model:
     """Fully convolutional classifier for images in [0, 1] of any size (overall stride 8).
 
     Each 3x3 convolution applies ReLU and is followed by per-image (instance)
     normalisation, which needs no batch statistics and so behaves the same at
-    every input size; the last convolution (dilated, to widen its receptive
-    field) feeds global average pooling and the softmax layer directly.
+    every input size; the last convolution feeds global average pooling and the
+    `head` layer directly, the classic CAM architecture.
     """
     inputs = keras.Input((None, None, 3), name="image")
     features = inputs
@@ -61,12 +74,11 @@ def build_model() -> keras.Model:
         LAST_CONV_FILTERS,
         3,
         padding="same",
-        dilation_rate=LAST_CONV_DILATION,
         activation="relu",
         name=f"block{len(BLOCK_FILTERS) + 1}_conv",
     )(features)
     pooled = keras.layers.GlobalAveragePooling2D(name="gap")(features)
-    outputs = keras.layers.Dense(len(CLASS_NAMES), activation="softmax", name="predictions")(pooled)
+    outputs = keras.layers.Dense(len(CLASS_NAMES), activation=head, name="predictions")(pooled)
     return keras.Model(inputs, outputs, name="shapes_cnn")
 
 
@@ -75,45 +87,60 @@ def preprocess(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / 255.0
 
 
-def _augment(rng: np.random.Generator, images: np.ndarray) -> np.ndarray:
-    """Random quarter-turn rotations and horizontal flips (labels are invariant to both)."""
-    turns = rng.integers(0, 4, size=len(images))
-    augmented = np.empty_like(images)
-    for turn in range(4):
-        selected = turns == turn
-        augmented[selected] = np.rot90(images[selected], turn, axes=(1, 2))
-    flipped = rng.random(len(images)) < 0.5
-    augmented[flipped] = augmented[flipped][:, :, ::-1]
+def _augment(rng: np.random.Generator, *arrays: np.ndarray) -> list[np.ndarray]:
+    """The same random quarter-turn and horizontal flip per item of every (N, H, W, ...) array
+    (labels are invariant to both)."""
+    turns = rng.integers(0, 4, size=len(arrays[0]))
+    flipped = rng.random(len(arrays[0])) < 0.5
+    augmented = []
+    for array in arrays:
+        turned = np.empty_like(array)
+        for turn in range(4):
+            turned[turns == turn] = np.rot90(array[turns == turn], turn, axes=(1, 2))
+        turned[flipped] = turned[flipped][:, :, ::-1]
+        augmented.append(turned)
     return augmented
 
 
-def _training_sets(seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(images, target distributions) per image size: one-hot for one shape, half-half for two."""
-    identity = np.eye(len(CLASS_NAMES), dtype=np.float32)
-    training_sets = []
-    for size, count in SINGLE_SHAPE_SETS.items():
-        images, labels = make_dataset(count, size, seed=seed * 1000 + size)
-        training_sets.append((images, identity[labels]))
-    for size, count in TWO_SHAPE_SETS.items():
-        images, labels, _ = make_pairs(count, size, seed=seed * 1000 + 500 + size)
-        training_sets.append((images, identity[labels].mean(axis=1)))
-    return training_sets
+def _scenes(rng: np.random.Generator, count: int, size: int, shapes: int) -> tuple:
+    """`count` scenes of `shapes` distinct random classes: uint8 images, multi-hot class
+    targets and per-cell coverage (N, size / STRIDE, size / STRIDE, classes) of every class."""
+    images = np.empty((count, size, size, 3), np.uint8)
+    targets = np.zeros((count, len(CLASS_NAMES)), np.float32)
+    coverage = np.zeros((count, size // STRIDE, size // STRIDE, len(CLASS_NAMES)), np.float32)
+    cells = (size // STRIDE, STRIDE, size // STRIDE, STRIDE)
+    for index in range(count):
+        classes = rng.choice(len(CLASS_NAMES), shapes, replace=False)
+        images[index], masks = draw_scene(rng, size, [int(value) for value in classes])
+        targets[index, classes] = 1.0
+        for class_index, mask in zip(classes, masks, strict=True):
+            coverage[index, ..., class_index] = mask.reshape(cells).mean(axis=(1, 3))
+    return images, targets, coverage
+
+
+def _training_sets(seed: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(images, targets, coverage) per image size and shape count."""
+    return [
+        _scenes(np.random.default_rng([seed, size, shapes]), count, size, shapes)
+        for (size, shapes), count in SCENE_SETS.items()
+    ]
 
 
 def _epoch_dataset(
-    rng: np.random.Generator, training_sets: list[tuple[np.ndarray, np.ndarray]], seed: int
+    rng: np.random.Generator, training_sets: list[tuple], seed: int
 ) -> tf.data.Dataset:
     """One epoch of shuffled, augmented batches, interleaving the different image sets."""
     batched = []
-    for images, targets in training_sets:
+    for images, targets, coverage in training_sets:
         order = rng.permutation(len(images))
-        dataset = tf.data.Dataset.from_tensor_slices((_augment(rng, images[order]), targets[order]))
+        images, coverage = _augment(rng, images[order], coverage[order])
+        dataset = tf.data.Dataset.from_tensor_slices((images, (targets[order], coverage)))
         batched.append(
             dataset.batch(BATCH_SIZE).map(
-                lambda batch, batch_targets: (tf.cast(batch, tf.float32) / 255.0, batch_targets)
+                lambda batch, wanted: (tf.cast(batch, tf.float32) / 255.0, wanted)
             )
         )
-    batch_counts = np.array([-(-len(targets) // BATCH_SIZE) for _, targets in training_sets])
+    batch_counts = np.array([-(-len(images) // BATCH_SIZE) for images, *_ in training_sets])
     mixed = tf.data.Dataset.sample_from_datasets(
         batched,
         weights=list(batch_counts / batch_counts.sum()),
@@ -123,14 +150,57 @@ def _epoch_dataset(
     return mixed.apply(tf.data.experimental.assert_cardinality(int(batch_counts.sum())))
 
 
+def _classifier_stage(model: keras.Model) -> tuple[keras.Model, object, object]:
+    """Stage 1, which learns fast: a softmax over the classes in the scene (the target shared
+    out among them; empty scenes add nothing)."""
+    trainer = keras.Model(model.inputs, model.outputs, name="classify")
+    loss = keras.losses.CategoricalCrossentropy(from_logits=True)
+
+    def wanted(images, targets):
+        classes, _ = targets
+        return images, classes / tf.maximum(tf.reduce_sum(classes, -1, keepdims=True), 1.0)
+
+    return trainer, loss, wanted
+
+
+def _localiser_stage(model: keras.Model) -> tuple[keras.Model, object, object]:
+    """Stage 2: every class a yes/no target for the whole image and, through the classifier
+    applied at every position of the last feature map (the evidence that global average pooling
+    averages), for each cell: the share of the cell that the class's shapes cover."""
+    features = model.get_layer(f"block{len(BLOCK_FILTERS) + 1}_conv").output
+    positions = model.get_layer("predictions")(features)
+    trainer = keras.Model(model.inputs, [model.output, positions], name="localise")
+    loss = [keras.losses.BinaryCrossentropy(from_logits=True)] * 2
+    return trainer, loss, lambda images, targets: (images, targets)
+
+
+def _schedule(training_sets: list[tuple], epochs: int) -> keras.optimizers.schedules.CosineDecay:
+    """Half an epoch of linear warm-up to LEARNING_RATE, then cosine decay to zero."""
+    steps_per_epoch = sum(-(-len(images) // BATCH_SIZE) for images, *_ in training_sets)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0,
+        decay_steps=max(epochs * steps_per_epoch - steps_per_epoch // 2, 1),
+        warmup_target=LEARNING_RATE,
+        warmup_steps=steps_per_epoch // 2,
+    )
+
+
 def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy of `model` on uint8 `images`."""
     probabilities = model.predict(preprocess(images), batch_size=BATCH_SIZE, verbose=0)
     return float(np.mean(np.argmax(probabilities, axis=1) == labels))
 
 
-def train(epochs: int, seed: int, out_dir: Path, checkpoint_dir: Path) -> dict[str, object]:
-    """Generate data, train, save model, checkpoints and metadata; return the metadata."""
+def train(
+    epochs: int,
+    localise_epochs: int,
+    seed: int,
+    out_dir: Path,
+    checkpoint_dir: Path,
+    init: Path | None = None,
+) -> dict[str, object]:
+    """Generate data, train (from the weights of the model file `init`, if given), save model,
+    checkpoints and metadata; return the metadata."""
     keras.utils.set_random_seed(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -138,34 +208,29 @@ def train(epochs: int, seed: int, out_dir: Path, checkpoint_dir: Path) -> dict[s
     cpu_start = time.process_time()
 
     training_sets = _training_sets(seed)
-    image_count = sum(len(images) for images, _ in training_sets)
+    image_count = sum(len(images) for images, *_ in training_sets)
     print(f"generated {image_count} training images in {time.perf_counter() - start:.1f}s")
 
-    model = build_model()
+    model = build_model(head="linear")
     model.summary()
-    steps_per_epoch = sum(-(-len(images) // BATCH_SIZE) for images, _ in training_sets)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0,
-        decay_steps=max(epochs * steps_per_epoch - steps_per_epoch // 2, 1),
-        warmup_target=LEARNING_RATE,
-        warmup_steps=steps_per_epoch // 2,
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    if init:
+        model.set_weights(keras.saving.load_model(init).get_weights())
     model.save_weights(checkpoint_dir / "epoch_00.weights.h5")
     augment_rng = np.random.default_rng(seed)
-    for epoch in range(1, epochs + 1):
-        print(f"epoch {epoch}/{epochs}")
-        model.fit(
-            _epoch_dataset(augment_rng, training_sets, seed + epoch),
-            epochs=1,
-            shuffle=False,
-            verbose=2,
+    stages = [(_classifier_stage(model), epochs), (_localiser_stage(model), localise_epochs)]
+    total, epoch = epochs + localise_epochs, 0
+    for (trainer, loss, wanted), stage_epochs in stages:
+        if not stage_epochs:
+            continue
+        trainer.compile(
+            optimizer=keras.optimizers.Adam(_schedule(training_sets, stage_epochs)), loss=loss
         )
-        model.save_weights(checkpoint_dir / f"epoch_{epoch:02d}.weights.h5")
+        for _ in range(stage_epochs):
+            epoch += 1
+            print(f"epoch {epoch}/{total} ({trainer.name})")
+            batches = _epoch_dataset(augment_rng, training_sets, seed + epoch)
+            trainer.fit(batches.map(wanted), shuffle=False, verbose=2)
+            model.save_weights(checkpoint_dir / f"epoch_{epoch:02d}.weights.h5")
     train_seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu_start
     print(f"training took {train_seconds:.1f}s wall-clock ({cpu_seconds:.1f}s CPU time)")
@@ -187,6 +252,8 @@ def train(epochs: int, seed: int, out_dir: Path, checkpoint_dir: Path) -> dict[s
         "train_seconds": round(train_seconds, 1),
         "seed": seed,
         "epochs": epochs,
+        "localise_epochs": localise_epochs,
+        "init": init.name if init else None,
     }
     (out_dir / METADATA_FILENAME).write_text(json.dumps(metadata, indent=2) + "\n")
     return metadata
@@ -195,8 +262,12 @@ def train(epochs: int, seed: int, out_dir: Path, checkpoint_dir: Path) -> dict[s
 def main() -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=4, help="number of training epochs")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs of stage 1 (classify)")
+    parser.add_argument(
+        "--localise-epochs", type=int, default=2, help="epochs of stage 2 (localise)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed for data and weights")
+    parser.add_argument("--init", type=Path, help="start from this model file's weights")
     parser.add_argument(
         "--out-dir", type=Path, default=DEMO_DIRECTORY, help="where to write the model"
     )
@@ -207,7 +278,14 @@ def main() -> None:
         help="where to write per-epoch weights",
     )
     arguments = parser.parse_args()
-    train(arguments.epochs, arguments.seed, arguments.out_dir, arguments.checkpoint_dir)
+    train(
+        arguments.epochs,
+        arguments.localise_epochs,
+        arguments.seed,
+        arguments.out_dir,
+        arguments.checkpoint_dir,
+        arguments.init,
+    )
 
 
 if __name__ == "__main__":
