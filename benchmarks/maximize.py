@@ -51,7 +51,9 @@ def measure() -> list[dict]:
     layer = last_feature_map(resolved.model).path
     shape = (SIZE, SIZE, resolved.channels)
     objective = filter_objective(resolved.model, layer, resolved.preprocess)
-    config = MaximizeConfig(OptimConfig(steps=STEPS, transforms=Transforms.standard(SIZE)))
+    config = MaximizeConfig(
+        OptimConfig(steps=STEPS, transforms=Transforms.standard(SIZE), anneal=True)
+    )
     filters = np.arange(FILTERS)
     start = time.perf_counter()
     maximize(objective, filters, shape, config)

@@ -20,14 +20,16 @@ from cnnviz_cli.errors import CnnvizError
               show_default=True, help="Image parameterisation: 1/f spectrum with decorrelated "
               "colour, or free pixels.")
 @click.option("--transforms", type=click.Choice(["standard", "none"]), default="standard",
-              show_default=True, help="Random pad, jitter, scale and rotation every step.")
+              show_default=True, help="Random pad, jitter, scale and rotation every step, "
+              "fading out over the run.")
 @click.option("--l2", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of the L2 penalty (distance from grey).")
 @click.option("--tv", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of the total-variation penalty.")
 @click.option("--blur", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of the blur penalty (distance from a blurred copy).")
-@click.option("--steps", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Optimisation steps (all in one compiled loop).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05,
               show_default=True, help="Adam step size.")
 @click.option("--size", type=click.IntRange(min=8),
@@ -48,7 +50,7 @@ def maximize(ctx: click.Context, **options) -> None:
 
     \b
     Example:
-      cnnviz maximize -l conv3 --filter 0-7 --steps 256 -o out/
+      cnnviz maximize -l block3_conv2 --filter 0-7 --steps 256 -o out/
       cnnviz maximize --class star --class ring -o out/
     """
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
@@ -105,7 +107,7 @@ def _config(options: dict, side: int):
 
     transforms = Transforms.standard(side) if options["transforms"] == "standard" else None
     regularizers = Regularizers(options["l2"], options["tv"], options["blur"])
-    optim = OptimConfig(options["steps"], options["lr"], transforms=transforms,
+    optim = OptimConfig(options["steps"], options["lr"], transforms=transforms, anneal=True,
                         regularizers=regularizers, snapshot_every=options["gif_every"],
                         seed=options["seed"])
     return MaximizeConfig(optim, options["param"], options["batch_size"])

@@ -4,6 +4,7 @@ All requested filters (or classes) are optimised together as one batch in one co
 (`optim.optimize`); large requests run in chunks of `batch_size`.
 """
 
+import functools
 from dataclasses import dataclass, field, replace
 
 import keras
@@ -126,9 +127,14 @@ def maximize_classes(
 
 def _scores(objective: Objective, images, targets: np.ndarray, batch_size: int) -> np.ndarray:
     """The objective on fixed images, in compiled batches."""
-    compiled = tf.function(objective)
+    compiled = _compiled(objective)
     return np.concatenate([
         compiled(tf.convert_to_tensor(images[i : i + batch_size]), targets[i : i + batch_size])
         .numpy()
         for i in range(0, len(targets), batch_size)
     ])
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(objective: Objective):
+    return tf.function(objective, reduce_retracing=True)

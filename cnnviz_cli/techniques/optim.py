@@ -15,7 +15,8 @@ The pieces compose; every one is optional except the objective::
 - A *parameterisation* (`Pixel`, `Fourier`) turns the optimised tensor into images in [0, 1];
   `optimize(..., start=images)` starts a `Pixel` parameterisation from given images (a photo).
 - `Transforms` (pad, jitter, scale, rotate) move the images randomly before every step, with
-  stateless TF random ops seeded by (seed, step): the same seed gives the same bytes.
+  stateless TF random ops seeded by (seed, step): the same seed gives the same bytes. With
+  `OptimConfig(anneal=True)` their strength falls linearly to zero over the run.
 - `Regularizers` subtract weighted L2, total-variation and blur penalties from the score.
 - `optimize` runs the whole step loop inside one `tf.function` (Adam, or `normalized` gradient
   ascent as in DeepDream). Batch items are independent problems; the compiled loop is cached
@@ -40,6 +41,8 @@ _COLOUR_CORRELATION = np.array(
 )
 _COLOUR_CORRELATION /= np.max(np.linalg.norm(_COLOUR_CORRELATION, axis=0))
 _EPSILON = 1e-6
+# Spread of the random start: images of low-contrast noise (standard deviation ~0.05 around grey).
+_START_SPREAD = 0.2
 
 
 class Parameterization(Protocol):
@@ -66,7 +69,9 @@ class Pixel:
 
     def initial(self, batch: int, seed: tf.Tensor) -> tf.Tensor:
         noise = tf.random.stateless_normal((batch, self.height, self.width, self.channels), seed)
-        return noise * 0.01 + (0.0 if self.bound == "sigmoid" else 0.5)
+        if self.bound == "sigmoid":
+            return noise * _START_SPREAD
+        return noise * _START_SPREAD / 4.0 + 0.5  # the sigmoid's slope at grey is 1/4
 
     def from_images(self, images) -> tf.Tensor:
         """The tensor that stands for given images in [0, 1] (to start from a photo)."""
@@ -104,7 +109,7 @@ class Fourier:
 
     def initial(self, batch: int, seed: tf.Tensor) -> tf.Tensor:
         shape = (batch, 2, self.channels, self.height, self.width // 2 + 1)
-        return tf.random.stateless_normal(shape, seed) * 0.01
+        return tf.random.stateless_normal(shape, seed) * _START_SPREAD
 
     def images(self, tensor: tf.Tensor) -> tf.Tensor:
         spectrum = tf.complex(tensor[:, 0], tensor[:, 1]) * tf.cast(self._scale(), tf.complex64)
@@ -125,6 +130,7 @@ class Transforms:
     The image sits in a grey frame `pad` pixels wide (shrunk to keep its size), is zoomed by a
     factor in [1 - scale, 1 + scale], rotated by up to `degrees` and shifted by up to `jitter`
     pixels; all in one bilinear resampling, uncovered pixels grey. Shapes are kept.
+    `strength` scales every move (0: none), for transforms that fade out over a run.
     """
 
     pad: int = 4
@@ -137,11 +143,11 @@ class Transforms:
         """Lucid's robustness set scaled to an image side of `size` pixels."""
         return cls(pad=max(1, size // 32), jitter=max(1, size // 16))
 
-    def __call__(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    def __call__(self, images: tf.Tensor, seed: tf.Tensor, strength=1.0) -> tf.Tensor:
         batch, height, width = tf.unstack(tf.shape(images)[:3])
-        draws = tf.random.stateless_uniform((batch, 4), seed, -1.0, 1.0)
+        draws = tf.random.stateless_uniform((batch, 4), seed, -1.0, 1.0) * strength
         size = tf.cast(tf.stack([width, height]), tf.float32)
-        frame = size / (size + 2.0 * self.pad)  # (x, y) shrink that reveals the grey frame
+        frame = size / (size + 2.0 * self.pad * strength)  # (x, y) shrink revealing grey frame
         zoom = 1.0 + self.scale * draws[:, 2]
         angle = np.deg2rad(self.degrees) * draws[:, 3]
         shift = self.jitter * draws[:, :2]
@@ -203,6 +209,7 @@ class OptimConfig:
     learning_rate: float = 0.05
     method: str = "adam"  # or "normalized": step = rate * gradient / mean |gradient|
     transforms: Transform | None = field(default_factory=Transforms)
+    anneal: bool = False  # fade the transforms out linearly (they take a third arg, strength)
     regularizers: Regularizers = field(default_factory=Regularizers)
     snapshot_every: int = 0  # keep the images every k steps (0: none)
     seed: int = 0
@@ -252,10 +259,19 @@ def _compiled_loop(objective, parameterization, config: OptimConfig, signature: 
     frame_count = math.ceil(config.steps / every) + 1 if every else 1
     rate = config.learning_rate
 
-    def gain(tensor, targets, step_seed):
+    def seen(images, step_seed, step):
+        """The images as the model sees them at `step`."""
+        if not config.transforms:
+            return images
+        if not config.anneal:
+            return config.transforms(images, step_seed)
+        strength = 1.0 - tf.cast(step, tf.float32) / config.steps
+        return config.transforms(images, step_seed, strength)
+
+    def gain(tensor, targets, step_seed, step):
         images = parameterization.images(tensor)
-        seen = config.transforms(images, step_seed) if config.transforms else images
-        return tf.reduce_sum(objective(seen, targets) - config.regularizers(images))
+        score = objective(seen(images, step_seed, step), targets)
+        return tf.reduce_sum(score - config.regularizers(images))
 
     @tf.function(input_signature=(*signature, tf.TensorSpec((2,), tf.int32)))
     def loop(tensor, targets, seed):
@@ -267,7 +283,7 @@ def _compiled_loop(objective, parameterization, config: OptimConfig, signature: 
             step_seed = tf.stack([seed[0], step + 1])
             with tf.GradientTape() as tape:
                 tape.watch(tensor)
-                total = gain(tensor, targets, step_seed)
+                total = gain(tensor, targets, step_seed, step)
             gradient = tape.gradient(total, tensor)
             if every and step % every == 0:
                 frames = frames.write(step // every, parameterization.images(tensor))
