@@ -58,8 +58,9 @@ def test_bad_files_raise_one_clear_input_error(tmp_path, case):
     assert str(path) in message and "\n" not in message
 
 
-@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True,
-                    reason="root can read any file")
+@pytest.mark.skipif(
+    os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root can read any file"
+)
 def test_unreadable_file(tmp_path):
     path = _write(tmp_path, "secret.png", _png_bytes())
     path.chmod(0)
@@ -76,16 +77,23 @@ def _save(tmp_path, image: Image.Image, name: str, **kwargs):
 ODD_FILES = {
     "cmyk jpeg": lambda d: _save(d, Image.new("CMYK", (9, 7), (0, 255, 0, 0)), "c.jpg"),
     "palette with transparency": lambda d: _save(
-        d, Image.new("P", (5, 5), 1), "p.png", transparency=1),
+        d, Image.new("P", (5, 5), 1), "p.png", transparency=1
+    ),
     "animated gif": lambda d: _save(
-        d, Image.new("RGB", (6, 6), "red"), "a.gif", save_all=True,
-        append_images=[Image.new("RGB", (6, 6), "blue")]),
+        d,
+        Image.new("RGB", (6, 6), "red"),
+        "a.gif",
+        save_all=True,
+        append_images=[Image.new("RGB", (6, 6), "blue")],
+    ),
     "1x1": lambda d: _save(d, Image.new("RGB", (1, 1), "white"), "one.png"),
     "10000x10": lambda d: _save(d, Image.new("L", (10000, 10), 5), "wide.png"),
     "16-bit": lambda d: _save(d, Image.fromarray(np.full((4, 4), 40000, np.uint16)), "d.png"),
     "non-utf8 name": lambda d: _save(
-        d, Image.new("RGB", (3, 3)), os.fsdecode(b"caf\xe9.png") if sys.platform != "win32"
-        else "cafe.png"),
+        d,
+        Image.new("RGB", (3, 3)),
+        os.fsdecode(b"caf\xe9.png") if sys.platform != "win32" else "cafe.png",
+    ),
 }
 
 
@@ -101,7 +109,9 @@ def test_animated_gif_gives_first_frame(tmp_path):
     assert tuple(image[0, 0]) == (255, 0, 0)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.binary(max_size=2048))
 def test_random_bytes_never_crash(tmp_path, data):
     path = tmp_path / "fuzz.png"
@@ -116,10 +126,16 @@ def test_random_bytes_never_crash(tmp_path, data):
 MODES = ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "F", "YCbCr"]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(mode=st.sampled_from(MODES), width=st.integers(1, 40), height=st.integers(1, 40),
-       fmt=st.sampled_from(["PNG", "TIFF", "BMP", "WEBP", "GIF", "JPEG"]),
-       channels=st.sampled_from([1, 3]))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    mode=st.sampled_from(MODES),
+    width=st.integers(1, 40),
+    height=st.integers(1, 40),
+    fmt=st.sampled_from(["PNG", "TIFF", "BMP", "WEBP", "GIF", "JPEG"]),
+    channels=st.sampled_from([1, 3]),
+)
 def test_random_valid_images_load_with_their_size(tmp_path, mode, width, height, fmt, channels):
     picture = Image.new(mode, (width, height))
     path = tmp_path / f"x.{fmt.lower()}"

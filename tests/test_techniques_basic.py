@@ -67,7 +67,9 @@ def test_deep_kernels_per_channel_and_mean(keras):
 def test_separable_uses_depthwise_kernel(keras):
     layer = keras.layers.SeparableConv2D(5, 3)
     layer.build((None, 8, 8, 4))
-    np.testing.assert_allclose(kernel_tensor(layer)[..., 0, :], np.asarray(layer.depthwise_kernel)[:, :, :, 0])
+    np.testing.assert_allclose(
+        kernel_tensor(layer)[..., 0, :], np.asarray(layer.depthwise_kernel)[:, :, :, 0]
+    )
 
 
 def test_target_scores_pick_per_item_values():
@@ -76,6 +78,9 @@ def test_target_scores_pick_per_item_values():
     logits = np.arange(12, dtype="float32").reshape(3, 4)
     np.testing.assert_allclose(class_scores(logits, np.array([0, 3, 1])), [0, 7, 9])
     maps = np.random.default_rng(0).normal(size=(2, 3, 3, 4)).astype("float32")
-    np.testing.assert_allclose(filter_scores(maps, np.array([2, 0])),
-                               [maps[0, ..., 2].mean(), maps[1, ..., 0].mean()], rtol=1e-6)
+    np.testing.assert_allclose(
+        filter_scores(maps, np.array([2, 0])),
+        [maps[0, ..., 2].mean(), maps[1, ..., 0].mean()],
+        rtol=1e-6,
+    )
     np.testing.assert_allclose(layer_scores(maps), maps.mean(axis=(1, 2, 3)), rtol=1e-6)

@@ -72,7 +72,7 @@ def filters(ctx: click.Context, **options) -> None:
     limit = symmetric_scale([shown.kernels for shown in series])
     rows = [kernel_tiles(shown.kernels, limit, options["colormap"]) for shown in series]
     frames = [grid(row, [str(i) for i in indices], title=f"{info.path} · {file.name}")
-              for row, file in zip(rows, files)]
+              for row, file in zip(rows, files, strict=True)]
     table = grid([tile for row in rows for tile in row], columns=len(indices),
                  title=f"{info.path}: {files[0].name} (top) to {files[-1].name} (bottom)")
     history = {**record, "checkpoints": [str(f) for f in files], "filters": indices,

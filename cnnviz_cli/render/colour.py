@@ -6,7 +6,9 @@ from PIL import Image
 from cnnviz_cli.errors import CnnvizError
 
 
-def normalize(values: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:
+def normalize(
+    values: np.ndarray, low: float | None = None, high: float | None = None
+) -> np.ndarray:
     """Scale to [0, 1] between `low` and `high` (default: the array's own min and max)."""
     values = np.asarray(values, dtype=np.float32)
     low = float(values.min()) if low is None else low

@@ -55,4 +55,5 @@ class ActivationExtractor:
     def __call__(self, inputs: np.ndarray) -> list[LayerActivations]:
         """Feature maps of every layer for a preprocessed float batch."""
         maps = self._forward(tf.convert_to_tensor(inputs, tf.float32))
-        return [LayerActivations(path, m.numpy()) for path, m in zip(self.layer_paths, maps)]
+        pairs = zip(self.layer_paths, maps, strict=True)
+        return [LayerActivations(path, m.numpy()) for path, m in pairs]
