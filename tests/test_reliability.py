@@ -47,9 +47,10 @@ def corpus(keras, tmp_path_factory) -> dict[str, Path]:
     small.save_weights(folder / "small.weights.h5")
     shutil.copy(folder / "small.weights.h5", folder / "weights-only.h5")
     (folder / "junk.keras").write_bytes(np.random.default_rng(0).bytes(600))
-    keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(3)]
-                     ).save(folder / "dense.keras")
-    keras.Sequential([keras.Input((10,)), keras.layers.Dense(3)]).save(folder / "vector.keras")
+    keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(name="flatten"),
+                      keras.layers.Dense(3, name="dense")]).save(folder / "dense.keras")
+    keras.Sequential([keras.Input((10,)), keras.layers.Dense(3, name="dense")]
+                     ).save(folder / "vector.keras")
     images = folder / "images"
     images.mkdir()
     rng = np.random.default_rng(3)
