@@ -81,7 +81,8 @@ def _model_rows(name: str, model, size: int, methods: list[str]) -> list[dict]:
     for method in methods:
         explain = lambda m=method: explainer(inputs, Targets(), [m], options)  # noqa: E731
         ours = median_seconds(explain, repeats=3 if "scorecam" in method else REPEATS)
-        goal = "goal <= 1.25" if method == "gradcam" else "masked inputs in passes of 32"
+        goal = {"gradcam": "goal <= 1.25", "gradcam++": "the same compiled core as GradCAM"}.get(
+            method, "masked inputs in passes of 32")
         work = f"{method} {name} {size}px batch {BATCH} (CPU)"
         rows.append({
             "benchmark": f"cam {work}",
