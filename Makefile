@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(BIN)/cnnviz activations sample_images -o cnnviz-out/activations
 	$(BIN)/cnnviz cam sample_images --top-k 2 --method gradcam,gradcam++,layercam,faster-scorecam --metrics -o cnnviz-out/cam
 	$(BIN)/cnnviz filters -l block1_conv1 -o cnnviz-out/filters
+	$(BIN)/cnnviz maximize -l block3_conv2 --filter 0-7 --size 96 -o cnnviz-out/maximize
 	$(BIN)/cnnviz dream sample_images/chelsea.jpg sample_images/star_and_ring.png -l block3_conv2 --blend 0.7 -o cnnviz-out/dream
 	$(BIN)/cnnviz reconstruct sample_images/star.png sample_images/star_and_ring.png --method inversion -o cnnviz-out/reconstruct
 	@echo "Pictures are in cnnviz-out/: open cnnviz-out/<command>/index.html in a browser."
