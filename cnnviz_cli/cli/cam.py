@@ -79,9 +79,11 @@ def cam(ctx: click.Context, **options) -> None:
         tuple(resolved.class_index(spec, explainer.num_classes) for spec in options["class_specs"]),
         options["top_k"],
     )
-    settings = CamOptions(options["max_n"], options["batch_size"], options["samples"],
-                          options["noise"], options["ig_steps"], options["ig_baseline"],
-                          options["seed"], resolved.preprocess)
+    settings = CamOptions(
+        max_channels=options["max_n"], batch_size=options["batch_size"],
+        samples=options["samples"], noise=options["noise"], ig_steps=options["ig_steps"],
+        ig_baseline=options["ig_baseline"], seed=options["seed"], preprocess=resolved.preprocess,
+    )
     checks = Checks(run, lambda spec: resolved.class_index(spec, explainer.num_classes))
     aucs: dict[str, list] = {method: [] for method in methods}
     for batch in run.image_batches(resolved):

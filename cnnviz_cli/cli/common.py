@@ -18,7 +18,7 @@ MANIFEST_INTERVAL = 2.0  # seconds between rewrites of manifest.json during a ru
 ARGUMENTS = "cnnviz.arguments"  # ctx.meta key: the command-line arguments, set by the group
 
 
-def _compose(*decorators: Callable) -> Callable:
+def compose(*decorators: Callable) -> Callable:
     def apply(function: Callable) -> Callable:
         for decorator in reversed(decorators):
             function = decorator(function)
@@ -44,7 +44,7 @@ def parse_shard(_ctx: click.Context | None, _param, value: str | None) -> tuple[
     return int(match[1]), int(match[2])
 
 
-model_options = _compose(
+model_options = compose(
     click.option(
         "-m", "--model", default="demo", show_default=True, metavar="NAME|FILE",
         help="A keras.applications name (see `cnnviz models`), a .keras/.h5 file, or `demo`.",
@@ -68,7 +68,7 @@ model_options = _compose(
     ),
 )
 
-output_options = _compose(
+output_options = compose(
     click.option(
         "-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
         help="Output folder, not an input folder or inside one [default: cnnviz-out/COMMAND].",
@@ -80,7 +80,7 @@ output_options = _compose(
     ),
 )
 
-image_options = _compose(
+image_options = compose(
     click.argument("images", nargs=-1, required=True),
     click.option(
         "--size", type=click.IntRange(min=8),

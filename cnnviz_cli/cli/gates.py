@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from cnnviz_cli.cli.common import Run, _compose
+from cnnviz_cli.cli.common import Run, compose
 from cnnviz_cli.errors import CnnvizError
 
 GATE_EXIT_CODE = 3
@@ -98,7 +98,7 @@ def _gate_option(name: str, help_text: str) -> Callable:
                         help=help_text)
 
 
-gate_options = _compose(
+gate_options = compose(
     click.option(
         "--targets", type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help="CSV of rows image,class[,mask] or image,class,x0,y0,x1,y1: the class to explain "

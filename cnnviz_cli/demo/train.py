@@ -126,6 +126,11 @@ def _training_sets(seed: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     ]
 
 
+def _batch_count(images: np.ndarray) -> int:
+    """Batches of BATCH_SIZE (the last one may be short) in an epoch over `images`."""
+    return -(-len(images) // BATCH_SIZE)
+
+
 def _epoch_dataset(
     rng: np.random.Generator, training_sets: list[tuple], seed: int
 ) -> tf.data.Dataset:
@@ -140,7 +145,7 @@ def _epoch_dataset(
                 lambda batch, wanted: (tf.cast(batch, tf.float32) / 255.0, wanted)
             )
         )
-    batch_counts = np.array([-(-len(images) // BATCH_SIZE) for images, *_ in training_sets])
+    batch_counts = np.array([_batch_count(images) for images, *_ in training_sets])
     mixed = tf.data.Dataset.sample_from_datasets(
         batched,
         weights=list(batch_counts / batch_counts.sum()),
@@ -176,7 +181,7 @@ def _localiser_stage(model: keras.Model) -> tuple[keras.Model, object, object]:
 
 def _schedule(training_sets: list[tuple], epochs: int) -> keras.optimizers.schedules.CosineDecay:
     """Half an epoch of linear warm-up to LEARNING_RATE, then cosine decay to zero."""
-    steps_per_epoch = sum(-(-len(images) // BATCH_SIZE) for images, *_ in training_sets)
+    steps_per_epoch = sum(_batch_count(images) for images, *_ in training_sets)
     return keras.optimizers.schedules.CosineDecay(
         0.0,
         decay_steps=max(epochs * steps_per_epoch - steps_per_epoch // 2, 1),

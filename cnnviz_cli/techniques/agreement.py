@@ -39,8 +39,7 @@ def correlation(first: np.ndarray, second: np.ndarray) -> float:
     constant = [np.ptp(first) == 0, np.ptp(second) == 0]
     if any(constant):
         return float(all(constant))
-    first, second = first - first.mean(), second - second.mean()
-    return float(first @ second / np.sqrt((first @ first) * (second @ second)))
+    return float(np.corrcoef(first, second)[0, 1])
 
 
 def top_region(heat: np.ndarray, fraction: float = TOP_FRACTION) -> np.ndarray:
