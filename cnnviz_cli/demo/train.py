@@ -45,7 +45,7 @@ SCENE_SETS = {
 }
 TEST_IMAGES = 1200
 BATCH_SIZE = 32
-LEARNING_RATE = 1.5e-3
+LEARNING_RATE = 5e-4
 BLOCK_FILTERS = ((32, 1), (32, 2), (64, 2))
 LAST_CONV_FILTERS = 128
 STRIDE = 2 ** len(BLOCK_FILTERS)
@@ -54,32 +54,60 @@ STRIDE = 2 ** len(BLOCK_FILTERS)
 def build_model(head: str = "softmax") -> keras.Model:
     """Fully convolutional classifier for images in [0, 1] of any size (overall stride 8).
 
-    Each 3x3 convolution applies ReLU and is followed by per-image (instance)
-    normalisation, which needs no batch statistics and so behaves the same at
-    every input size; the last convolution feeds global average pooling and the
-    `head` layer directly, the classic CAM architecture.
+    Plain 3x3 convolutions with ReLU (He initialisation) and no normalisation, so the model
+    behaves the same at every input size and faint input stays faint; the last convolution
+    feeds global average pooling and the `head` layer directly, the classic CAM architecture.
     """
+
+    def convolution(filters: int, name: str) -> keras.layers.Conv2D:
+        return keras.layers.Conv2D(
+            filters, 3, padding="same", activation="relu", kernel_initializer="he_normal",
+            name=name,
+        )
+
     inputs = keras.Input((None, None, 3), name="image")
     features = inputs
     for block, (filters, conv_count) in enumerate(BLOCK_FILTERS, start=1):
         for conv in range(1, conv_count + 1):
-            features = keras.layers.Conv2D(
-                filters, 3, padding="same", activation="relu", name=f"block{block}_conv{conv}"
-            )(features)
-            features = keras.layers.GroupNormalization(groups=-1, name=f"block{block}_norm{conv}")(
-                features
-            )
+            features = convolution(filters, f"block{block}_conv{conv}")(features)
         features = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(features)
-    features = keras.layers.Conv2D(
-        LAST_CONV_FILTERS,
-        3,
-        padding="same",
-        activation="relu",
-        name=f"block{len(BLOCK_FILTERS) + 1}_conv",
-    )(features)
+    features = convolution(LAST_CONV_FILTERS, f"block{len(BLOCK_FILTERS) + 1}_conv")(features)
     pooled = keras.layers.GlobalAveragePooling2D(name="gap")(features)
     outputs = keras.layers.Dense(len(CLASS_NAMES), activation=head, name="predictions")(pooled)
     return keras.Model(inputs, outputs, name="shapes_cnn")
+
+
+def without_normalisation(source: keras.Model, images: np.ndarray) -> keras.Model:
+    """A `build_model` network close to `source`, which may normalise each feature map per image
+    after a convolution (``blockB_normC`` after ``blockB_convC``, as the first bundled models
+    did): each normalisation becomes the fixed scale and shift of its average statistics over
+    `images` (uint8), folded into the next convolution's kernel and bias. Max pooling in between
+    commutes with the fold when the normalisation's scales are positive."""
+    plain = build_model()
+    convolutions = [layer for layer in plain.layers if isinstance(layer, keras.layers.Conv2D)]
+    names = {layer.name for layer in source.layers}
+    norms = [name.replace("_conv", "_norm") for name in (c.name for c in convolutions)]
+    inputs = keras.Model(
+        source.inputs, [source.get_layer(norm).input for norm in norms if norm in names]
+    )([preprocess(images)])
+    statistics = iter(inputs if isinstance(inputs, list) else [inputs])
+    scale, shift = 1.0, 0.0
+    for layer, norm in zip(convolutions, norms, strict=True):
+        kernel, bias = source.get_layer(layer.name).get_weights()
+        layer.set_weights([kernel * np.reshape(scale, (1, 1, -1, 1)),
+                           bias + np.einsum("hwio,i->o", kernel, np.broadcast_to(
+                               shift, kernel.shape[2:3]))])
+        if norm in names:
+            features = np.asarray(next(statistics))
+            normalisation = source.get_layer(norm)
+            gamma, beta = normalisation.get_weights()
+            spread = np.sqrt(features.var(axis=(1, 2)) + normalisation.epsilon).mean(axis=0)
+            scale = gamma / spread
+            shift = beta - scale * features.mean(axis=(0, 1, 2))
+        else:
+            scale, shift = 1.0, 0.0
+    plain.get_layer("predictions").set_weights(source.get_layer("predictions").get_weights())
+    return plain
 
 
 def preprocess(images: np.ndarray) -> np.ndarray:
@@ -179,6 +207,25 @@ def _localiser_stage(model: keras.Model) -> tuple[keras.Model, object, object]:
     return trainer, loss, lambda images, targets: (images, targets)
 
 
+def _distiller_stage(
+    model: keras.Model, teacher_path: Path
+) -> tuple[keras.Model, object, object]:
+    """Stage 1 in place of classification: the class evidence at every position of the last
+    feature map (logits before averaging) regressed onto that of the `teacher` model file,
+    a dense target that trains far faster than class labels."""
+    teacher = keras.saving.load_model(teacher_path)
+    last_conv = f"block{len(BLOCK_FILTERS) + 1}_conv"
+    teacher_features = keras.Model(teacher.inputs, teacher.get_layer(last_conv).output)
+    kernel, bias = teacher.get_layer("predictions").get_weights()
+    features = model.get_layer(last_conv).output
+    trainer = keras.Model(model.inputs, model.get_layer("predictions")(features), name="distil")
+
+    def wanted(images, targets):
+        return images, tf.tensordot(teacher_features(images), kernel, 1) + bias
+
+    return trainer, keras.losses.MeanSquaredError(), wanted
+
+
 def _schedule(training_sets: list[tuple], epochs: int) -> keras.optimizers.schedules.CosineDecay:
     """Half an epoch of linear warm-up to LEARNING_RATE, then cosine decay to zero."""
     steps_per_epoch = sum(_batch_count(images) for images, *_ in training_sets)
@@ -203,6 +250,7 @@ def train(
     out_dir: Path,
     checkpoint_dir: Path,
     init: Path | None = None,
+    teacher: Path | None = None,
 ) -> dict[str, object]:
     """Generate data, train (from the weights of the model file `init`, if given), save model,
     checkpoints and metadata; return the metadata."""
@@ -219,16 +267,18 @@ def train(
     model = build_model(head="linear")
     model.summary()
     if init:
-        model.set_weights(keras.saving.load_model(init).get_weights())
+        sample = training_sets[list(SCENE_SETS).index((TRAIN_SIZE, 1))][0][:256]
+        model.set_weights(without_normalisation(keras.saving.load_model(init), sample).get_weights())
     model.save_weights(checkpoint_dir / "epoch_00.weights.h5")
     augment_rng = np.random.default_rng(seed)
-    stages = [(_classifier_stage(model), epochs), (_localiser_stage(model), localise_epochs)]
+    first_stage = _distiller_stage(model, teacher) if teacher else _classifier_stage(model)
+    stages = [(first_stage, epochs), (_localiser_stage(model), localise_epochs)]
     total, epoch = epochs + localise_epochs, 0
     for (trainer, loss, wanted), stage_epochs in stages:
         if not stage_epochs:
             continue
         trainer.compile(
-            optimizer=keras.optimizers.Adam(_schedule(training_sets, stage_epochs)), loss=loss
+            optimizer=keras.optimizers.Adam(_schedule(training_sets, stage_epochs), clipnorm=1.0), loss=loss
         )
         for _ in range(stage_epochs):
             epoch += 1
@@ -240,13 +290,13 @@ def train(
     cpu_seconds = time.process_time() - cpu_start
     print(f"training took {train_seconds:.1f}s wall-clock ({cpu_seconds:.1f}s CPU time)")
 
+    inference_model = build_model()
+    inference_model.set_weights(model.get_weights())
     test_images, test_labels = make_dataset(TEST_IMAGES, TRAIN_SIZE, seed=seed + 999_999)
-    test_accuracy = evaluate(model, test_images, test_labels)
+    test_accuracy = evaluate(inference_model, test_images, test_labels)
     print(f"held-out accuracy at {TRAIN_SIZE}px: {test_accuracy:.4f}")
 
     model_path = out_dir / MODEL_FILENAME
-    inference_model = build_model()
-    inference_model.set_weights(model.get_weights())
     inference_model.save(model_path)
     print(f"saved {model_path} ({model_path.stat().st_size / 1024:.0f} KiB)")
     metadata: dict[str, object] = {
@@ -259,6 +309,7 @@ def train(
         "epochs": epochs,
         "localise_epochs": localise_epochs,
         "init": init.name if init else None,
+        "teacher": teacher.name if teacher else None,
     }
     (out_dir / METADATA_FILENAME).write_text(json.dumps(metadata, indent=2) + "\n")
     return metadata
@@ -272,7 +323,10 @@ def main() -> None:
         "--localise-epochs", type=int, default=2, help="epochs of stage 2 (localise)"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed for data and weights")
-    parser.add_argument("--init", type=Path, help="start from this model file's weights")
+    parser.add_argument("--init", type=Path, help="start from these training weights")
+    parser.add_argument(
+        "--teacher", type=Path, help="stage 1 distils this model file instead of classifying"
+    )
     parser.add_argument(
         "--out-dir", type=Path, default=DEMO_DIRECTORY, help="where to write the model"
     )
@@ -290,6 +344,7 @@ def main() -> None:
         arguments.out_dir,
         arguments.checkpoint_dir,
         arguments.init,
+        arguments.teacher,
     )
 
 
