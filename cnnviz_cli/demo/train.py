@@ -8,7 +8,8 @@ target, both for the whole image and at every position of the last feature map, 
 the target is the share of the position's cell that the class's shapes cover; this puts
 the class evidence that global average pooling sums on the shapes, so the model is a
 ground truth for localisation (the pointing game of `cnnviz cam`). `--init` starts from
-an earlier model's weights (with ``--epochs 0``: stage 2 only). The saved model ends in
+an earlier model file, folding away a per-image normalisation it may have (see
+`without_normalisation`; with ``--epochs 0``: stage 2 only). The saved model ends in
 softmax. Writes ``shapes_cnn.keras`` and ``demo_model.json`` into the output directory
 and per-epoch weight checkpoints (``epoch_00`` is the starting point) into the
 checkpoint directory.
@@ -38,7 +39,7 @@ TRAIN_SIZE = 96
 SCENE_SETS = {
     (64, 1): 2000,
     (96, 1): 1500,
-    (128, 1): 600,
+    (128, 1): 1500,
     (96, 2): 1200,
     (128, 2): 600,
     (96, 0): 300,
@@ -61,7 +62,11 @@ def build_model(head: str = "softmax") -> keras.Model:
 
     def convolution(filters: int, name: str) -> keras.layers.Conv2D:
         return keras.layers.Conv2D(
-            filters, 3, padding="same", activation="relu", kernel_initializer="he_normal",
+            filters,
+            3,
+            padding="same",
+            activation="relu",
+            kernel_initializer="he_normal",
             name=name,
         )
 
@@ -78,34 +83,35 @@ def build_model(head: str = "softmax") -> keras.Model:
 
 
 def without_normalisation(source: keras.Model, images: np.ndarray) -> keras.Model:
-    """A `build_model` network close to `source`, which may normalise each feature map per image
-    after a convolution (``blockB_normC`` after ``blockB_convC``, as the first bundled models
-    did): each normalisation becomes the fixed scale and shift of its average statistics over
-    `images` (uint8), folded into the next convolution's kernel and bias. Max pooling in between
-    commutes with the fold when the normalisation's scales are positive."""
+    """A `build_model` network close to the model `source`, which may normalise each feature
+    map per image after a convolution (``blockB_normC`` after ``blockB_convC``, as the earlier
+    bundled models did): each normalisation becomes the fixed scale and shift of its average
+    statistics over `images` (uint8), folded into the next convolution's kernel and bias.
+    (Max pooling in between commutes with positive scales.)"""
     plain = build_model()
+    source_names = {layer.name for layer in source.layers}
     convolutions = [layer for layer in plain.layers if isinstance(layer, keras.layers.Conv2D)]
-    names = {layer.name for layer in source.layers}
-    norms = [name.replace("_conv", "_norm") for name in (c.name for c in convolutions)]
-    inputs = keras.Model(
-        source.inputs, [source.get_layer(norm).input for norm in norms if norm in names]
-    )([preprocess(images)])
-    statistics = iter(inputs if isinstance(inputs, list) else [inputs])
-    scale, shift = 1.0, 0.0
-    for layer, norm in zip(convolutions, norms, strict=True):
+    norms = {conv.name: conv.name.replace("_conv", "_norm") for conv in convolutions}
+    norms = {conv: norm for conv, norm in norms.items() if norm in source_names}
+    statistics = {}
+    if norms:
+        inputs = {conv: source.get_layer(norm).input for conv, norm in norms.items()}
+        statistics = keras.Model(source.inputs, inputs)([preprocess(images)])
+    scale, shift = np.float32(1.0), np.float32(0.0)
+    for layer in convolutions:
         kernel, bias = source.get_layer(layer.name).get_weights()
-        layer.set_weights([kernel * np.reshape(scale, (1, 1, -1, 1)),
-                           bias + np.einsum("hwio,i->o", kernel, np.broadcast_to(
-                               shift, kernel.shape[2:3]))])
-        if norm in names:
-            features = np.asarray(next(statistics))
-            normalisation = source.get_layer(norm)
+        shift = np.broadcast_to(shift, kernel.shape[2])
+        layer.set_weights(
+            [kernel * np.reshape(scale, (-1, 1)), bias + np.einsum("hwio,i->o", kernel, shift)]
+        )
+        scale, shift = np.float32(1.0), np.float32(0.0)
+        if layer.name in norms:
+            normalisation = source.get_layer(norms[layer.name])
+            features = np.asarray(statistics[layer.name])
             gamma, beta = normalisation.get_weights()
             spread = np.sqrt(features.var(axis=(1, 2)) + normalisation.epsilon).mean(axis=0)
             scale = gamma / spread
             shift = beta - scale * features.mean(axis=(0, 1, 2))
-        else:
-            scale, shift = 1.0, 0.0
     plain.get_layer("predictions").set_weights(source.get_layer("predictions").get_weights())
     return plain
 
@@ -207,25 +213,6 @@ def _localiser_stage(model: keras.Model) -> tuple[keras.Model, object, object]:
     return trainer, loss, lambda images, targets: (images, targets)
 
 
-def _distiller_stage(
-    model: keras.Model, teacher_path: Path
-) -> tuple[keras.Model, object, object]:
-    """Stage 1 in place of classification: the class evidence at every position of the last
-    feature map (logits before averaging) regressed onto that of the `teacher` model file,
-    a dense target that trains far faster than class labels."""
-    teacher = keras.saving.load_model(teacher_path)
-    last_conv = f"block{len(BLOCK_FILTERS) + 1}_conv"
-    teacher_features = keras.Model(teacher.inputs, teacher.get_layer(last_conv).output)
-    kernel, bias = teacher.get_layer("predictions").get_weights()
-    features = model.get_layer(last_conv).output
-    trainer = keras.Model(model.inputs, model.get_layer("predictions")(features), name="distil")
-
-    def wanted(images, targets):
-        return images, tf.tensordot(teacher_features(images), kernel, 1) + bias
-
-    return trainer, keras.losses.MeanSquaredError(), wanted
-
-
 def _schedule(training_sets: list[tuple], epochs: int) -> keras.optimizers.schedules.CosineDecay:
     """Half an epoch of linear warm-up to LEARNING_RATE, then cosine decay to zero."""
     steps_per_epoch = sum(_batch_count(images) for images, *_ in training_sets)
@@ -250,7 +237,6 @@ def train(
     out_dir: Path,
     checkpoint_dir: Path,
     init: Path | None = None,
-    teacher: Path | None = None,
 ) -> dict[str, object]:
     """Generate data, train (from the weights of the model file `init`, if given), save model,
     checkpoints and metadata; return the metadata."""
@@ -268,18 +254,17 @@ def train(
     model.summary()
     if init:
         sample = training_sets[list(SCENE_SETS).index((TRAIN_SIZE, 1))][0][:256]
-        model.set_weights(without_normalisation(keras.saving.load_model(init), sample).get_weights())
+        start_model = without_normalisation(keras.saving.load_model(init), sample)
+        model.set_weights(start_model.get_weights())
     model.save_weights(checkpoint_dir / "epoch_00.weights.h5")
     augment_rng = np.random.default_rng(seed)
-    first_stage = _distiller_stage(model, teacher) if teacher else _classifier_stage(model)
-    stages = [(first_stage, epochs), (_localiser_stage(model), localise_epochs)]
+    stages = [(_classifier_stage(model), epochs), (_localiser_stage(model), localise_epochs)]
     total, epoch = epochs + localise_epochs, 0
     for (trainer, loss, wanted), stage_epochs in stages:
         if not stage_epochs:
             continue
-        trainer.compile(
-            optimizer=keras.optimizers.Adam(_schedule(training_sets, stage_epochs), clipnorm=1.0), loss=loss
-        )
+        optimizer = keras.optimizers.Adam(_schedule(training_sets, stage_epochs), clipnorm=1.0)
+        trainer.compile(optimizer=optimizer, loss=loss)
         for _ in range(stage_epochs):
             epoch += 1
             print(f"epoch {epoch}/{total} ({trainer.name})")
@@ -309,7 +294,6 @@ def train(
         "epochs": epochs,
         "localise_epochs": localise_epochs,
         "init": init.name if init else None,
-        "teacher": teacher.name if teacher else None,
     }
     (out_dir / METADATA_FILENAME).write_text(json.dumps(metadata, indent=2) + "\n")
     return metadata
@@ -323,9 +307,8 @@ def main() -> None:
         "--localise-epochs", type=int, default=2, help="epochs of stage 2 (localise)"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed for data and weights")
-    parser.add_argument("--init", type=Path, help="start from these training weights")
     parser.add_argument(
-        "--teacher", type=Path, help="stage 1 distils this model file instead of classifying"
+        "--init", type=Path, help="start from this model file (its normalisation folded away)"
     )
     parser.add_argument(
         "--out-dir", type=Path, default=DEMO_DIRECTORY, help="where to write the model"
@@ -344,7 +327,6 @@ def main() -> None:
         arguments.out_dir,
         arguments.checkpoint_dir,
         arguments.init,
-        arguments.teacher,
     )
 
 
