@@ -78,7 +78,7 @@ def maximize(ctx: click.Context, **options) -> None:
         targets = parse_filters(options["filter_spec"], int(info.output_shape[-1]))
         with run.status(f"Maximising {len(targets)} filters of {info.path}"):
             result = maximize_filters(model, info.path, preprocess, targets, shape, config)
-        labels = [f"{i} · {min(ratio, 999):.0f}x"
+        labels = [f"{i} · {ratio:.0f}x" if ratio < 999.5 else f"{i} · >999x"
                   for i, ratio in zip(targets, result.ratios, strict=True)]
         layer, stem, title = info.path, f"maximize-{slug(info.path)}", f"{info.path} (x noise)"
         files = [f"{stem}/filter-{i}.png" for i in targets]
