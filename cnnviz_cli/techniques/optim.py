@@ -161,10 +161,12 @@ class Transforms:
         b2 = centre[1] - tf.reduce_sum(b * origin, axis=1)
         zeros = tf.zeros_like(a2)
         matrices = tf.stack([a[:, 0], a[:, 1], a2, b[:, 0], b[:, 1], b2, zeros, zeros], axis=1)
-        return tf.raw_ops.ImageProjectiveTransformV3(
+        moved = tf.raw_ops.ImageProjectiveTransformV3(
             images=images, transforms=matrices, output_shape=tf.stack([height, width]),
             fill_value=0.5, interpolation="BILINEAR", fill_mode="CONSTANT",
         )
+        moved.set_shape(images.shape)  # a static shape lets the model's ops pick fast kernels
+        return moved
 
 
 @dataclass(frozen=True)
