@@ -302,9 +302,9 @@ def train(
 def main() -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=4, help="epochs of stage 1 (classify)")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs of stage 1 (classify)")
     parser.add_argument(
-        "--localise-epochs", type=int, default=2, help="epochs of stage 2 (localise)"
+        "--localise-epochs", type=int, default=4, help="epochs of stage 2 (localise)"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed for data and weights")
     parser.add_argument(
