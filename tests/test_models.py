@@ -67,7 +67,7 @@ def test_file_models_keras_and_legacy_h5(tmp_path, tiny_conv_model):
         tiny_conv_model.save(path)
         resolved = resolve_model(ModelRequest(model=str(path), preprocess="unit"))
         np.testing.assert_allclose(resolved.model(x), tiny_conv_model(x), rtol=1e-5)
-        assert resolved.prepare(np.full((1, 2, 2, 3), 255, np.uint8)).max() == 1.0
+        assert resolved.prepare(np.full((1, 2, 2, 3), 255, np.uint8)).max() == pytest.approx(1.0)
 
 
 def test_bad_model_files(tmp_path, tiny_conv_model):
