@@ -316,3 +316,28 @@ def test_sigterm_subprocess_exits_143_then_resume_finishes(tmp_path, small_model
     assert resumed.returncode == 0, resumed.stderr
     manifest = manifest_of(out)
     assert len(manifest["inputs"]) == 150 and len(manifest["outputs"]) == 300
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test (restored afterwards)."""
+    previous = os.umask(0o022)
+    yield os.umask
+    os.umask(previous)
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600)], ids=["022", "077"])
+def test_written_files_get_the_mode_the_umask_gives(tmp_path, run_cli, small_model_file, umask,
+                                                    mask, mode):
+    write_images(tmp_path / "in", 2, size=16)
+    umask(mask)
+    out, model = tmp_path / "out", ["-m", small_model_file, "--preprocess", "unit", "-l", "conv"]
+    run_cli("-q", "cam", tmp_path / "in", *model, "--method", "gradcam,layercam", "--save-npy",
+            "-o", out / "cam")
+    run_cli("-q", "maximize", *model, "--filter", "0", "--steps", "4", "--gif", "2", "--size",
+            "16", "-o", out / "maximize")
+    run_cli("-q", "report", out / "cam", out / "maximize")
+    files = sorted(path for path in out.rglob("*") if path.is_file())
+    assert {path.suffix for path in files} == {".png", ".npy", ".gif", ".json", ".html"}
+    assert {path.name: oct(path.stat().st_mode & 0o777) for path in files} == {
+        path.name: oct(mode) for path in files}

@@ -9,7 +9,7 @@ import io
 import itertools
 import json
 import os
-import tempfile
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -45,10 +45,26 @@ def to_json(data: dict) -> str:
     return json.dumps(data, indent=2, default=_json_default, ensure_ascii=False)
 
 
+def _temporary_beside(path: Path) -> tuple[int, Path]:
+    """A new, empty file beside `path`, open for writing, with the mode the umask gives.
+
+    (`tempfile.mkstemp` would make it 0600, whatever the umask; reading the umask to fix that
+    up afterwards is not thread-safe, so the file is created with mode 0666 for the kernel to
+    apply the umask.)
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(temporary, flags, 0o666), temporary
+        except FileExistsError:
+            continue
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write bytes to a temporary file beside `path`, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = _temporary_beside(path)
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
