@@ -165,3 +165,167 @@ def test_demo_model_is_bundled(demo_resolved):
     assert demo_resolved.input_shape[:2] == (None, None)
     assert demo_resolved.image_size(None) == (128, 128)
     assert demo_resolved.image_size(300) == (300, 300)
+
+
+@pytest.fixture(scope="module")
+def demo_weights(tmp_path_factory):
+    """A weights file for the demo architecture with new random values, and those values."""
+    model = resolve_model(ModelRequest()).model
+    rng = np.random.default_rng(3)
+    values = [rng.normal(size=w.shape).astype("float32") for w in model.get_weights()]
+    model.set_weights(values)
+    path = tmp_path_factory.mktemp("weights") / "epoch_00.weights.h5"
+    model.save_weights(path)
+    return path, values
+
+
+def _sha256(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_weights_file_loads_into_the_demo_model_and_is_recorded(demo_weights):
+    path, values = demo_weights
+    resolved = resolve_model(ModelRequest(weights=str(path)))
+    for loaded, saved in zip(resolved.model.get_weights(), values, strict=True):
+        np.testing.assert_array_equal(loaded, saved)
+    description = resolved.describe()
+    assert description["weights"] == str(path)
+    assert description["weights_sha256"] == _sha256(path)
+
+
+def test_weights_file_loads_into_a_model_file(tmp_path, tiny_conv_model, keras):
+    path = tmp_path / "tiny.keras"
+    tiny_conv_model.save(path)
+    other = keras.models.clone_model(tiny_conv_model)
+    values = [np.full(w.shape, 0.25, "float32") for w in other.get_weights()]
+    other.set_weights(values)
+    weights = tmp_path / "tiny.weights.h5"
+    other.save_weights(weights)
+    resolved = resolve_model(ModelRequest(str(path), weights=str(weights)))
+    for loaded, saved in zip(resolved.model.get_weights(), values, strict=True):
+        np.testing.assert_array_equal(loaded, saved)
+    assert resolved.describe()["weights_sha256"] == _sha256(weights)
+
+
+def test_filters_draws_the_weights_file(run_cli, demo_weights, tmp_path):
+    path, values = demo_weights
+    run_cli("-q", "filters", "--weights", path, "-o", tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    kernel = values[0]  # block1_conv1's kernel: (3, 3, 3, filters)
+    expected = np.sqrt((kernel.astype("float64") ** 2).sum(axis=(0, 1, 2)))
+    np.testing.assert_allclose(manifest["outputs"][0]["norms"], expected, rtol=1e-5)
+    assert manifest["model"]["weights"] == str(path)
+    assert manifest["model"]["weights_sha256"] == _sha256(path)
+
+
+def _one_sentence(result) -> str:
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and lines[0].endswith("."), lines
+    return lines[0]
+
+
+def test_weights_that_cannot_take_effect_are_refused(run_cli, sample_dir, small_model_file,
+                                                     tmp_path):
+    star = sample_dir / "star.png"
+    line = _one_sentence(run_cli("cam", star, "--weights", tmp_path / "nothere.h5",
+                                 "-o", tmp_path / "o", expect=2))
+    assert "nothere.h5 does not exist" in line
+    for model in ("demo", small_model_file):
+        for weights in ("imagenet", "none", "None"):
+            line = _one_sentence(run_cli("layers", "-m", model, "--weights", weights, expect=2))
+            assert f"--weights {weights} applies to named models only" in line
+    (tmp_path / "notes.txt").write_text("hello")
+    line = _one_sentence(run_cli("layers", "--weights", tmp_path / "notes.txt", expect=2))
+    assert "notes.txt" in line
+
+
+def test_weights_that_do_not_fit_fail_in_one_sentence_without_warnings(
+        run_cli, tmp_path, small_model_file, nested_model):
+    import warnings
+
+    weights = tmp_path / "nested.weights.h5"
+    nested_model.save_weights(weights)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(CnnvizError) as raised:
+            resolve_model(ModelRequest(str(small_model_file), weights=str(weights)))
+    assert caught == []
+    message = str(raised.value)
+    assert message.count(". ") == 0 and message.endswith(".") and "\n" not in message
+    assert message.startswith(f"Cannot load the weights file {weights} into {small_model_file}")
+    line = _one_sentence(run_cli("-q", "filters", "--checkpoint", weights, "-o", tmp_path / "o",
+                                 expect=2))
+    assert f"Cannot load checkpoint {weights}" in line
+
+
+def test_non_model_files_fail_in_one_sentence(run_cli, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    for args in (("layers", "-m", notes), ("-q", "filters", "--checkpoint", notes,
+                                           "-o", tmp_path / "o")):
+        line = _one_sentence(run_cli(*args, expect=2))
+        assert "notes.txt is not a Keras model" in line and "TFSMLayer" not in line
+    line = _one_sentence(run_cli("layers", "-m", tmp_path, expect=2))
+    assert "is a folder" in line
+
+
+def test_model_name_aliases():
+    from cnnviz_cli.models.registry import APPLICATIONS, canonical_name
+
+    for name, entry in APPLICATIONS.items():
+        for spelling in (name, name.upper(), name.replace("_", ""), entry.constructor,
+                         entry.constructor.lower()):
+            assert canonical_name(spelling) == name, spelling
+    assert canonical_name("mobilenetv2") == "mobilenet_v2"
+    assert canonical_name("EfficientNetB0") == "efficientnetb0"
+    assert canonical_name("resnet50-v2") == "resnet50v2"
+    assert canonical_name("mobilenetv4") is None
+
+
+def test_preprocess_accepts_model_aliases(keras):
+    x = np.random.default_rng(4).uniform(0, 255, (1, 4, 4, 3)).astype("float32")
+    expected = keras.applications.mobilenet_v2.preprocess_input(x.copy())
+    np.testing.assert_allclose(resolve_preprocess("MobileNetV2")(x), expected, rtol=1e-6)
+
+
+def test_models_lists_canonical_names(run_cli):
+    from cnnviz_cli.models.registry import APPLICATIONS
+
+    listed = [line.split()[0] for line in run_cli("models").output.splitlines()]
+    assert listed == ["demo", *APPLICATIONS]
+    rows = json.loads(run_cli("models", "--json").output)
+    assert [row["name"] for row in rows] == ["demo", *APPLICATIONS]
+    assert {row["name"]: row["input_size"] for row in rows[1:]} == {
+        name: entry.input_size for name, entry in APPLICATIONS.items()}
+
+
+def test_unknown_class_label_lists_labels(demo_resolved):
+    from dataclasses import replace
+
+    with pytest.raises(CnnvizError, match=r"Unknown class label 'hexagonn'\. Closest: hexagon\."):
+        replace(demo_resolved, labels=("circle", "hexagon", "star")).class_index("hexagonn", 3)
+    with pytest.raises(CnnvizError) as raised:
+        demo_resolved.class_index("zebra", 6)
+    assert str(raised.value).endswith(f"The labels are: {', '.join(demo_resolved.labels)}.")
+    many = tuple(f"class{number:03d}" for number in range(100))
+    with pytest.raises(CnnvizError) as raised:
+        replace(demo_resolved, labels=many).class_index("zebra", 100)
+    message = str(raised.value)
+    assert "class000, class001" in message and "class099" not in message
+    shown = message.split("The labels are: ")[1].split(" and ")[0].split(", ")
+    assert f"and {100 - len(shown)} more" in message
+
+
+def test_model_file_defaults_are_recorded_and_summarised(small_model_file):
+    plain = resolve_model(ModelRequest(str(small_model_file)))
+    description = plain.describe()
+    assert (description["preprocess"], description["preprocess_origin"]) == (
+        "none", "default for model files")
+    assert description["default_size"] == [224, 224]
+    assert plain.summary() == "preprocess none (default for model files), 224x224 px, no labels"
+    assert "96x96 px" in plain.summary(96)
+    given = resolve_model(ModelRequest(str(small_model_file), preprocess="MobileNetV2"))
+    assert given.describe()["preprocess"] == "mobilenet_v2"
+    assert given.summary().startswith("preprocess mobilenet_v2 (--preprocess), 224x224 px")

@@ -7,7 +7,12 @@ import keras
 
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.models.layers import find_layer
-from cnnviz_cli.models.resolve import describe_load_failure
+from cnnviz_cli.models.resolve import (
+    MODEL_SUFFIXES,
+    describe_load_failure,
+    load_weights,
+    quiet_keras,
+)
 
 
 def checkpoint_layers(
@@ -21,9 +26,16 @@ def checkpoint_layers(
     for file in files:
         if not file.is_file():
             raise CnnvizError(f"Checkpoint {file} does not exist.")
+        if not file.name.lower().endswith(MODEL_SUFFIXES):
+            raise CnnvizError(
+                f"Checkpoint {file} is not a Keras model or weights file: give .keras, .h5 or "
+                ".weights.h5 files."
+            )
         if not file.name.endswith(".weights.h5"):
             try:
-                loaded = keras.models.load_model(str(file), compile=False, safe_mode=safe_mode)
+                with quiet_keras():
+                    loaded = keras.models.load_model(str(file), compile=False,
+                                                     safe_mode=safe_mode)
                 yield find_layer(loaded, layer_path).layer
                 continue
             except CnnvizError:
@@ -32,10 +44,5 @@ def checkpoint_layers(
                 message = describe_load_failure(file, error)
                 if "holds only weights" not in message:
                     raise CnnvizError(message) from None
-        try:
-            model.load_weights(str(file))
-        except Exception as error:
-            raise CnnvizError(
-                f"Cannot load checkpoint {file} into the model: {str(error).splitlines()[0]}"
-            ) from None
+        load_weights(model, file, f"checkpoint {file}", "the model")
         yield find_layer(model, layer_path).layer

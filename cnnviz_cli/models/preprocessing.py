@@ -8,7 +8,7 @@ import difflib
 from collections.abc import Callable
 
 from cnnviz_cli.errors import CnnvizError
-from cnnviz_cli.models.registry import APPLICATIONS
+from cnnviz_cli.models.registry import APPLICATIONS, canonical_name
 
 Preprocess = Callable[[object], object]
 
@@ -65,8 +65,8 @@ def resolve_preprocess(name: str) -> Preprocess:
     key = name.lower()
     if key in PRESETS:
         return PRESETS[key]
-    if key in APPLICATIONS:
-        return application_preprocess(APPLICATIONS[key].module)
+    if canonical_name(key) is not None:
+        return application_preprocess(APPLICATIONS[canonical_name(key)].module)
     choices = [*PRESETS, *APPLICATIONS]
     close = difflib.get_close_matches(key, choices, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""

@@ -39,6 +39,23 @@ APPLICATIONS: dict[str, Application] = {
 }
 
 
+def _folded(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "")
+
+
+_ALIASES: dict[str, str] = {
+    _folded(spelling): name
+    for name, entry in APPLICATIONS.items()
+    for spelling in (name, entry.constructor)
+}
+
+
+def canonical_name(name: str) -> str | None:
+    """The registry name of `name`, read case-insensitively without `_`/`-` (`MobileNetV2`,
+    `mobilenetv2` and `mobilenet-v2` are `mobilenet_v2`); None if it names no model."""
+    return _ALIASES.get(_folded(name))
+
+
 def model_names() -> list[str]:
     """Every name `--model` accepts besides a file path, `demo` first."""
     return ["demo", *APPLICATIONS]

@@ -3,8 +3,11 @@
 import contextlib
 import difflib
 import json
+import logging
 import sys
+import warnings
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -21,10 +24,12 @@ from cnnviz_cli.models.preprocessing import (
     application_preprocess,
     resolve_preprocess,
 )
-from cnnviz_cli.models.registry import APPLICATIONS, model_names
+from cnnviz_cli.models.registry import APPLICATIONS, canonical_name, model_names
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 DEFAULT_FREE_SIZE = 224
+BUILT_IN_WEIGHTS = ("imagenet", "none")
+LISTED_LABELS = 12  # labels listed in full in an unknown-label message
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class ResolvedModel:
     details: dict = field(default_factory=dict)
     file: Path | None = None  # the model file it was loaded from
     weights_file: Path | None = None  # a weights file loaded into it
+    preprocess_origin: str = "the model's own"  # why this preprocessing, for the summary line
 
     @property
     def input_shape(self) -> tuple:
@@ -73,6 +79,14 @@ class ResolvedModel:
             return int(height), int(width)
         size = size or self.default_size
         return int(height or size), int(width or size)
+
+    def summary(self, size: int | None = None) -> str:
+        """A short phrase on how inputs are fed, e.g. `preprocess none (default for model
+        files), 224x224 px, no labels`; `size` is --size (None: the default)."""
+        height, width = self.image_size(size)
+        labels = "no labels" if self.labels is None else f"{len(self.labels)} labels"
+        return (f"preprocess {self.preprocess_name} ({self.preprocess_origin}), "
+                f"{height}x{width} px, {labels}")
 
     def prepare(self, images: np.ndarray):
         """uint8 (batch, height, width, channels) images -> the model's float input."""
@@ -103,10 +117,7 @@ class ResolvedModel:
         folded = [label.lower() for label in self.labels]
         if text.lower() in folded:
             return folded.index(text.lower())
-        close = difflib.get_close_matches(text.lower(), folded, n=3)
-        names = ", ".join(self.labels[folded.index(name)] for name in close)
-        hint = f" Closest: {names}." if close else ""
-        raise CnnvizError(f"Unknown class label {text!r}.{hint}")
+        raise CnnvizError(f"Unknown class label {text!r}. {_label_hint(text, self.labels)}")
 
     @cached_property
     def hashes(self) -> dict[str, str]:
@@ -121,35 +132,74 @@ class ResolvedModel:
             "weights": self.weights,
             **self.hashes,
             "preprocess": self.preprocess_name,
+            "preprocess_origin": self.preprocess_origin,
             "input_shape": list(self.input_shape),
+            "default_size": list(self.image_size()),
             "num_labels": None if self.labels is None else len(self.labels),
             **self.details,
         }
 
 
+def _label_hint(text: str, labels: tuple[str, ...]) -> str:
+    """The closest labels to `text`, or (none close) the labels, abbreviated when many."""
+    folded = [label.lower() for label in labels]
+    close = difflib.get_close_matches(text.lower(), folded, n=3)
+    if close:
+        return f"Closest: {', '.join(labels[folded.index(name)] for name in close)}."
+    shown = ", ".join(labels[:LISTED_LABELS])
+    more = len(labels) - LISTED_LABELS
+    rest = f" and {more} more (see the labels file)" if more > 0 else ""
+    return f"The labels are: {shown}{rest}."
+
+
 def resolve_model(request: ModelRequest) -> ResolvedModel:
     """Build or load the requested model; every failure is one CnnvizError sentence."""
-    spec = request.model
-    if spec.lower() == "demo":
-        resolved = _demo_model()
-    elif spec.lower().endswith(MODEL_SUFFIXES) or Path(spec).exists():
-        resolved = _file_model(Path(spec), request)
-    elif spec.lower() in APPLICATIONS:
-        resolved = _application_model(spec.lower(), request.weights or "imagenet")
-    else:
-        close = difflib.get_close_matches(spec.lower(), model_names(), n=3)
-        hint = f" Closest: {', '.join(close)}." if close else ""
+    spec, weights = request.model, request.weights
+    kind = _source_kind(spec)
+    if kind != "name" and weights is not None and weights.lower() in BUILT_IN_WEIGHTS:
+        what = "the demo model" if kind == "demo" else f"the model file {spec}"
         raise CnnvizError(
-            f"Unknown model {spec!r}: give a model file (.keras, .h5) or a name from "
-            f"`cnnviz models`.{hint}"
+            f"--weights {weights} applies to named models only: {what} brings its own weights, "
+            "so give a weights file or leave --weights out."
         )
+    weights_file = None if weights is None or weights.lower() in BUILT_IN_WEIGHTS else Path(weights)
+    if weights_file is not None:
+        _check_weights_file(weights_file)
+    if kind == "demo":
+        resolved = _demo_model()
+    elif kind == "file":
+        resolved = _file_model(Path(spec), request)
+    else:
+        resolved = _application_model(canonical_name(spec),
+                                      "none" if weights_file else weights or "imagenet")
+    if weights_file is not None:
+        load_weights(resolved.model, weights_file, f"the weights file {weights_file}",
+                     resolved.source)
+        resolved.weights, resolved.weights_file = str(weights_file), weights_file
     if request.preprocess is not None:
         resolved.preprocess = resolve_preprocess(request.preprocess)
-        resolved.preprocess_name = request.preprocess.lower()
+        resolved.preprocess_name = canonical_name(request.preprocess) or request.preprocess.lower()
+        resolved.preprocess_origin = "--preprocess"
     if request.labels is not None:
         resolved.labels = read_labels(request.labels)
     _check_image_input(resolved)
     return resolved
+
+
+def _source_kind(spec: str) -> str:
+    """`demo`, `file` or `name` (a keras.applications model); an unknown name is an error."""
+    if spec.lower() == "demo":
+        return "demo"
+    if spec.lower().endswith(MODEL_SUFFIXES) or Path(spec).exists():
+        return "file"
+    if canonical_name(spec) is not None:
+        return "name"
+    close = difflib.get_close_matches(spec.lower(), model_names(), n=3)
+    hint = f" Closest: {', '.join(close)}." if close else ""
+    raise CnnvizError(
+        f"Unknown model {spec!r}: give a model file (.keras, .h5) or a name from "
+        f"`cnnviz models`.{hint}"
+    )
 
 
 def _check_image_input(resolved: ResolvedModel) -> None:
@@ -162,6 +212,22 @@ def _check_image_input(resolved: ResolvedModel) -> None:
         )
 
 
+@contextlib.contextmanager
+def quiet_keras() -> Iterator[None]:
+    """Keep Keras' warnings and log lines (absl, tensorflow) off the terminal meanwhile."""
+    loggers = [logging.getLogger(name) for name in ("absl", "tensorflow", "keras")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+
+
 def _demo_model() -> ResolvedModel:
     folder = resources.files("cnnviz_cli.demo")
     path, meta_path = folder / "shapes_cnn.keras", folder / "demo_model.json"
@@ -170,7 +236,8 @@ def _demo_model() -> ResolvedModel:
             "The bundled demo model is missing; train it with `python -m cnnviz_cli.demo.train`."
         )
     meta = json.loads(meta_path.read_text())
-    model = keras.models.load_model(str(path), compile=False)
+    with quiet_keras():
+        model = keras.models.load_model(str(path), compile=False)
     return ResolvedModel(
         model=model,
         source="demo",
@@ -180,13 +247,14 @@ def _demo_model() -> ResolvedModel:
         labels=tuple(meta["labels"]),
         default_size=128,
         file=Path(str(path)),
+        preprocess_origin="the demo model's",
     )
 
 
 def _application_model(name: str, weights: str) -> ResolvedModel:
+    """keras.applications model `name` with `weights` imagenet or none."""
     entry = APPLICATIONS[name]
     constructor = getattr(keras.applications, entry.constructor)
-    weights_file = None if weights.lower() in ("imagenet", "none") else Path(weights)
     try:  # Keras reports downloads on stdout, which belongs to --json
         with contextlib.redirect_stdout(sys.stderr):
             model = constructor(weights="imagenet" if weights.lower() == "imagenet" else None)
@@ -198,65 +266,87 @@ def _application_model(name: str, weights: str) -> ResolvedModel:
             "could not be downloaded; connect to the internet once, copy the weights file into "
             "that folder, or pass --weights PATH (or --weights none for random weights)."
         ) from None
-    if weights_file is not None:
-        _load_weights(model, weights_file)
     return ResolvedModel(
         model=model,
         source=name,
-        weights=weights.lower() if weights_file is None else str(weights_file),
+        weights=weights.lower(),
         preprocess=application_preprocess(entry.module),
         preprocess_name=name,
         labels=imagenet_labels(),
         default_size=entry.input_size,
-        weights_file=weights_file,
     )
 
 
-def _load_weights(model: keras.Model, path: Path) -> None:
+def _check_weights_file(path: Path) -> None:
+    if path.is_dir():
+        raise CnnvizError(f"--weights {path} is a folder; give a .weights.h5, .keras or .h5 file.")
     if not path.is_file():
         raise CnnvizError(f"Weights file {path} does not exist.")
+    if not path.name.lower().endswith(MODEL_SUFFIXES):
+        raise CnnvizError(
+            f"Weights file {path} has a suffix Keras cannot read: give a .weights.h5, .keras "
+            "or .h5 file."
+        )
+
+
+def load_weights(model: keras.Model, path: Path, what: str, into: str) -> None:
+    """Load the weights file `path` into `model`, with Keras' warnings silenced.
+
+    A failure is one CnnvizError sentence naming `what` (e.g. `the weights file X`) and
+    `into` (the model it was meant for).
+    """
     try:
-        model.load_weights(str(path))
+        with quiet_keras():
+            model.load_weights(str(path))
     except Exception as error:
         raise CnnvizError(
-            f"Cannot load weights from {path} into the model: {_first_line(error)}."
+            f"Cannot load {what} into {into}: {first_sentence(error)}; give weights saved "
+            "from the same architecture."
         ) from None
 
 
-def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0].rstrip(".") if text else type(error).__name__
+def first_sentence(error: BaseException) -> str:
+    """The first sentence of an error message, without its final punctuation."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0].split(". ", 1)[0].rstrip(".:; ") if lines else ""
+    return text or type(error).__name__
 
 
 def _file_model(path: Path, request: ModelRequest) -> ResolvedModel:
+    if path.is_dir():
+        raise CnnvizError(
+            f"{path} is a folder, not a model file; give a .keras or .h5 file (re-save a "
+            "TensorFlow SavedModel as .keras first)."
+        )
     if not path.is_file():
         raise CnnvizError(f"Model file {path} does not exist.")
     try:
-        model = keras.models.load_model(
-            str(path), compile=False, safe_mode=not request.unsafe_deserialization
-        )
+        with quiet_keras():
+            model = keras.models.load_model(
+                str(path), compile=False, safe_mode=not request.unsafe_deserialization
+            )
     except Exception as error:
         raise CnnvizError(describe_load_failure(path, error)) from None
     if not isinstance(model, keras.Model):
         raise CnnvizError(f"{path} does not hold a Keras model.")
-    weights_file = None if request.weights is None else Path(request.weights)
-    if weights_file is not None:
-        _load_weights(model, weights_file)
     return ResolvedModel(
         model=model,
         source=str(path),
-        weights=request.weights or "file",
+        weights="file",
         preprocess=resolve_preprocess("none"),
         preprocess_name="none",
         labels=None,
         file=path,
-        weights_file=weights_file,
+        preprocess_origin="default for model files",
     )
 
 
 def describe_load_failure(path: Path, error: Exception) -> str:
     """One sentence on why Keras could not load the model file `path`."""
     text = str(error)
+    if not path.name.lower().endswith(MODEL_SUFFIXES):
+        return (f"{path} is not a Keras model file: cnnviz reads .keras and .h5 files "
+                "(re-save a TensorFlow SavedModel as .keras first).")
     if "safe_mode" in text:
         return (
             f"{path} contains a Lambda layer whose Python code would run while loading; "
@@ -271,7 +361,7 @@ def describe_load_failure(path: Path, error: Exception) -> str:
     if kind:
         return (f"{path} is not a Keras model file: a {path.suffix} file is {kind}, and this one "
                 "is not (damaged, or another kind of file renamed).")
-    return f"Cannot load the model file {path}: {_first_line(error)}."
+    return f"Cannot load the model file {path}: {first_sentence(error)}."
 
 
 def _container_mismatch(path: Path) -> str | None:
