@@ -31,7 +31,7 @@ def activations(ctx: click.Context, **options) -> None:
 
     \b
     Example:
-      cnnviz activations sample_images/ -l block1_conv2 -l block3_conv2 -o out/
+      cnnviz activations sample_images/ -l block1_conv1 -l block3_conv2 -o out/
     """
     import numpy as np
 

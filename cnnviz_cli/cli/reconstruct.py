@@ -46,7 +46,8 @@ def reconstruct(ctx: click.Context, **options) -> None:
     \b
     Example:
       cnnviz reconstruct sample_images/ --method guided -l block3_conv2 -o out/
-      cnnviz reconstruct sample_images/ --method inversion -l block1_conv1 -l block3_conv2 -o out/
+      cnnviz reconstruct sample_images/star.png --method inversion \\
+                         -l block1_conv1 -l block3_conv2 -o out/
     """
     from cnnviz_cli.models.layers import resolve_feature_maps, spread_feature_maps
 

@@ -23,7 +23,9 @@ def report(ctx: click.Context, folders: tuple[Path, ...], out: Path | None,
 
     \b
     Example:
-      cnnviz report out/shard-1 out/shard-2 out/shard-3 -o out/
+      cnnviz cam sample_images/ --shard 1/2 -o out/shard-1
+      cnnviz cam sample_images/ --shard 2/2 -o out/shard-2
+      cnnviz report out/shard-1 out/shard-2 -o out/
     """
     from cnnviz_cli.errors import CnnvizError
     from cnnviz_cli.io.manifests import merge_manifests, read_manifest
