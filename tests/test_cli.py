@@ -102,10 +102,11 @@ def test_debug_shows_traceback(tmp_path):
     from click.testing import CliRunner
 
     from cnnviz_cli.cli import cli
-    from cnnviz_cli.errors import CnnvizError
 
     result = CliRunner().invoke(cli, ["--debug", "filters", "-l", "nope", "-o", str(tmp_path)])
-    assert isinstance(result.exception, CnnvizError)
+    assert result.exit_code == 2
+    assert "Traceback" in result.output and "cnnviz_cli.errors.CnnvizError" in result.output
+    assert result.output.splitlines()[-1].startswith("Error: No such layer: 'nope'.")
 
 
 def test_output_folder_that_is_a_file(run_cli, tmp_path):

@@ -78,7 +78,7 @@ def test_inversion_keeps_the_shape(demo_resolved, scenes, inversion):
 def test_reconstruct_command_projections_and_inversion(run_cli, sample_dir, tmp_path):
     out = tmp_path / "out"
     run_cli("reconstruct", sample_dir / "star.png", "--method", "deconvnet", "-l", "block3_conv2",
-            "--top-k", "3", "-o", out)
+            "--top-channels", "3", "-o", out)
     grid = Image.open(out / "star" / "reconstruct-deconvnet-block3_conv2.png")
     assert grid.width > 4 * 96
     record = json.loads((out / "manifest.json").read_text())["outputs"][0]

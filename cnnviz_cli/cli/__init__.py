@@ -2,6 +2,7 @@
 
 import os
 import sys
+import traceback
 
 import click
 
@@ -24,6 +25,20 @@ def _error_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+def _debug(ctx: click.Context) -> bool:
+    return bool(ctx.obj and ctx.obj.get("debug"))
+
+
+def _fail(ctx: click.Context, error: BaseException, message: str, exit_code: int):
+    """Raise `message` as the one error line with `exit_code`; with --debug, print the
+    traceback first (and nothing else changes)."""
+    if _debug(ctx):
+        click.echo("".join(traceback.format_exception(error)), err=True, nl=False)
+    failure = click.ClickException(message)
+    failure.exit_code = exit_code
+    raise failure from None
+
+
 class CnnvizGroup(click.Group):
     """Turns CnnvizError and unexpected exceptions into one line and an exit code."""
 
@@ -40,25 +55,14 @@ class CnnvizGroup(click.Group):
             click.echo("Interrupted.", err=True)
             raise click.exceptions.Exit(getattr(error, "exit_code", 130)) from None
         except CnnvizError as error:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            failure = click.ClickException(_error_line(error))
-            failure.exit_code = error.exit_code
-            raise failure from None
+            _fail(ctx, error, _error_line(error), error.exit_code)
         except Exception as error:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
             if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError":
-                failure = click.ClickException(
-                    "Ran out of memory; lower --batch-size (or --size, --tile) and run again."
-                )
-                failure.exit_code = 2
-                raise failure from None
-            failure = click.ClickException(
-                f"Unexpected {type(error).__name__}: {_error_line(error)} "
-                "(run `cnnviz --debug ...` for the traceback)."
-            )
-            raise failure from None
+                _fail(ctx, error,
+                      "Ran out of memory; lower --batch-size (or --size, --tile) and run again.", 2)
+            hint = "" if _debug(ctx) else " (run `cnnviz --debug ...` for the traceback)"
+            line = _error_line(error).rstrip(".")
+            _fail(ctx, error, f"Unexpected {type(error).__name__}: {line}{hint}.", 1)
 
 
 @click.group(cls=CnnvizGroup, context_settings={"help_option_names": ["-h", "--help"]})

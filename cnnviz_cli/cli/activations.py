@@ -2,23 +2,32 @@
 
 import click
 
-from cnnviz_cli.cli.common import Run, image_options, model_options, output_options, slug
+from cnnviz_cli.cli.common import (
+    CnnvizCommand,
+    Run,
+    image_options,
+    model_options,
+    output_options,
+    slug,
+)
 
 
-@click.command()
+@click.command(cls=CnnvizCommand)
 @image_options
 @model_options
 @click.option(
     "-l", "--layer", "layer_specs", multiple=True, metavar="LAYER",
-    help="Layer name, nested path (base/conv1), negative index, `all` or `auto` (default: four "
-    "layers from shallow to deep). Repeatable.",
+    help="Layer name, nested path (base/conv1), negative index, `all` (every feature map) or "
+    "`auto` (four feature maps from shallow to deep, the default). Repeatable.",
 )
-@click.option("--max-channels", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--max-channels", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Feature maps drawn per layer grid, in the --order chosen.")
 @click.option("--order", type=click.Choice(["mean", "index"]), default="mean", show_default=True,
               help="Show the strongest channels first, or channels in index order.")
 @click.option("--scale", type=click.Choice(["shared", "each"]), default="shared",
               show_default=True, help="One colour scale per grid, or one per feature map.")
-@click.option("--colormap", default="viridis", show_default=True)
+@click.option("--colormap", default="viridis", show_default=True,
+              help="Matplotlib colour map of the feature maps and the overlay.")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.55, show_default=True,
               help="Opacity of the overlay's heat colours.")
 @output_options

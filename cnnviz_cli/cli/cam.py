@@ -2,7 +2,16 @@
 
 import click
 
-from cnnviz_cli.cli.common import Run, image_options, model_options, output_options, slug
+from cnnviz_cli.cli.common import (
+    CnnvizCommand,
+    OnlyWhen,
+    Run,
+    image_options,
+    mentions,
+    model_options,
+    output_options,
+    slug,
+)
 from cnnviz_cli.cli.gates import Checks, gate_options
 
 METHOD_NAMES = (
@@ -11,7 +20,23 @@ METHOD_NAMES = (
 )
 
 
-@click.command(context_settings={"default_map": {"batch_size": 16}})
+RULES = [
+    OnlyWhen(("max_n",), "when --method includes faster-scorecam",
+             lambda params: mentions(params["method_specs"], "faster-scorecam")),
+    OnlyWhen(("samples", "noise"), "when --method includes smoothgrad",
+             lambda params: mentions(params["method_specs"], "smoothgrad")),
+    OnlyWhen(("ig_steps", "ig_baseline"), "when --method includes integrated-gradients",
+             lambda params: mentions(params["method_specs"], "integrated-gradients")),
+    OnlyWhen(("seed",), "when --method includes smoothgrad, or integrated-gradients with "
+             "--ig-baseline noise",
+             lambda params: mentions(params["method_specs"], "smoothgrad") or (
+                 mentions(params["method_specs"], "integrated-gradients")
+                 and params["ig_baseline"] == "noise")),
+    OnlyWhen(("metric_steps",), "with --metrics", lambda params: params["metrics"]),
+]
+
+
+@click.command(cls=CnnvizCommand, rules=RULES, context_settings={"default_map": {"batch_size": 16}})
 @image_options
 @model_options
 @click.option("--method", "method_specs", multiple=True, metavar="METHOD",
@@ -20,7 +45,8 @@ METHOD_NAMES = (
               help="Class to explain, repeatable [default: each image's top-1 prediction].")
 @click.option("--top-k", type=click.IntRange(min=1), help="Also explain the K top predictions.")
 @click.option("-l", "--layer", "layer_spec", default="auto", show_default=True, metavar="LAYER",
-              help="A 4-D feature-map layer; auto = the last one before the classifier head.")
+              help="A 4-D feature-map layer; auto = the deepest one, the last before the "
+              "classifier head.")
 @click.option("--output", "output_spec", metavar="NAME|INDEX",
               help="Which output of a model with several outputs [default: the first].")
 @click.option("--max-n", type=click.IntRange(min=1), default=10, show_default=True,
@@ -35,7 +61,8 @@ METHOD_NAMES = (
               show_default=True, help="Integrated gradients: the image the path starts from.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="SmoothGrad noise and the noise baseline.")
-@click.option("--colormap", default="turbo", show_default=True)
+@click.option("--colormap", default="turbo", show_default=True,
+              help="Matplotlib colour map of the heatmaps.")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.7, show_default=True,
               help="Opacity of the hottest colours over the image (cold areas stay clear).")
 @click.option("--save-npy", is_flag=True, help="Also write the raw maps as .npy files.")
@@ -47,7 +74,7 @@ METHOD_NAMES = (
 @output_options
 @click.pass_context
 def cam(ctx: click.Context, **options) -> None:
-    """Heatmaps of the pixels that drove a class score (the CAM family).
+    """Heatmaps: which pixels drove a class score (the CAM family).
 
     For each image, class and method: the heatmap over the image
     (<out>/<image>/cam-<method>-<label>.png), the bare heatmap (...-heatmap.png) and, with

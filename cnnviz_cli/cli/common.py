@@ -5,13 +5,17 @@ import shlex
 import signal
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from cnnviz_cli.errors import CnnvizError, InputError, Interrupted
 from cnnviz_cli.io import DEFAULT_MAX_PIXELS
+from cnnviz_cli.specs import FILTER_GRAMMAR, filter_ranges
 
 IMAGE_BATCH = 8
 MANIFEST_INTERVAL = 2.0  # seconds between rewrites of manifest.json during a run
@@ -42,6 +46,98 @@ def parse_shard(_ctx: click.Context | None, _param, value: str | None) -> tuple[
             f"expected K/N with 1 <= K <= N, such as 2/8, but got {value!r}."
         )
     return int(match[1]), int(match[2])
+
+
+def _set_debug(ctx: click.Context, _param, value: bool) -> None:
+    if value:
+        ctx.find_root().ensure_object(dict)["debug"] = True
+
+
+def _filter_spec(_ctx: click.Context, _param, values: tuple[str, ...]) -> str | None:
+    """Repeated `--filter` values -> one comma list, its grammar checked (a Click callback)."""
+    if not values:
+        return None
+    spec = ",".join(values)
+    try:
+        filter_ranges(spec)
+    except CnnvizError as error:
+        raise click.BadParameter(str(error)) from None
+    return spec
+
+
+def filter_option(help_text: str) -> Callable:
+    """`--filter SPEC`, repeatable: the values add up (`--filter 1 --filter 5-9` = `1,5-9`)."""
+    return click.option("--filter", "filter_spec", multiple=True, metavar="SPEC",
+                        callback=_filter_spec,
+                        help=f"{help_text} SPEC is {FILTER_GRAMMAR}; repeatable.")
+
+
+def mentions(values: Iterable[str], *names: str) -> bool:
+    """Whether values of a repeatable comma-list option name one of `names`, or `all`."""
+    given = {item.strip().lower() for value in values for item in value.split(",")}
+    return bool(given & {*names, "all"})
+
+
+@dataclass(frozen=True)
+class OnlyWhen:
+    """Options (parameter names) that take effect only when `condition(params)` holds.
+
+    `when` completes "--OPTION applies only ...", e.g. "with --method inversion".
+    """
+
+    names: tuple[str, ...]
+    when: str
+    condition: Callable[[dict], bool]
+
+
+def _flag(param: click.Parameter) -> str:
+    return "/".join(param.opts)
+
+
+class CnnvizCommand(click.Command):
+    """A command that refuses what it would silently drop, and takes `--debug` as the group does.
+
+    A single-valued option given twice is refused (flags may repeat: they say the same thing
+    twice), and so is a given option that cannot take effect with the others (`rules`).
+    """
+
+    def __init__(self, *args, rules: Iterable[OnlyWhen] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rules = tuple(rules)
+        self.params.append(click.Option(
+            ["--debug"], is_flag=True, expose_value=False, callback=_set_debug,
+            help="Show full tracebacks on errors (as `cnnviz --debug`).",
+        ))
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        arguments = list(args)  # the parser consumes the list it is given
+        rest = super().parse_args(ctx, args)
+        if not ctx.resilient_parsing:
+            self._refuse_repeats(ctx, arguments)
+            self._refuse_ignored(ctx)
+        return rest
+
+    def _refuse_repeats(self, ctx: click.Context, arguments: list[str]) -> None:
+        _, _, order = self.make_parser(ctx).parse_args(args=arguments)
+        for param, count in Counter(order).items():
+            single = isinstance(param, click.Option) and not (
+                param.multiple or param.count or param.is_flag)
+            if single and count > 1:
+                raise click.UsageError(
+                    f"{_flag(param)} was given {count} times, but it takes one value; give it "
+                    "once.", ctx)
+
+    def _refuse_ignored(self, ctx: click.Context) -> None:
+        params = {param.name: param for param in self.params}
+        for rule in self.rules:
+            if rule.condition(ctx.params):
+                continue
+            for name in rule.names:
+                if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT,
+                                                          ParameterSource.DEFAULT_MAP):
+                    raise click.UsageError(
+                        f"{_flag(params[name])} applies only {rule.when}, so it would be "
+                        "ignored here; leave it out.", ctx)
 
 
 model_options = compose(

@@ -2,18 +2,18 @@
 
 import click
 
-from cnnviz_cli.cli.common import Run, image_options, model_options, output_options
+from cnnviz_cli.cli.common import CnnvizCommand, Run, image_options, model_options, output_options
 
 GIF_SIDE = 384
 
 
-@click.command()
+@click.command(cls=CnnvizCommand)
 @image_options
 @model_options
 @click.option("-l", "--layer", "layer_specs", multiple=True, metavar="LAYER[:CHANNEL][:WEIGHT]",
               help="A layer to amplify, optionally one channel (an integer) and a weight (with a "
-              "decimal point): block3_conv2, block3_conv2:7, block4_conv:1.5. Repeatable "
-              "[default: the last convolution but one].")
+              "decimal point): block3_conv2, block3_conv2:7, block4_conv:1.5, or `auto` (the "
+              "last convolution but one, the default). Repeatable.")
 @click.option("--octaves", type=click.IntRange(min=1), default=4, show_default=True,
               help="Scales to dream at, from small to the photo's own size.")
 @click.option("--octave-scale", type=click.FloatRange(min=1.0, min_open=True), default=1.4,
@@ -30,11 +30,12 @@ GIF_SIDE = 384
 @click.option("--gif", "gif_every", type=click.IntRange(min=0), default=0, metavar="K",
               help="Also write dream.gif, the dream growing octave by octave, a frame every K "
               "steps.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the random roll of the tiles (same seed, same bytes).")
 @output_options
 @click.pass_context
 def dream(ctx: click.Context, **options) -> None:
-    """DeepDream: change a photo so that some layers respond to it more.
+    """DeepDream: change a photo so that layers respond to it more.
 
     Dreams at the photo's own resolution (or with its longer side at --size), octave by octave,
     re-injecting the detail dreamed at each octave into the next. Writes
@@ -54,8 +55,9 @@ def dream(ctx: click.Context, **options) -> None:
 
     run = Run(ctx)
     resolved = run.load_model()
-    specs = options["layer_specs"] or [default_layer(resolved.model)]
-    layers = [DreamLayer.parse(spec) for spec in specs]
+    specs = options["layer_specs"] or ["auto"]
+    layers = [DreamLayer.parse(default_layer(resolved.model) if spec == "auto" else spec)
+              for spec in specs]
     layers = [replace(layer, path=find_feature_map(resolved.model, layer.path).path)
               for layer in layers]
     config = DreamConfig(options["octaves"], options["octave_scale"], options["steps"],

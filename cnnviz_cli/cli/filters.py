@@ -4,19 +4,21 @@ from pathlib import Path
 
 import click
 
-from cnnviz_cli.cli.common import Run, model_options, output_options, slug
+from cnnviz_cli.cli.common import CnnvizCommand, Run, model_options, output_options, slug
 
 
-@click.command()
+@click.command(cls=CnnvizCommand)
 @model_options
-@click.option("-l", "--layer", "layer_spec", metavar="LAYER",
-              help="A Conv2D, DepthwiseConv2D or SeparableConv2D layer [default: the first].")
+@click.option("-l", "--layer", "layer_spec", default="auto", show_default=True, metavar="LAYER",
+              help="A Conv2D, DepthwiseConv2D or SeparableConv2D layer; auto = the first "
+              "convolution.")
 @click.option("--channel", metavar="N|mean", default="mean", show_default=True,
               help="For kernels with other than 3 input channels: draw input channel N, or the "
               "mean over input channels.")
 @click.option("--order", type=click.Choice(["index", "norm"]), default="index", show_default=True,
               help="Filters in index order, or largest L2 norm first.")
-@click.option("--max-filters", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--max-filters", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Filters drawn at most, the first ones in the --order chosen.")
 @click.option("--checkpoint", "checkpoints", multiple=True, metavar="FILE",
               type=click.Path(path_type=Path),
               help="A model or weights file saved during training; repeat in training order to "
@@ -45,7 +47,7 @@ def filters(ctx: click.Context, **options) -> None:
 
     run = Run(ctx)
     resolved = run.load_model()
-    if options["layer_spec"]:
+    if options["layer_spec"] != "auto":
         info = find_layer(resolved.model, options["layer_spec"])
     else:
         info = next((i for i in iter_layers(resolved.model) if isinstance(i.layer, CONV_TYPES)),

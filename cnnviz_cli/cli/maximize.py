@@ -1,21 +1,29 @@
 """`cnnviz maximize`: images synthesised to excite filters of a layer, or classes."""
 
-import re
-
 import click
 
-from cnnviz_cli.cli.common import Run, model_options, output_options, slug
-from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.cli.common import (
+    CnnvizCommand,
+    OnlyWhen,
+    Run,
+    filter_option,
+    model_options,
+    output_options,
+    slug,
+)
+from cnnviz_cli.specs import parse_filters
+
+FILTER_OPTIONS = OnlyWhen(("layer_spec", "filter_spec"), "without --class (which maximises "
+                          "classes instead of filters)", lambda params: not params["classes"])
 
 
-@click.command()
+@click.command(cls=CnnvizCommand, rules=[FILTER_OPTIONS])
 @model_options
-@click.option("-l", "--layer", "layer_spec", metavar="LAYER",
-              help="Layer whose filters to maximise [default: the deepest feature map].")
-@click.option("--filter", "filter_spec", metavar="SPEC",
-              help="Filters: `3`, `0-15`, `1,5,9` or `all` [default: the first 16].")
+@click.option("-l", "--layer", "layer_spec", default="auto", show_default=True, metavar="LAYER",
+              help="Layer whose filters to maximise; auto = the deepest feature map.")
+@filter_option("Filters to maximise [default: the first 16].")
 @click.option("--class", "classes", multiple=True, metavar="CLASS",
-              help="Maximise a class score instead (index or label). Repeatable.")
+              help="Maximise a class score instead of filters (index or label). Repeatable.")
 @click.option("--param", type=click.Choice(["fourier", "pixel"]), default="fourier",
               show_default=True, help="Image parameterisation: 1/f spectrum with decorrelated "
               "colour, or free pixels.")
@@ -34,7 +42,8 @@ from cnnviz_cli.errors import CnnvizError
               show_default=True, help="Adam step size.")
 @click.option("--size", type=click.IntRange(min=8),
               help="Image side for models that take any size [default: the model's].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the starting image and the transforms: same seed, same bytes.")
 @click.option("--gif", "gif_every", type=click.IntRange(min=0), default=0, metavar="K",
               help="Also write an animation of the optimisation, one frame every K steps.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
@@ -42,7 +51,7 @@ from cnnviz_cli.errors import CnnvizError
 @output_options
 @click.pass_context
 def maximize(ctx: click.Context, **options) -> None:
-    """Synthesise images that excite filters of a layer (or classes) the most.
+    """Synthesise images that excite a layer's filters, or classes.
 
     Writes a labelled grid (<out>/maximize-<layer>-grid.png), one PNG per filter
     (<out>/maximize-<layer>/filter-<i>.png) or class (<out>/maximize-class-<label>.png), and
@@ -50,7 +59,7 @@ def maximize(ctx: click.Context, **options) -> None:
 
     \b
     Example:
-      cnnviz maximize -l block3_conv2 --filter 0-7 --steps 256 -o out/
+      cnnviz maximize -l block3_conv2 --filter 0-3 --filter 9 --steps 256 -o out/
       cnnviz maximize --class star --class ring -o out/
     """
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
@@ -73,9 +82,9 @@ def maximize(ctx: click.Context, **options) -> None:
         files = [f"maximize-class-{slug(name)}.png" for name in names]
         layer, stem, title = None, "maximize-classes", "classes (probability)"
     else:
-        info = (find_feature_map(model, options["layer_spec"]) if options["layer_spec"]
-                else last_feature_map(model))
-        targets = parse_filters(options["filter_spec"], int(info.output_shape[-1]))
+        info = (last_feature_map(model) if options["layer_spec"] == "auto"
+                else find_feature_map(model, options["layer_spec"]))
+        targets = parse_filters(options["filter_spec"], int(info.output_shape[-1]), info.path)
         with run.status(f"Maximising {len(targets)} filters of {info.path}"):
             result = maximize_filters(model, info.path, preprocess, targets, shape, config)
         labels = [f"{i} · {ratio:.0f}x" if ratio < 999.5 else f"{i} · >999x"
@@ -112,20 +121,3 @@ def _config(options: dict, side: int):
                         seed=options["seed"])
     return MaximizeConfig(optim, options["param"], options["batch_size"])
 
-
-def parse_filters(spec: str | None, count: int) -> list[int]:
-    """`3`, `0-15`, `1,5,9` or `all` -> filter indices, checked against the layer's `count`."""
-    if spec is None:
-        return list(range(min(16, count)))
-    if spec.strip().lower() == "all":
-        return list(range(count))
-    ranges = [re.fullmatch(r"\s*([0-9]+)\s*(?:-\s*([0-9]+)\s*)?", part) for part in spec.split(",")]
-    if not all(ranges) or any(m[2] and int(m[2]) < int(m[1]) for m in ranges):
-        raise click.BadParameter(f"expected `3`, `0-15`, `1,5,9` or `all` (ranges low-high), "
-                                 f"got {spec!r}", param_hint="--filter")
-    bounds = [(int(m[1]), int(m[2] or m[1])) for m in ranges]
-    highest = max(high for _, high in bounds)
-    if highest >= count:
-        raise CnnvizError(f"--filter {spec} asks for filter {highest}, but the layer has "
-                          f"{count} filters (0 to {count - 1}).")
-    return list(dict.fromkeys(i for low, high in bounds for i in range(low, high + 1)))

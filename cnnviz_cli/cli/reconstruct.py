@@ -2,10 +2,28 @@
 
 import click
 
-from cnnviz_cli.cli.common import Run, image_options, model_options, output_options, slug
+from cnnviz_cli.cli.common import (
+    CnnvizCommand,
+    OnlyWhen,
+    Run,
+    filter_option,
+    image_options,
+    model_options,
+    output_options,
+    slug,
+)
+
+RULES = [
+    OnlyWhen(("top_channels", "filter_spec", "extent"), "with --method guided or deconvnet",
+             lambda params: params["method"] != "inversion"),
+    OnlyWhen(("steps", "tv", "alpha_prior", "param", "seed"), "with --method inversion",
+             lambda params: params["method"] == "inversion"),
+    OnlyWhen(("top_channels",), "without --filter (which names the channels instead)",
+             lambda params: not params["filter_spec"]),
+]
 
 
-@click.command()
+@click.command(cls=CnnvizCommand, rules=RULES)
 @image_options
 @model_options
 @click.option("--method", type=click.Choice(["guided", "deconvnet", "inversion"]),
@@ -13,12 +31,12 @@ from cnnviz_cli.cli.common import Run, image_options, model_options, output_opti
               help="guided backprop or deconvnet projections of single activations, or feature "
               "inversion (an image optimised to have the input's features).")
 @click.option("-l", "--layer", "layer_specs", multiple=True, metavar="LAYER",
-              help="Feature-map layer, `auto` (four from shallow to deep) or `all`. Repeatable "
-              "[default: four convolution layers from shallow to deep].")
-@click.option("--top-k", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Projections: the channels with the strongest activation, one panel each.")
-@click.option("--filter", "filters", multiple=True, type=click.IntRange(min=0), metavar="N",
-              help="Projections: project these channels instead of the top-k. Repeatable.")
+              help="Feature-map layer, `all` (every feature map) or `auto` (four convolution "
+              "layers from shallow to deep, the default). Repeatable.")
+@click.option("--top-channels", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Projections: how many channels to project, those of strongest activation, "
+              "one panel each.")
+@filter_option("Projections: project these channels instead of the strongest ones.")
 @click.option("--extent", type=click.Choice(["map", "unit"]), default="map", show_default=True,
               help="Projections: each channel's whole feature map, or only its strongest "
               "activation (as Zeiler & Fergus; drawn beside the image patch it sees).")
@@ -26,26 +44,27 @@ from cnnviz_cli.cli.common import Run, image_options, model_options, output_opti
               help="Inversion: optimisation steps.")
 @click.option("--tv", type=click.FloatRange(min=0), default=0.1, show_default=True,
               help="Inversion: weight of the total-variation prior.")
-@click.option("--alpha", type=click.FloatRange(min=0), default=0.05, show_default=True,
+@click.option("--alpha-prior", type=click.FloatRange(min=0), default=0.05, show_default=True,
               help="Inversion: weight of the alpha-norm prior (alpha = 6).")
 @click.option("--param", type=click.Choice(["fourier", "pixel"]), default="fourier",
               show_default=True, help="Inversion: image parameterisation, a 1/f spectrum with "
               "decorrelated colour (smoother), or free pixels.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Inversion: seeds the starting image (same seed, same bytes).")
 @output_options
 @click.pass_context
 def reconstruct(ctx: click.Context, **options) -> None:
-    """Project a layer's activations back to pixels, or invert its features.
+    """Project a layer back to pixels, or invert its features.
 
-    guided / deconvnet: for each layer, the strongest activation of each of the top-k channels
-    (or of each --filter) projected into pixel space, one panel each
+    guided / deconvnet: for each layer, the strongest activation of each of the --top-channels
+    channels (or of each --filter) projected into pixel space, one panel each
     (<out>/<image>/reconstruct-<method>-<layer>.png). inversion: an image optimised so that its
     features at each layer match the input's; the strip from shallow to deep shows what each
     depth keeps (reconstruct-inversion.png); the manifest records the relative feature error.
 
     \b
     Example:
-      cnnviz reconstruct sample_images/ --method guided -l block3_conv2 -o out/
+      cnnviz reconstruct sample_images/ --method guided -l block3_conv2 --filter 0-3 -o out/
       cnnviz reconstruct sample_images/star.png --method inversion \\
                          -l block1_conv1 -l block3_conv2 -o out/
     """
@@ -53,8 +72,9 @@ def reconstruct(ctx: click.Context, **options) -> None:
 
     run = Run(ctx)
     resolved = run.load_model()
-    model, specs = resolved.model, options["layer_specs"]
-    chosen = resolve_feature_maps(model, specs) if specs else spread_feature_maps(model, 4, True)
+    model, specs = resolved.model, options["layer_specs"] or ("auto",)
+    chosen = (spread_feature_maps(model, 4, True) if specs == ("auto",)
+              else resolve_feature_maps(model, specs))
     layers = [info.path for info in chosen]
     shape = (*resolved.image_size(options["size"]), resolved.channels)
     if options["method"] == "inversion":
@@ -67,21 +87,18 @@ def reconstruct(ctx: click.Context, **options) -> None:
 def _project(run: Run, resolved, layers: list[str], shape: tuple, options: dict) -> None:
     import numpy as np
 
-    from cnnviz_cli.errors import CnnvizError
     from cnnviz_cli.render.colour import signed_image
     from cnnviz_cli.render.grid import grid, upscale
     from cnnviz_cli.render.maps import receptive_field_pair
+    from cnnviz_cli.specs import parse_filters
     from cnnviz_cli.techniques.backprop import Projector
 
-    method, extent, filters = options["method"], options["extent"], list(options["filters"])
+    method, extent, spec = options["method"], options["extent"], options["filter_spec"]
     projectors = [Projector(resolved.model, path, method, shape, resolved.preprocess, extent)
                   for path in layers]
-    for projector in projectors:
-        if filters and max(filters) >= projector.num_channels:
-            raise CnnvizError(
-                f"--filter {max(filters)} is out of range: layer {projector.layer_path!r} has "
-                f"{projector.num_channels} channels (0 to {projector.num_channels - 1})."
-            )
+    channels_of = {projector.layer_path: parse_filters(spec, projector.num_channels,
+                                                       projector.layer_path) if spec else None
+                   for projector in projectors}
 
     def tile(image: np.ndarray, projection: np.ndarray) -> np.ndarray:
         if extent == "map":
@@ -91,7 +108,7 @@ def _project(run: Run, resolved, layers: list[str], shape: tuple, options: dict)
     for batch in run.image_batches(resolved):
         pixels = np.stack([image.resized for image in batch]).astype("float32")
         for projector in projectors:
-            result = projector(pixels, options["top_k"], filters or None)
+            result = projector(pixels, options["top_channels"], channels_of[projector.layer_path])
             for index, image in enumerate(batch):
                 channels = result.channels[index].tolist()
                 values = result.activations[index].tolist()
@@ -117,7 +134,7 @@ def _invert(run: Run, resolved, layers: list[str], options: dict) -> None:
     from cnnviz_cli.techniques.reconstruct import InversionConfig, Inverter
 
     config = InversionConfig(
-        steps=options["steps"], tv=options["tv"], alpha=options["alpha"],
+        steps=options["steps"], tv=options["tv"], alpha=options["alpha_prior"],
         parameterization=options["param"], seed=options["seed"],
     )
     inverters = [Inverter(resolved.model, path, resolved.preprocess) for path in layers]
