@@ -141,7 +141,8 @@ def test_the_docs_have_examples():
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> Path:
     """A folder with what the examples read besides sample_images/: training checkpoints of the
-    demo model (ck/epoch_NN.weights.h5) and a small validation set (val/ with masks, val.csv)."""
+    demo model (ck/epoch_NN.weights.h5), the demo model as a file with its labels (shapes.keras,
+    shapes.txt) and a small validation set (val/ with masks, val.csv)."""
     import keras
 
     from cnnviz_cli.demo.shapes import CLASS_NAMES, draw_scene
@@ -150,6 +151,8 @@ def inputs(tmp_path_factory) -> Path:
     shutil.copytree(ROOT / "sample_images", folder / "sample_images")
 
     model = keras.models.load_model(ROOT / "cnnviz_cli/demo/shapes_cnn.keras", compile=False)
+    model.save(folder / "shapes.keras")
+    (folder / "shapes.txt").write_text("\n".join(CLASS_NAMES) + "\n")
     trained = model.get_weights()
     rng = np.random.default_rng(0)
     noise = [rng.normal(scale=0.05, size=w.shape).astype("float32") for w in trained]
