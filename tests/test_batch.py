@@ -65,9 +65,9 @@ def write_images(folder: Path, count: int, broken: tuple[int, ...] = (), size: i
     return names
 
 
-def activations_args(model_file: Path, images: Path, out: Path) -> list:
+def activations_args(model_file: Path, images: Path, out: Path, max_channels: int = 4) -> list:
     return ["activations", images, "-m", model_file, "--preprocess", "unit", "--size", "16",
-            "-l", "conv", "--max-channels", "4", "-o", out]
+            "-l", "conv", "--max-channels", str(max_channels), "-o", out]
 
 
 def manifest_of(folder: Path) -> dict:
@@ -213,8 +213,8 @@ def test_skip_existing_recomputes_nothing_and_resumes_the_rest(tmp_path, run_cli
     assert changed == {"img003/activations-conv.png", "img003/activations-conv-overlay.png"}
     assert sorted(r["file"] for r in third["outputs"]) == sorted(stamps)
 
-    result = run_cli(*activations_args(small_model_file, tmp_path / "in", out), "--skip-existing",
-                     "--max-channels", "2", expect=2)
+    result = run_cli(*activations_args(small_model_file, tmp_path / "in", out, max_channels=2),
+                     "--skip-existing", expect=2)
     assert "different max_channels" in result.output
 
 
@@ -341,3 +341,54 @@ def test_written_files_get_the_mode_the_umask_gives(tmp_path, run_cli, small_mod
     assert {path.suffix for path in files} == {".png", ".npy", ".gif", ".json", ".html"}
     assert {path.name: oct(path.stat().st_mode & 0o777) for path in files} == {
         path.name: oct(mode) for path in files}
+
+
+def test_report_ranks_the_methods_over_all_shards_of_a_job(tmp_path, run_cli, small_model_file):
+    write_images(tmp_path / "in", 5, size=20)
+    jobs, methods = tmp_path / "jobs", ["gradcam", "layercam", "eigencam"]
+    for k in (1, 2):
+        run_cli("-q", "cam", tmp_path / "in", "-m", small_model_file, "--preprocess", "unit",
+                "-l", "conv", "--method", ",".join(methods), "--metrics", "--metric-steps", "4",
+                "--shard", f"{k}/2", "-o", jobs / f"s{k}")
+    run_cli("-q", "report", jobs / "s1", jobs / "s2")
+    merged = manifest_of(jobs)
+    overlays = [r for r in merged["outputs"] if r["kind"] == "overlay"]
+    means = {m: np.mean([[r["deletion_auc"], r["insertion_auc"]] for r in overlays
+                         if r["method"] == m], axis=0) for m in methods}
+    ranking = merged["metrics"]["faithfulness"]
+    assert [row["method"] for row in ranking] == sorted(methods,
+                                                        key=lambda m: means[m][0] - means[m][1])
+    for row in ranking:
+        assert row["maps"] == 5 and row["runs"] == [0, 1]
+        assert row["deletion_auc"] == pytest.approx(means[row["method"]][0], rel=1e-6)
+        assert row["insertion_auc"] == pytest.approx(means[row["method"]][1], rel=1e-6)
+    page = (jobs / "index.html").read_text()
+    assert page.count("Faithfulness ranking") == 1  # one job, one ranking (not one per shard)
+
+
+def test_merging_ranks_each_setup_of_runs_on_its_own():
+    from cnnviz_cli.io.manifests import merge_manifests
+
+    def run(steps: int, shard: str, aucs: dict) -> dict:
+        outputs = [{"file": f"{method}-{n}.png", "kind": kind, "method": method,
+                    "deletion_auc": deletion, "insertion_auc": insertion}
+                   for method, pairs in aucs.items()
+                   for n, (deletion, insertion) in enumerate(pairs)
+                   for kind in ("overlay", "heatmap")]
+        options = {"metric_steps": steps, "shard": shard, "out": shard}
+        return {"tool": "cnnviz", "command": "cam", "model": {"source": "demo"},
+                "outputs": outputs, "options": options, "inputs": [], "failures": [],
+                "metrics": {}}
+
+    merged = merge_manifests([
+        (run(8, "1/2", {"a": [(0.2, 0.5)], "b": [(0.1, 0.3)]}), "s1"),
+        (run(8, "2/2", {"a": [(0.4, 0.5)], "b": [(0.3, 0.9)]}), "s2"),
+        (run(4, "1/1", {"a": [(0.1, 0.9)], "b": [(0.5, 0.5)]}), "other"),
+    ])
+    rows = [(row["runs"], row["rank"], row["method"], row["maps"]) for row in
+            merged["metrics"]["faithfulness"]]
+    assert rows == [([0, 1], 1, "b", 2), ([0, 1], 2, "a", 2), ([2], 1, "a", 1), ([2], 2, "b", 1)]
+    first = merged["metrics"]["faithfulness"][0]
+    assert first["deletion_auc"] == pytest.approx(0.2)
+    assert first["insertion_auc"] == pytest.approx(0.6)
+    assert first["insertion_minus_deletion"] == pytest.approx(0.4)

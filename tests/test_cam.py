@@ -164,6 +164,52 @@ def test_chosen_output_of_a_two_headed_model(keras):
         np.testing.assert_allclose(result.maps["gradcam"], expected, atol=1e-5 * expected.max())
 
 
+
+def softmax(logits):
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def test_probability_is_the_softmax_of_all_logits_of_the_output(flat_model, keras):
+    x = np.random.default_rng(9).normal(size=(2, SIZE, SIZE, CHANNELS)).astype("float32")
+    result = CamExplainer(flat_model, "conv", (SIZE, SIZE, CHANNELS))(x, Targets(top_k=2))
+    expected = softmax(reference_pass(flat_model, x)[1])[result.image_indices, result.classes]
+    np.testing.assert_allclose(result.probabilities, expected, rtol=1e-5)
+    assert result.score_kind == "logit"
+    assert result.score_fields(0) == {"score": pytest.approx(float(result.scores[0])),
+                                      "probability": pytest.approx(float(expected[0])),
+                                      "score_kind": "logit"}
+
+    inputs = keras.Input((SIZE, SIZE, CHANNELS))
+    features = keras.layers.Flatten()(
+        keras.layers.Conv2D(FILTERS, 3, padding="same", activation="relu", name="conv")(inputs))
+    heads = [keras.layers.Dense(3, activation="softmax", name="shape")(features),
+             keras.layers.Dense(4, activation="softmax", name="colour")(features)]
+    model = with_random_weights(keras.Model(inputs, heads), seed=10)
+    kernel, bias, _, _, weights, dense_bias = model.get_weights()
+    colour = conv_relu(x, kernel, bias).reshape(2, -1) @ weights + dense_bias
+    result = CamExplainer(model, "conv", (SIZE, SIZE, CHANNELS), "colour")(x, Targets((3,)))
+    np.testing.assert_allclose(result.probabilities, softmax(colour)[:, 3], rtol=1e-5)
+
+
+@pytest.mark.parametrize("activation, kind", [("sigmoid", "probability"), (None, "score")])
+def test_sigmoid_head_gives_its_sigmoid_and_linear_head_no_probability(keras, activation, kind):
+    inputs = keras.Input((SIZE, SIZE, CHANNELS))
+    x = keras.layers.Conv2D(FILTERS, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = keras.layers.Dense(CLASSES, name="logits")(keras.layers.Flatten()(x))
+    if activation:
+        x = keras.layers.Activation(activation)(x)
+    model = with_random_weights(keras.Model(inputs, x), seed=11)
+    x = np.random.default_rng(11).normal(size=(2, SIZE, SIZE, CHANNELS)).astype("float32")
+    result = CamExplainer(model, "conv", (SIZE, SIZE, CHANNELS))(x, Targets((1,)))
+    logits = reference_pass(model, x)[1][:, 1]
+    assert result.score_kind == kind
+    if activation:
+        np.testing.assert_allclose(result.probabilities, 1 / (1 + np.exp(-logits)), rtol=1e-5)
+    else:
+        np.testing.assert_allclose(result.scores, logits, rtol=1e-5)
+        assert result.probabilities is None and result.score_fields(0)["probability"] is None
+
 def test_method_names_and_target_errors(flat_model):
     from cnnviz_cli.errors import CnnvizError
 
@@ -276,6 +322,49 @@ def test_cam_command_writes_maps_panels_and_metrics(run_cli, model_files, sample
     assert (out / "pair" / "cam-panel-fox.png").is_file()
     assert (out / "star" / "cam-gradcam-fox-heatmap.png").is_file()
 
+
+
+def test_manifest_and_report_give_probabilities_and_the_faithfulness_ranking(
+    run_cli, model_files, sample_dir, tmp_path
+):
+    out = tmp_path / "out"
+    methods = ["gradcam", "layercam", "eigencam"]
+    result = run_cli("cam", sample_dir / "pair.png", sample_dir / "star.png", "-m",
+                     model_files / "flat.keras", "--preprocess", "unit", "--method",
+                     ",".join(methods), "--top-k", "3", "--metrics", "--metric-steps", "4",
+                     "-o", out, "--json")
+    manifest = json.loads(result.stdout)
+    overlays = [r for r in manifest["outputs"] if r["kind"] == "overlay"]
+    for image in ("pair", "star"):  # every class of the image: probabilities = softmax of logits
+        records = sorted((r for r in overlays if r["method"] == "gradcam"
+                          and r["input"].endswith(f"{image}.png")), key=lambda r: r["class"])
+        assert [r["class"] for r in records] == [0, 1, 2]
+        assert {r["score_kind"] for r in records} == {"logit"}
+        np.testing.assert_allclose([r["probability"] for r in records],
+                                   softmax(np.array([r["score"] for r in records])), rtol=1e-5,
+                                   atol=1e-7)
+
+    means = {m: np.mean([[r["deletion_auc"], r["insertion_auc"]] for r in overlays
+                         if r["method"] == m], axis=0) for m in methods}
+    order = sorted(methods, key=lambda m: means[m][0] - means[m][1])
+    ranking = manifest["metrics"]["faithfulness"]
+    assert [row["method"] for row in ranking] == order
+    assert [row["rank"] for row in ranking] == [1, 2, 3]
+    for row in ranking:
+        deletion, insertion = means[row["method"]]
+        assert row["maps"] == 6
+        assert row["deletion_auc"] == pytest.approx(deletion, rel=1e-6)
+        assert row["insertion_auc"] == pytest.approx(insertion, rel=1e-6)
+        assert row["insertion_minus_deletion"] == pytest.approx(insertion - deletion, abs=1e-6)
+    assert "Faithfulness" in result.stderr and ranking[0]["method"] in result.stderr
+
+    page = (out / "index.html").read_text()
+    table = page[page.index("Faithfulness ranking"):]
+    table = table[: table.index("</table>")]
+    assert [table.index(f">{m}<") for m in order] == sorted(table.index(f">{m}<") for m in order)
+    top = max((r for r in overlays if r["input"].endswith("star.png")),
+              key=lambda r: r["probability"])
+    assert f"p {top['probability']:.2f} · logit {top['score']:.2f}" in page
 
 @pytest.mark.parametrize(
     "args, message",

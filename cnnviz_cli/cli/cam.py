@@ -113,7 +113,6 @@ def cam(ctx: click.Context, **options) -> None:
         ig_baseline=options["ig_baseline"], seed=options["seed"], preprocess=resolved.preprocess,
     )
     checks = Checks(run, lambda spec: resolved.class_index(spec, explainer.num_classes))
-    aucs: dict[str, list] = {method: [] for method in methods}
     for batch in run.image_batches(resolved):
         inputs = resolved.prepare(np.stack([image.resized for image in batch]))
         result = explainer(inputs, checks.targets_for(batch, targets), methods, settings)
@@ -121,22 +120,20 @@ def cam(ctx: click.Context, **options) -> None:
                               options["batch_size"]) if options["metrics"] else {}
         checked = checks.measure(batch, result)
         for item, image_index in enumerate(result.image_indices):
-            _save_item(run, batch[image_index], result, item, scores, resolved.label, aucs,
-                       checked)
-    if options["metrics"] and not run.quiet:
-        _print_ranking(aucs)
+            _save_item(run, batch[image_index], result, item, scores, resolved.label, checked)
     checks.finish(run)
 
 
-def _save_item(run: Run, image, result, item: int, scores: dict, label_of, aucs: dict,
+def _save_item(run: Run, image, result, item: int, scores: dict, label_of,
                checked: dict) -> None:
     """Overlay, bare heatmap (and .npy) of every method for one (image, class), and the panel."""
     from cnnviz_cli.render.cam import bare_heatmap, heat_overlay, method_panel
+    from cnnviz_cli.render.report import score_text
 
     options, class_index = run.params, int(result.classes[item])
-    label, score = label_of(class_index), float(result.scores[item])
+    label = label_of(class_index)
     record = {"input": str(image.path), "layer": result.layer_path, "class": class_index,
-              "label": label, "score": score}
+              "label": label, **result.score_fields(item)}
     overlays = []
     for method, maps in result.maps.items():
         name = f"{image.key}/cam-{slug(method.replace('+', 'p'))}-{slug(label)}"
@@ -145,7 +142,6 @@ def _save_item(run: Run, image, result, item: int, scores: dict, label_of, aucs:
         if method in scores:
             entry["deletion_auc"] = float(scores[method].deletion_auc[item])
             entry["insertion_auc"] = float(scores[method].insertion_auc[item])
-            aucs[method].append((entry["deletion_auc"], entry["insertion_auc"]))
         overlays.append(heat_overlay(image.original, maps[item], options["colormap"],
                                      options["alpha"]))
         run.outputs.save_png(f"{name}.png", overlays[-1], {**entry, "kind": "overlay"})
@@ -155,23 +151,7 @@ def _save_item(run: Run, image, result, item: int, scores: dict, label_of, aucs:
             run.outputs.save_npy(f"{name}.npy", maps[item], {**entry, "kind": "map"})
     if len(overlays) > 1:
         panel = method_panel(image.original, overlays, list(result.maps),
-                             f"{image.path.name} · {label} · score {score:.2f}")
+                             f"{image.path.name} · {label} · {score_text(record)}")
         run.outputs.save_png(f"{image.key}/cam-panel-{slug(label)}.png", panel,
                              {**record, "kind": "panel", "methods": list(result.maps)})
 
-
-def _print_ranking(aucs: dict[str, list]) -> None:
-    """A table of the methods, best (insertion AUC minus deletion AUC) first, on stderr."""
-    import numpy as np
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="Faithfulness (mean over heatmaps)")
-    for column in ("rank", "method", "maps", "deletion ↓", "insertion ↑", "ins − del ↑"):
-        table.add_column(column, justify="left" if column == "method" else "right", no_wrap=True)
-    means = {method: np.mean(values, axis=0) for method, values in aucs.items() if values}
-    ranked = sorted(means.items(), key=lambda pair: pair[1][0] - pair[1][1])
-    for rank, (method, (deletion, insertion)) in enumerate(ranked, start=1):
-        table.add_row(str(rank), method, str(len(aucs[method])), f"{deletion:.3f}",
-                      f"{insertion:.3f}", f"{insertion - deletion:+.3f}")
-    Console(stderr=True).print(table)

@@ -1,10 +1,11 @@
-"""Ground truth and gates of `cnnviz cam`: --targets, --baseline, --fail-under/--fail-over.
+"""Ground truth, ranking and gates of `cnnviz cam`: --targets, --baseline, --fail-under/over.
 
 Every heatmap's record gets its region scores (`pointing_hit`, `region_energy`) when --targets
 gives the image a region, and its agreement with the baseline run's map of the same image,
 method and class (`baseline_corr`, `baseline_iou`, or `"baseline": "missing"`). At the end each
 gate is evaluated per method on the records (so --skip-existing runs count the carried ones),
-written into the manifest and the report, printed as a table, and a failed gate exits 3.
+written into the manifest and the report, printed as a table, and a failed gate exits 3. The
+faithfulness ranking of the methods (`cam --metrics`) is made from the records the same way.
 """
 
 import math
@@ -158,6 +159,21 @@ def _print_gates(rows: list[dict]) -> None:
     Console(stderr=True).print(table)
 
 
+def _print_ranking(rows: list[dict]) -> None:
+    """The faithfulness ranking (io.manifests.faithfulness_ranking) as a table on stderr."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Faithfulness (mean over heatmaps)")
+    for column in ("rank", "method", "maps", "deletion ↓", "insertion ↑", "ins − del ↑"):
+        table.add_column(column, justify="left" if column == "method" else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(str(row["rank"]), row["method"], str(row["maps"]),
+                      f"{row['deletion_auc']:.3f}", f"{row['insertion_auc']:.3f}",
+                      f"{row['insertion_minus_deletion']:+.3f}")
+    Console(stderr=True).print(table)
+
+
 def _items(result) -> list[tuple[int, int, int]]:
     """(item, image index in the batch, class index) of every item of a CamBatch."""
     pairs = zip(result.image_indices, result.classes, strict=True)
@@ -269,17 +285,25 @@ class Checks:
                                                 baseline_iou=top_region_iou(maps[item], old))
 
     def finish(self, run: Run) -> None:
-        """Evaluate the gates on every heatmap record, finish the run (its manifest and report
-        show the gates) and exit 3 when a gate failed."""
+        """Rank the methods and evaluate the gates on every heatmap record, finish the run (its
+        manifest and report show both) and exit 3 when a gate failed."""
+        from cnnviz_cli.io.manifests import FAITHFULNESS, faithfulness_ranking
+
         if self.missing:
             self.warn(f"{self.missing} heatmap(s) have no counterpart in --baseline "
                       f"{self.baseline.folder} (recorded as missing).")
+        run.outputs.end_batch()
+        run.outputs.flush()
+        records = run.outputs.records
+        ranking = faithfulness_ranking(records)
+        if ranking:
+            run.outputs.metrics[FAITHFULNESS] = ranking
+            if not run.quiet:
+                _print_ranking(ranking)
         if not self.gates:
             run.finish()
             return
-        run.outputs.end_batch()
-        run.outputs.flush()
-        rows = evaluate_gates(self.gates, run.outputs.records)
+        rows = evaluate_gates(self.gates, records)
         run.outputs.metrics["gates"] = rows
         failed = sum(not row["passed"] for row in rows)
         if failed or not run.quiet:

@@ -2,6 +2,7 @@
 
 import datetime
 import json
+import math
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ RUN_CONTROL = frozenset(
     {"images", "out", "skip_existing", "fail_fast", "shard", "batch_size", "print_json",
      "fail_under", "fail_over", "fail_under_each", "fail_over_each"}
 )
+FAITHFULNESS = "faithfulness"  # the name of the ranking of the methods in a manifest's metrics
 
 
 def read_manifest(folder: Path) -> dict:
@@ -71,6 +73,48 @@ def finished_work(root: Path, command: str, options: dict) -> FinishedWork:
     return work
 
 
+def faithfulness_ranking(records: list[dict]) -> list[dict]:
+    """The methods ranked by mean insertion AUC minus mean deletion AUC, best first.
+
+    Each heatmap counts once (its overlay record), if it carries both AUCs (`cam --metrics`).
+    """
+    aucs: dict[str, list[tuple[float, float]]] = {}
+    for record in records:
+        if record.get("kind") == "overlay" and {"deletion_auc", "insertion_auc"} <= record.keys():
+            aucs.setdefault(record["method"], []).append(
+                (record["deletion_auc"], record["insertion_auc"])
+            )
+    rows = []
+    for method, pairs in aucs.items():
+        deletion = math.fsum(pair[0] for pair in pairs) / len(pairs)
+        insertion = math.fsum(pair[1] for pair in pairs) / len(pairs)
+        rows.append({"method": method, "maps": len(pairs), "deletion_auc": deletion,
+                     "insertion_auc": insertion, "insertion_minus_deletion": insertion - deletion})
+    rows.sort(key=lambda row: -row["insertion_minus_deletion"])
+    return [{"rank": rank, **row} for rank, row in enumerate(rows, start=1)]
+
+
+def _setup(run: dict) -> str:
+    """What a run computed (command, model, options that change results), as comparable text."""
+    options = {k: v for k, v in (run.get("options") or {}).items() if k not in RUN_CONTROL}
+    return json.dumps([run.get("command"), run.get("model"), options], sort_keys=True,
+                      default=str)
+
+
+def merged_faithfulness(runs: list[dict], outputs: list[dict]) -> list[dict]:
+    """`faithfulness_ranking` over the heatmaps of all runs of the same setup (such as the
+    shards of one job), one ranking per setup; each row lists its `runs` (their numbers)."""
+    setups: dict[str, list[int]] = {}
+    for number, run in enumerate(runs):
+        setups.setdefault(_setup(run), []).append(number)
+    rows = []
+    for numbers in setups.values():
+        chosen = set(numbers)
+        ranking = faithfulness_ranking([record for record in outputs if record["run"] in chosen])
+        rows += [{**row, "runs": numbers} for row in ranking]
+    return rows
+
+
 def _rebased(manifest: dict, folder: str) -> dict:
     """A manifest in merged form (a list of runs), its paths under `folder`."""
 
@@ -112,4 +156,6 @@ def merge_manifests(parts: list[tuple[dict, str]]) -> dict:
         merged["runs"] += part["runs"]
         for name in ("outputs", "inputs", "failures"):
             merged[name] += [{**item, "run": item["run"] + offset} for item in part[name]]
+    ranking = merged_faithfulness(merged["runs"], merged["outputs"])
+    merged["metrics"] = {FAITHFULNESS: ranking} if ranking else {}
     return merged

@@ -11,10 +11,15 @@ from urllib.parse import quote
 PICTURE_SUFFIXES = (".png", ".gif", ".jpg", ".jpeg", ".webp")
 CAPTION_FIELDS = ("kind", "layer", "filter", "channel", "step")
 PREDICTION_FIELDS = ("predicted", "prediction", "label", "class_name")
-SCORE_FIELDS = ("score", "probability", "confidence")
 # per-file numbers averaged in the report
 METRIC_SUFFIXES = ("_auc", "_error", "_accuracy", "_hit", "_energy", "_corr", "_iou")
 OTHER = "Other outputs"
+# the faithfulness ranking's columns: heading -> (field, format)
+RANKING_COLUMNS = {
+    "rank": ("rank", "{}"), "method": ("method", "{}"), "maps": ("maps", "{}"),
+    "deletion AUC ↓": ("deletion_auc", "{:.3f}"), "insertion AUC ↑": ("insertion_auc", "{:.3f}"),
+    "insertion − deletion ↑": ("insertion_minus_deletion", "{:+.3f}"),
+}
 
 STYLE = """
 :root { --ink:#1d2330; --muted:#667085; --line:#e4e7ec; --card:#fff; --accent:#3056d3; }
@@ -121,6 +126,20 @@ def _is_scalar(value) -> bool:
     return isinstance(value, str | int | float | bool)
 
 
+def score_text(record: dict) -> str:
+    """A record's probability beside its score, "p 0.55 · logit -0.93" ("" without either).
+
+    The score is named by `score_kind` (a logit, or a plain score); a score that is itself the
+    probability is shown once.
+    """
+    probability, score = record.get("probability"), record.get("score")
+    kind = record.get("score_kind", "score")
+    shown = [f"p {probability:.2f}"] if isinstance(probability, float) else []
+    if isinstance(score, float) and not (shown and kind == "probability"):
+        shown.append(f"{kind} {score:.2f}")
+    return " · ".join(shown)
+
+
 def _table(rows: list[dict]) -> str:
     """An HTML table with one column per key seen in `rows`."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
@@ -155,12 +174,13 @@ def _run_section(number: int, run: dict) -> str:
     )
 
 
-def _record_metrics(runs: list[dict], outputs: list[dict]) -> list[dict]:
-    """Per technique, the mean of the metric numbers its files carry (each result once)."""
+def _record_metrics(runs: list[dict], outputs: list[dict], shown: set[str]) -> list[dict]:
+    """Per technique, the mean of the metric numbers its files carry (each result once),
+    except those `shown` elsewhere."""
     groups: dict[tuple, dict[str, dict]] = {}
     for record in outputs:
-        names = [k for k, v in record.items()
-                 if k.endswith(METRIC_SUFFIXES) and isinstance(v, int | float)]
+        names = [k for k, v in record.items() if k.endswith(METRIC_SUFFIXES)
+                 and k not in shown and isinstance(v, int | float)]
         if names:
             technique = (runs[record["run"]].get("command"), record.get("method"))
             identity = repr(sorted((k, repr(v)) for k, v in record.items()
@@ -177,11 +197,39 @@ def _record_metrics(runs: list[dict], outputs: list[dict]) -> list[dict]:
     return rows
 
 
-def _metrics_section(runs: list[dict], outputs: list[dict]) -> str:
-    means = _record_metrics(runs, outputs)
-    parts = [f"<h3>Means over results</h3>{_table(means)}"] if means else []
+def _ranking_tables(runs: list[dict], ranking: list[dict]) -> list[str]:
+    """The faithfulness ranking of the methods, one table per setup of runs (their folders
+    named when there are several)."""
+    setups: dict[tuple, list[dict]] = {}
+    for row in ranking:
+        setups.setdefault(tuple(row.get("runs") or ()), []).append(row)
+    parts = []
+    for numbers, rows in setups.items():
+        folders = ", ".join(str(runs[number].get("folder")) for number in numbers)
+        where = f" · {folders}" if len(setups) > 1 else ""
+        head = "".join(f"<th>{_text(heading)}</th>" for heading in RANKING_COLUMNS)
+        body = "".join(
+            "<tr>" + "".join(
+                f"<td class='{'' if field == 'method' else 'number'}'>"
+                f"{_text(form.format(row.get(field)))}</td>"
+                for field, form in RANKING_COLUMNS.values()
+            ) + "</tr>"
+            for row in rows
+        )
+        parts.append(f"<h3>Faithfulness ranking (mean over heatmaps){_text(where)}</h3>"
+                     f"<table class='ranking'><tr>{head}</tr>{body}</table>")
+    return parts
+
+
+def _metrics_section(runs: list[dict], outputs: list[dict], metrics: dict) -> str:
+    ranking = metrics.get("faithfulness") or []
+    parts = _ranking_tables(runs, ranking)
+    means = _record_metrics(runs, outputs, {"deletion_auc", "insertion_auc"} if ranking else set())
+    parts += [f"<h3>Means over results</h3>{_table(means)}"] if means else []
     for run in runs:
         for name, table in (run.get("metrics") or {}).items():
+            if name == "faithfulness":  # ranked over all runs of its setup, above
+                continue
             if isinstance(table, list) and table and all(isinstance(r, dict) for r in table):
                 body = _table(table)
             elif isinstance(table, dict):
@@ -224,9 +272,9 @@ def _failures_section(failures: list[dict]) -> str:
 
 def _caption(record: dict) -> str:
     shown = [_value(record[name]) for name in CAPTION_FIELDS if _is_scalar(record.get(name))]
-    label, score = record.get("label", record.get("class")), record.get("score")
+    label = record.get("label", record.get("class"))
     if _is_scalar(label):
-        shown.append(f"{label} {score:.3g}" if isinstance(score, float) else str(label))
+        shown.append(" ".join(part for part in (str(label), score_text(record)) if part))
     return " · ".join(shown) or posixpath.basename(record["file"])
 
 
@@ -251,9 +299,8 @@ def _predictions(records: list[dict]) -> str:
     seen: dict[str, str] = {}
     for record in records:
         label = next((record[f] for f in PREDICTION_FIELDS if _is_scalar(record.get(f))), None)
-        score = next((record[f] for f in SCORE_FIELDS if isinstance(record.get(f), float)), None)
         if label is not None and str(label) not in seen:
-            seen[str(label)] = "" if score is None else f" {score:.3f}"
+            seen[str(label)] = f" {score_text(record)}".rstrip()
     return "".join(f"<span class='pill'>{_text(label + score)}</span>"
                    for label, score in list(seen.items())[:4])
 
@@ -299,7 +346,8 @@ def render_report(manifest: dict) -> str:
         f"<header><h1>cnnviz {_text(commands)}</h1><p>{_text(summary)}</p></header><main>"
         + _gates_banner(runs)
         + "".join(_run_section(number, run) for number, run in enumerate(runs))
-        + _metrics_section(runs, outputs) + _failures_section(failures)
+        + _metrics_section(runs, outputs, manifest.get("metrics") or {})
+        + _failures_section(failures)
         + "<p><input id='filter' type='search' placeholder='Filter images by path'></p>"
         + articles
         + "</main><dialog id='viewer'><img alt=''><p></p></dialog>"

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from cnnviz_cli.errors import CnnvizError
-from cnnviz_cli.models.extract import build_extractor
+from cnnviz_cli.models.extract import _head_layers, _pre_softmax, build_extractor
 from cnnviz_cli.techniques.backprop import class_gradients
 from cnnviz_cli.techniques.targets import class_scores
 
@@ -392,6 +392,36 @@ def class_probabilities(logits: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
     return class_scores(tf.nn.softmax(logits, axis=-1), classes)
 
 
+@dataclass(frozen=True)
+class Head:
+    """What the explained score of an output is, and how the model turns it into a probability.
+
+    `probability(scores of every class, classes)` is None when the output has no final softmax
+    or sigmoid (a linear head gives no probability).
+    """
+
+    score_kind: str  # "logit" (a final softmax left out), "probability" or "score"
+    probability: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None
+
+
+def _no_probability(logits: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
+    """Zeros in place of the probabilities of a head without any (never recorded)."""
+    del logits
+    return tf.zeros(tf.shape(classes))
+
+
+def output_head(model: keras.Model, index: int) -> Head:
+    """The `Head` of output `index`: a final softmax is stripped by the extractor (its scores
+    are logits, softmax over all of them gives the probability); a final sigmoid is kept (the
+    scores are the probabilities); any other output is a plain score."""
+    layer = _head_layers(model)[index]
+    if _pre_softmax(layer) is not None:
+        return Head("logit", class_probabilities)
+    if getattr(getattr(layer, "activation", None), "__name__", "") == "sigmoid":
+        return Head("probability", class_scores)
+    return Head("score", None)
+
+
 def _resolve_classes(logits: tf.Tensor, codes: tf.Tensor) -> tf.Tensor:
     """Class per item: its code when >= 0, else for code -r the class of the r-th highest logit."""
     order = tf.argsort(logits, axis=1, direction="DESCENDING", stable=True)
@@ -418,7 +448,15 @@ class CamBatch:
     image_indices: np.ndarray  # (items,) the input image each item explains
     classes: np.ndarray  # (items,)
     scores: np.ndarray  # (items,) the explained score (pre-softmax logit)
+    probabilities: np.ndarray | None  # (items,) the model's own probability (None: linear head)
+    score_kind: str = "logit"  # what the scores are: see `Head`
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (items, h, w)
+
+    def score_fields(self, item: int) -> dict:
+        """The explained score of one item, its probability (None without one) and its kind."""
+        probability = None if self.probabilities is None else float(self.probabilities[item])
+        return {"score": float(self.scores[item]), "probability": probability,
+                "score_kind": self.score_kind}
 
     def statistics(self, method: str, item: int) -> dict:
         """Numbers worth recording about one heatmap."""
@@ -442,6 +480,8 @@ class CamExplainer:
         self.output_index = output_index(model, output)
         self._network = build_extractor(model, [layer_path], logits=True)
         self.num_classes = int(self._network.outputs[1 + self.output_index].shape[-1])
+        self.head = output_head(model, self.output_index)
+        probability = self.head.probability or _no_probability
         self._loops: dict[tuple, Callable] = {}
         signature = [
             tf.TensorSpec((None, *input_shape), tf.float32),
@@ -455,7 +495,8 @@ class CamExplainer:
                 activations, logits = self.forward(inputs)
                 classes = _resolve_classes(logits, codes)
                 scores = class_logits(logits, classes)
-            return classes, scores, activations, tape.gradient(scores, activations)
+            gradients = tape.gradient(scores, activations)
+            return classes, scores, probability(logits, classes), activations, gradients
 
         self.core = core
 
@@ -547,17 +588,20 @@ class CamExplainer:
         codes = targets.codes(len(inputs), self.num_classes)
         images = np.repeat(np.arange(len(inputs)), codes.shape[1])
         items = tf.convert_to_tensor(np.asarray(inputs, np.float32)[images])
-        classes, scores, activations, gradients = self.core(items, codes.reshape(-1))
+        tensors = self.core(items, codes.reshape(-1))
         # A class given with --class may also be a top-k prediction: keep its first occurrence.
-        keep = np.sort(np.unique(images * self.num_classes + classes.numpy(), return_index=True)[1])
+        keep = np.sort(np.unique(images * self.num_classes + tensors[0].numpy(),
+                                 return_index=True)[1])
         if len(keep) < len(images):
-            tensors = (items, classes, scores, activations, gradients)
-            items, classes, scores, activations, gradients = (tf.gather(t, keep) for t in tensors)
+            items, tensors = tf.gather(items, keep), [tf.gather(t, keep) for t in tensors]
+        classes, scores, probabilities, activations, gradients = tensors
         cam_pass = CamPass(self, items, classes, activations, gradients, options)
         return CamBatch(
             self.layer_path,
             images[keep],
             classes.numpy(),
             scores.numpy(),
+            probabilities.numpy() if self.head.probability else None,
+            self.head.score_kind,
             {method: METHODS[method](cam_pass).numpy() for method in methods},
         )
