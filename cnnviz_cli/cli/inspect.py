@@ -1,49 +1,83 @@
 """`cnnviz layers` and `cnnviz models`: what can be visualised."""
 
+import json
+
 import click
+from click.core import ParameterSource
 
 from cnnviz_cli.cli.common import model_options
+
+DEMO_DESCRIPTION = "bundled shapes classifier, any input size"
 
 
 @click.command()
 @click.argument("model_arg", required=False, metavar="[MODEL]")
 @model_options
+@click.option("--json", "print_json", is_flag=True, help="Print the model and its layers as JSON.")
 @click.pass_context
-def layers(ctx: click.Context, model_arg: str | None, **options) -> None:
+def layers(ctx: click.Context, model_arg: str | None, print_json: bool, **options) -> None:
     """List a model's layers, marking those usable as feature maps.
 
-    MODEL is a name or file (same as -m; default: the demo model). Nested models are
-    expanded and their layers addressed as outer/inner.
+    MODEL is a name or file (same as -m, give one of the two; default: the demo model).
+    Nested models are expanded and their layers addressed as outer/inner. Names are never
+    shortened, so any of them can be pasted into -l.
 
     \b
     Example:
       cnnviz layers mobilenet_v2 --weights none
     """
-    from rich.console import Console
-    from rich.table import Table
-
+    from cnnviz_cli.errors import CnnvizError
     from cnnviz_cli.models.layers import iter_layers
     from cnnviz_cli.models.resolve import ModelRequest, resolve_model
 
+    if model_arg is not None and ctx.get_parameter_source("model") != ParameterSource.DEFAULT:
+        raise CnnvizError(
+            f"Give the model once: as MODEL ({model_arg}) or as -m/--model "
+            f"({options['model']}), not both."
+        )
     resolved = resolve_model(ModelRequest(
         model=model_arg or options["model"], weights=options["weights"],
         preprocess=options["preprocess"], labels=options["labels"],
         unsafe_deserialization=options["unsafe_deserialization"],
     ))
-    table = Table(title=f"{resolved.source}: input {resolved.input_shape}")
-    for column in ("#", "name", "type", "output shape", "params", "map"):
-        table.add_column(column, justify="right" if column in ("#", "params") else "left")
-    for index, info in enumerate(iter_layers(resolved.model)):
-        depth = info.path.count("/")
-        shape = "?" if info.output_shape is None else str(info.output_shape)
-        table.add_row(str(index), "  " * depth + info.path, type(info.layer).__name__, shape,
-                      f"{info.layer.count_params():,}", "yes" if info.is_feature_map else "")
-    Console(soft_wrap=True).print(table)
+    rows = [{"index": index, "name": info.path, "type": type(info.layer).__name__,
+             "output_shape": None if info.output_shape is None else list(info.output_shape),
+             "params": info.layer.count_params(), "feature_map": info.is_feature_map}
+            for index, info in enumerate(iter_layers(resolved.model))]
+    if print_json:
+        click.echo(json.dumps({"model": resolved.describe(), "layers": rows}, indent=2))
+        return
+    _print_layers(f"{resolved.source}: input {resolved.input_shape}", rows)
+
+
+def _print_layers(title: str, rows: list[dict]) -> None:
+    """A table whose cells are never cut or wrapped, whatever the terminal's width."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("#", "name", "type", "output (HxWxC)", "params", "map"):
+        table.add_column(column, justify="right" if column in ("#", "params") else "left",
+                         no_wrap=True)
+    for row in rows:
+        shape = "?" if row["output_shape"] is None else "x".join(
+            "?" if size is None else str(size) for size in row["output_shape"][1:])
+        table.add_row(str(row["index"]), "  " * row["name"].count("/") + row["name"],
+                      row["type"], shape, f"{row['params']:,}", "yes" if row["feature_map"] else "")
+    console = Console(soft_wrap=True)
+    # rich shrinks every column of a table wider than the console: make the console wide enough
+    unlimited = console.options.update_width(1 << 16)
+    console.width = max(console.width, table.__rich_measure__(console, unlimited).maximum)
+    console.print(table)
 
 
 @click.command()
-def models() -> None:
+@click.option("--json", "print_json", is_flag=True, help="Print the names as a JSON list.")
+def models(print_json: bool) -> None:
     """List the model names -m/--model accepts (files work too).
+
+    Names are read case-insensitively and without underscores: mobilenetv2, MobileNetV2 and
+    mobilenet_v2 are the same model.
 
     \b
     Example:
@@ -51,6 +85,14 @@ def models() -> None:
     """
     from cnnviz_cli.models.registry import APPLICATIONS
 
-    click.echo("demo  (bundled shapes classifier, any input size)")
-    for name, entry in APPLICATIONS.items():
-        click.echo(f"{name:<22} keras.applications.{entry.constructor}, {entry.input_size}px")
+    rows = [{"name": "demo", "constructor": None, "input_size": None,
+             "description": DEMO_DESCRIPTION}]
+    rows += [{"name": name, "constructor": entry.constructor, "input_size": entry.input_size,
+              "description": f"keras.applications.{entry.constructor}"}
+             for name, entry in APPLICATIONS.items()]
+    if print_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"demo  ({DEMO_DESCRIPTION})")
+    for row in rows[1:]:
+        click.echo(f"{row['name']:<22} {row['description']}, {row['input_size']}px")
