@@ -44,19 +44,20 @@ def test_info_shows_version_command_line_and_model_hash(cam_run, small_model_fil
     overlay = out / "star/cam-smoothgrad-class_1.png"
     fields = json.loads(info(overlay, "--json").stdout)[0]
     assert fields["version"] == __version__
-    assert fields["command-line"] == shlex.join(["cnnviz", *args])
-    assert fields["model"] == str(small_model_file)
-    assert fields["model-sha256"] == sha256(small_model_file)
+    assert fields["command_line"] == shlex.join(["cnnviz", *args])
+    assert fields["model"]["source"] == str(small_model_file)
+    assert fields["model"]["sha256"] == sha256(small_model_file)
     assert (fields["layer"], fields["method"], fields["target"], fields["seed"]) == (
-        "conv", "smoothgrad", "class 1", "5")
+        "conv", "smoothgrad", "class 1", 5)
     assert fields["record"]["method"] == "smoothgrad" and fields["file"] == str(overlay)
     readable = info(overlay).stdout
     for caption, value in (("version", __version__), ("model sha256", sha256(small_model_file)),
                            ("command line", shlex.join(["cnnviz", *args]))):
         assert f"  {caption}" in readable and value in readable
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["model"]["sha256"] == fields["model-sha256"]
-    assert manifest["command_line"] == fields["command-line"]
+    assert manifest["model"] == fields["model"]  # the manifest's names, numbers as numbers
+    assert manifest["command_line"] == fields["command_line"]
+    assert manifest["options"]["seed"] == fields["seed"]
 
 
 def test_command_line_leaves_out_only_the_output_folder():
@@ -73,8 +74,8 @@ def test_every_png_of_a_run_carries_provenance(cam_run):
     assert len(pictures) == 5  # two overlays, two heatmaps, one panel
     for picture in pictures:
         texts = Image.open(picture).text
-        for key in ("version", "command-line", "model", "model-sha256", "layer", "method",
-                    "target", "seed", "record"):
+        for key in ("version", "command_line", "model", "layer", "method", "target", "seed",
+                    "record"):
             assert f"cnnviz:{key}" in texts, (picture, key)
 
 
@@ -128,5 +129,53 @@ def test_model_descriptions_hash_files_and_name_applications(demo_resolved, smal
            "model": named, "seed": None}
     fields = png_fields(run, {"layer": None, "target": 7})
     assert fields == {"cnnviz:version": __version__, "cnnviz:command": "cam",
-                      "cnnviz:command-line": "cnnviz cam x.png", "cnnviz:model": "mobilenetv2",
-                      "cnnviz:weights": "imagenet", "cnnviz:target": "target 7"}
+                      "cnnviz:command_line": "cnnviz cam x.png",
+                      "cnnviz:model": json.dumps(named), "cnnviz:target": "target 7"}
+
+
+def _numbers(text: str) -> list[int]:
+    """`0-3, 7` -> [0, 1, 2, 3, 7]."""
+    numbers = []
+    for part in text.split(", "):
+        first, _, last = part.partition("-")
+        numbers += list(range(int(first), int(last or first) + 1))
+    return numbers
+
+
+def test_info_of_filters_is_one_line_per_field_and_names_the_weights(keras, tmp_path):
+    model = keras.models.load_model(resources.files("cnnviz_cli.demo") / "shapes_cnn.keras")
+    weights = tmp_path / "epoch_00.weights.h5"
+    model.save_weights(weights)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["-q", "filters", "--weights", str(weights), "--max-filters",
+                                      "40", "--order", "norm", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    picture = out / "filters-block1_conv1.png"
+    readable = info(picture).stdout.strip().splitlines()
+    assert all(line.startswith("  ") for line in readable[1:]), readable  # no broken lines
+    assert f"  weights sha256  {sha256(weights)}" in readable
+    fields = json.loads(info(picture, "--json").stdout)[0]
+    assert fields["model"]["weights"] == str(weights)
+    assert fields["model"]["weights_sha256"] == sha256(weights)
+    caption, numbers = fields["target"].split(" ", 1)
+    assert caption == "filters" and _numbers(numbers) == fields["record"]["filters"]
+
+
+def test_info_reads_older_pngs_under_the_new_names(tmp_path):
+    from PIL import PngImagePlugin
+
+    chunks = PngImagePlugin.PngInfo()
+    record = {"layer": "conv", "filters": [0, 1, 2, 3, 9]}
+    for key, value in (("version", "0.0.9"), ("command", "filters"),
+                       ("command-line", "cnnviz filters"), ("model", "demo"),
+                       ("weights", "bundled"), ("model-sha256", "ab" * 32), ("layer", "conv"),
+                       ("target", "filters [0 1 2 3\n 9]"), ("seed", "0"),
+                       ("record", json.dumps(record))):
+        chunks.add_text(f"cnnviz:{key}", value)
+    path = tmp_path / "old.png"
+    Image.new("RGB", (2, 2)).save(path, pnginfo=chunks)
+    fields = json.loads(info(path, "--json").stdout)[0]
+    assert fields == {"file": str(path), "version": "0.0.9", "command": "filters",
+                      "command_line": "cnnviz filters",
+                      "model": {"source": "demo", "weights": "bundled", "sha256": "ab" * 32},
+                      "layer": "conv", "target": "filters 0-3, 9", "seed": 0, "record": record}

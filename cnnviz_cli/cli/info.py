@@ -5,14 +5,15 @@ from pathlib import Path
 
 import click
 
-SHOWN = (  # (field, caption) in the order they are printed; the record comes last
+SHOWN = (  # (field, caption) in the order they are printed; `model.X` is a model field
     ("version", "version"),
     ("command", "command"),
-    ("command-line", "command line"),
-    ("model", "model"),
-    ("weights", "weights"),
-    ("model-sha256", "model sha256"),
-    ("weights-sha256", "weights sha256"),
+    ("command_line", "command line"),
+    ("model.source", "model"),
+    ("model.weights", "weights"),
+    ("model.sha256", "model sha256"),
+    ("model.weights_sha256", "weights sha256"),
+    ("model.preprocess", "preprocess"),
     ("layer", "layer"),
     ("method", "method"),
     ("target", "target"),
@@ -28,11 +29,15 @@ def info(files: tuple[Path, ...], print_json: bool) -> None:
     """Show the provenance cnnviz writes into every PNG it makes.
 
     Tool version, command line (without -o DIR), model (name or path, weights, SHA-256 of
-    the model file), and the layer, method, target and seed where they apply, plus the file's
-    manifest record. Exits 1 if some files could not be read, 2 if none could.
+    the model and weights files, preprocessing), and the layer, method, target and seed where
+    they apply, plus the file's manifest record. --json uses the manifest's names
+    (command_line, model.sha256). Exits 1 if some files could not be read, 2 if none could.
 
     \b
     Example:
+      cnnviz cam sample_images/star.png -o out/
+      cnnviz cam sample_images/star.png -o out/
+      cnnviz cam sample_images/star.png -o out/
       cnnviz cam sample_images/star.png -o out/
       cnnviz info out/star/cam-gradcam-star.png
     """
@@ -59,7 +64,10 @@ def info(files: tuple[Path, ...], print_json: bool) -> None:
 
 def _readable(fields: dict) -> str:
     """The fields of one file as an indented list of captions and values."""
-    rows = [(caption, fields[name]) for name, caption in SHOWN if name in fields]
+    model = fields.get("model")
+    values = {**fields, **{f"model.{key}": value for key, value in model.items()}} \
+        if isinstance(model, dict) else fields
+    rows = [(caption, values[name]) for name, caption in SHOWN if values.get(name) is not None]
     if "record" in fields:
         rows.append(("record", json.dumps(fields["record"], ensure_ascii=False)))
     width = max(len(caption) for caption, _ in rows)

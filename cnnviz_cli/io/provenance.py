@@ -1,9 +1,11 @@
 """Where a picture came from, carried inside every PNG cnnviz writes as `cnnviz:*` text chunks.
 
 Each PNG holds the tool version, the command and its command line (without -o DIR), the model
-(source, weights and the SHA-256 of the model or weights file), where they apply the layer,
-method, target and seed of the picture, and its whole manifest record as JSON. Reading them back
-needs only Pillow, no TensorFlow.
+record of the manifest (source, weights, the SHA-256 of the model and weights files, ...), where
+they apply the layer, method, target and seed of the picture, and its whole manifest record.
+Names follow the manifest (`command_line`, `model.sha256`); `model`, `seed` and `record` are JSON.
+Reading them back needs only Pillow, no TensorFlow; PNGs of older versions (`command-line`,
+`model-sha256`, ...) read the same.
 """
 
 import hashlib
@@ -15,7 +17,10 @@ from PIL import Image, UnidentifiedImageError
 from cnnviz_cli.errors import InputError
 
 PREFIX = "cnnviz:"
+JSON_FIELDS = ("model", "seed", "record")  # chunks that hold JSON, not text
 _TARGET_KEYS = ("target", "targets", "filter", "filters", "channel", "channels")
+_OLD_MODEL_FIELDS = {"model": "source", "weights": "weights", "model-sha256": "sha256",
+                     "weights-sha256": "weights_sha256"}  # chunks before the manifest's names
 
 
 def file_sha256(path: Path) -> str:
@@ -28,11 +33,30 @@ def file_sha256(path: Path) -> str:
 
 
 def _text(value) -> str:
+    """A field as one line: lists joined by commas, runs of integers as ranges (0-31)."""
+    if hasattr(value, "tolist"):  # NumPy arrays and numbers
+        value = value.tolist()
     if isinstance(value, list | tuple):
+        if value and all(type(item) is int for item in value):
+            return _ranges(value)
         return ", ".join(_text(item) for item in value)
     if isinstance(value, dict):  # e.g. a dream objective term: name it by its layer
         return str(value.get("path", json.dumps(value)))
     return str(value)
+
+
+def _ranges(numbers: list[int]) -> str:
+    """`[0, 1, 2, 3, 7, 8]` -> `0-3, 7, 8`: runs of three or more as ranges."""
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and number == runs[-1][-1] + 1:
+            runs[-1].append(number)
+        else:
+            runs.append([number])
+    parts = []
+    for run in runs:
+        parts += [f"{run[0]}-{run[-1]}"] if len(run) > 2 else [str(number) for number in run]
+    return ", ".join(parts)
 
 
 def _target(record: dict) -> str | None:
@@ -52,21 +76,35 @@ def png_fields(run: dict, record: dict) -> dict[str, str]:
     `run` holds version, command, command-line, the model description of the manifest and the
     seed (None where no seed applies); `record` is the file's manifest record.
     """
-    model = run.get("model") or {}
     fields = {
         "version": run["version"],
         "command": run["command"],
-        "command-line": run["command-line"],
-        "model": model.get("source"),
-        "weights": model.get("weights"),
-        "model-sha256": model.get("sha256"),
-        "weights-sha256": model.get("weights_sha256"),
+        "command_line": run["command-line"],
+        "model": run.get("model"),
         "layer": record.get("layer") or record.get("layers"),
         "method": record.get("method") or record.get("methods"),
         "target": _target(record),
         "seed": run.get("seed"),
     }
-    return {PREFIX + name: _text(value) for name, value in fields.items() if value is not None}
+    return {PREFIX + name: json.dumps(value) if name in JSON_FIELDS else _text(value)
+            for name, value in fields.items() if value is not None}
+
+
+def _upgraded(fields: dict) -> dict:
+    """Fields of a PNG from before the manifest's names, renamed (the model's as one object)."""
+    if "model" in fields and isinstance(fields["model"], dict):
+        return fields
+    upgraded: dict = {}
+    for key, value in fields.items():
+        if key == "command-line":
+            upgraded["command_line"] = value
+        elif key in _OLD_MODEL_FIELDS:
+            upgraded.setdefault("model", {})[_OLD_MODEL_FIELDS[key]] = value
+        else:
+            upgraded[key] = value
+    if isinstance(upgraded.get("record"), dict):  # older targets could be a NumPy repr
+        upgraded["target"] = _target(upgraded["record"])
+    return {key: value for key, value in upgraded.items() if value is not None}
 
 
 def read_png_fields(path: Path) -> dict:
@@ -94,9 +132,10 @@ def read_png_fields(path: Path) -> dict:
             f"{path} carries no cnnviz provenance: it was not written by cnnviz, or its text "
             "chunks were stripped."
         )
-    if "record" in fields:
-        try:
-            fields["record"] = json.loads(fields["record"])
-        except json.JSONDecodeError:
-            pass  # keep the text as it is
-    return fields
+    for name in JSON_FIELDS:
+        if name in fields:
+            try:
+                fields[name] = json.loads(fields[name])
+            except json.JSONDecodeError:
+                pass  # an older PNG's text (a model name, a seed): kept as it is
+    return _upgraded(fields)
