@@ -67,3 +67,22 @@ def test_unreadable_inputs(tmp_path):
 def test_resize_keeps_channels():
     image = np.zeros((10, 20, 1), np.uint8)
     assert resize(image, (5, 7)).shape == (5, 7, 1)
+
+
+def test_unreadable_input_messages_leave_the_path_to_the_caller(tmp_path, sample_dir, run_cli):
+    cases = {"text.png": "not an image", "folder.png": "is a folder",
+             "truncated.png": "cannot be decoded", "big.png": "over the --max-pixels limit"}
+    (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "folder.png").mkdir()
+    Image.new("RGB", (64, 64), "red").save(tmp_path / "whole.png")
+    (tmp_path / "truncated.png").write_bytes((tmp_path / "whole.png").read_bytes()[:60])
+    Image.new("RGB", (100, 100)).save(tmp_path / "big.png")
+    for name, words in cases.items():
+        with pytest.raises(InputError) as raised:
+            load_image(tmp_path / name, max_pixels=5000)
+        message = str(raised.value)
+        assert words in message and name not in message and message.endswith("."), message
+    result = run_cli("-q", "activations", tmp_path / "text.png", sample_dir / "star.png",
+                     "-o", tmp_path / "out", expect=1)
+    skipped = [line for line in result.output.splitlines() if line.startswith("Skipped")]
+    assert len(skipped) == 1 and skipped[0].count("text.png") == 1, skipped

@@ -65,12 +65,13 @@ def load_image(path: Path, channels: int = 3, max_pixels: int = DEFAULT_MAX_PIXE
     """Decode one image as uint8 (height, width, channels), EXIF orientation applied.
 
     Images that declare more than `max_pixels` pixels are refused before they are decoded.
+    An InputError's message leaves the path out: callers show it as `PATH: MESSAGE`.
     """
     if path.is_dir():
-        raise InputError(f"{path} is a folder, not an image file.")
+        raise InputError("it is a folder, not an image file.")
     if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own bomb check must not refuse less
-    too_many = (f"{path} declares {{}} pixels, over the --max-pixels limit of {max_pixels}; "
+    too_many = (f"it declares {{}} pixels, over the --max-pixels limit of {max_pixels}; "
                 "raise the limit if you trust the file.")
     try:
         with Image.open(path) as image:
@@ -83,11 +84,11 @@ def load_image(path: Path, channels: int = 3, max_pixels: int = DEFAULT_MAX_PIXE
     except InputError:
         raise
     except UnidentifiedImageError:
-        raise InputError(f"{path} is not an image Pillow can read.") from None
+        raise InputError("not an image Pillow can read.") from None
     except Image.DecompressionBombError:  # over twice Pillow's limit, so over ours
         raise InputError(too_many.format(f"more than {2 * max_pixels}")) from None
     except (OSError, ValueError, SyntaxError) as error:
-        raise InputError(f"Cannot read {path}: {error}.") from None
+        raise InputError(f"cannot be decoded ({str(error).rstrip('.')}).") from None
     return array[..., None] if array.ndim == 2 else array
 
 
