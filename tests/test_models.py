@@ -329,3 +329,9 @@ def test_model_file_defaults_are_recorded_and_summarised(small_model_file):
     given = resolve_model(ModelRequest(str(small_model_file), preprocess="MobileNetV2"))
     assert given.describe()["preprocess"] == "mobilenet_v2"
     assert given.summary().startswith("preprocess mobilenet_v2 (--preprocess), 224x224 px")
+
+
+def test_layer_index_out_of_range_names_the_unit(tiny_conv_model):
+    with pytest.raises(CnnvizError, match=r"the model has 3 layers\.$"):  # conv, gap, predictions
+        find_layer(tiny_conv_model, "-4")
+    assert find_layer(tiny_conv_model, "-3").path == "conv"

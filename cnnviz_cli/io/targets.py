@@ -136,8 +136,8 @@ def _counted_positions(width: int, where: str) -> dict[str, int]:
     layouts = {2: ("image", "class"), 3: ("image", "class", "mask"), 6: ("image", "class", *BOX)}
     if width not in layouts:
         raise CnnvizError(
-            f"{where} has {width} columns; expected image,class then optionally a mask path "
-            "or a box x0,y0,x1,y1."
+            f"{where} has {width} column{'' if width == 1 else 's'}; expected image,class then "
+            "optionally a mask path or a box x0,y0,x1,y1."
         )
     return {name: number for number, name in enumerate(layouts[width])}
 

@@ -90,7 +90,7 @@ def build_extractor(
     outputs = list(outputs) if isinstance(outputs, list | tuple) else [outputs]
     missing = wanted - taps.keys()
     if missing:
-        raise ValueError(f"Layers not reached while rebuilding the model: {sorted(missing)}")
+        raise ValueError(f"Layers not reached while rebuilding the model: {sorted(missing)}.")
     return keras.Model(inputs, [taps[path] for path in layer_paths] + outputs)
 
 

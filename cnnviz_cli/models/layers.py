@@ -65,7 +65,9 @@ def find_layer(model: keras.Model, spec: str) -> LayerInfo:
     if spec.lstrip("-").isdigit() and spec.startswith("-"):
         index = int(spec)
         if -index > len(layers):
-            raise CnnvizError(f"Layer index {index} is out of range: the model has {len(layers)}.")
+            raise CnnvizError(
+                f"Layer index {index} is out of range: the model has {len(layers)} layers."
+            )
         return layers[index]
     for info in layers:
         if info.path == spec:
