@@ -335,3 +335,10 @@ def test_layer_index_out_of_range_names_the_unit(tiny_conv_model):
     with pytest.raises(CnnvizError, match=r"the model has 3 layers\.$"):  # conv, gap, predictions
         find_layer(tiny_conv_model, "-4")
     assert find_layer(tiny_conv_model, "-3").path == "conv"
+
+
+def test_named_models_summarise_their_own_preprocessing():
+    resolved = resolve_model(ModelRequest("MobileNetV2", weights="none"))
+    assert (resolved.source, resolved.describe()["default_size"]) == ("mobilenet_v2", [224, 224])
+    assert resolved.summary() == ("preprocess mobilenet_v2 (the model's own), 224x224 px, "
+                                  "1000 labels")

@@ -57,7 +57,7 @@ class ResolvedModel:
     details: dict = field(default_factory=dict)
     file: Path | None = None  # the model file it was loaded from
     weights_file: Path | None = None  # a weights file loaded into it
-    preprocess_origin: str = "the model's own"  # why this preprocessing, for the summary line
+    preprocess_origin: str = "default"  # why this preprocessing, for the summary line
 
     @property
     def input_shape(self) -> tuple:
@@ -274,6 +274,7 @@ def _application_model(name: str, weights: str) -> ResolvedModel:
         preprocess_name=name,
         labels=imagenet_labels(),
         default_size=entry.input_size,
+        preprocess_origin="the model's own",
     )
 
 
