@@ -1,6 +1,11 @@
 """cnnviz: see what a Keras CNN has learned and why it decides what it decides.
 
-Importing the package is cheap: TensorFlow is only imported by the modules that compute.
+    import cnnviz_cli
+    result = cnnviz_cli.cam("demo", "sample_images/star.png", methods=["gradcam", "scorecam"])
+    result.show()          # in Jupyter the result also draws itself
+    result.save("out/")    # the files `cnnviz cam` writes
+
+Importing the package is cheap: TensorFlow is imported when a technique first runs.
 """
 
 import os
@@ -9,3 +14,36 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "ActivationsResult",
+    "CamResult",
+    "CnnvizError",
+    "DreamResult",
+    "FiltersResult",
+    "InputError",
+    "LoadedImage",
+    "MaximizeResult",
+    "ReconstructResult",
+    "Result",
+    "activations",
+    "cam",
+    "dream",
+    "filters",
+    "load_model",
+    "maximize",
+    "reconstruct",
+]
+
+
+def __getattr__(name: str):
+    """The public names, imported from cnnviz_cli.api on first use."""
+    if name in __all__:
+        from cnnviz_cli import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'cnnviz_cli' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -222,7 +222,7 @@ def test_one_bad_image_among_good_ones(run_cli, corpus, tmp_path, command):
             for arg in command_args(corpus, command, "--size", "16", "-o", out)]
     result = run_cli(*args, expect=1)
     broken = corpus["images"] / "broken.png"
-    assert f"{broken}: {broken} is not an image Pillow can read." in result.output
+    assert f"{broken}: not an image Pillow can read." in result.output
     assert "Traceback" not in result.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert [item["key"] for item in manifest["inputs"]] == ["a", "b"]
@@ -387,8 +387,8 @@ def test_max_pixels_default_is_shown_and_a_refusal_names_the_limit(run_cli, corp
     result = run_cli(*command_args(corpus, "activations", "--max-pixels", "100", "-o", out),
                      expect=1)
     image = corpus["images"] / "a.png"
-    assert (f"{image} declares 12x12 pixels, over the --max-pixels limit of 100; raise the limit "
-            "if you trust the file.") in result.output
+    assert (f"{image}: it declares 12x12 pixels, over the --max-pixels limit of 100; raise the "
+            "limit if you trust the file.") in result.output
 
 
 def test_a_raised_max_pixels_is_honoured_past_pillows_own_limit(tmp_path, monkeypatch):

@@ -4,11 +4,12 @@ import click
 
 from cnnviz_cli.cli.common import (
     CnnvizCommand,
-    Run,
+    finish,
     image_options,
+    load_model,
     model_options,
     output_options,
-    slug,
+    run_settings,
 )
 
 
@@ -42,39 +43,11 @@ def activations(ctx: click.Context, **options) -> None:
     Example:
       cnnviz activations sample_images/ -l block1_conv1 -l block3_conv2 -o out/
     """
-    import numpy as np
+    from cnnviz_cli import api
 
-    from cnnviz_cli.models.layers import resolve_feature_maps
-    from cnnviz_cli.render.colour import normalize, overlay
-    from cnnviz_cli.render.maps import feature_grid
-    from cnnviz_cli.techniques.activations import ActivationExtractor
-
-    run = Run(ctx)
-    resolved = run.load_model()
-    layers = resolve_feature_maps(resolved.model, options["layer_specs"])
-    height, width = resolved.image_size(options["size"])
-    extractor = ActivationExtractor(
-        resolved.model, [info.path for info in layers], (height, width, resolved.channels)
+    result = api.activations(
+        load_model(options), options["images"], layers=options["layer_specs"],
+        max_channels=options["max_channels"], order=options["order"], scale=options["scale"],
+        colormap=options["colormap"], alpha=options["alpha"], **run_settings(ctx, options),
     )
-    for batch in run.image_batches(resolved):
-        inputs = resolved.prepare(np.stack([image.resized for image in batch]))
-        for layer in extractor(inputs):
-            for index, image in enumerate(batch):
-                channels = layer.channel_order(index, options["order"])[: options["max_channels"]]
-                record = {"input": str(image.path), "layer": layer.layer_path,
-                          "shape": list(layer.maps.shape[1:]), **layer.statistics(index)}
-                name = f"{image.key}/activations-{slug(layer.layer_path)}"
-                title = f"{image.path.name} · {layer.layer_path} · {layer.maps.shape[-1]} channels"
-                run.outputs.save_png(
-                    f"{name}.png",
-                    feature_grid(layer.maps[index], channels, options["scale"],
-                                 options["colormap"], title),
-                    {**record, "kind": "grid", "channels": channels.tolist()},
-                )
-                heat = normalize(layer.mean_map(index))
-                run.outputs.save_png(
-                    f"{name}-overlay.png",
-                    overlay(image.original, heat, options["colormap"], options["alpha"]),
-                    {**record, "kind": "overlay"},
-                )
-    run.finish()
+    finish(ctx, result, options["print_json"])

@@ -5,14 +5,16 @@ import click
 from cnnviz_cli.cli.common import (
     CnnvizCommand,
     OnlyWhen,
-    Run,
+    finish,
     image_options,
+    load_model,
     mentions,
     model_options,
     output_options,
-    slug,
+    quiet,
+    run_settings,
 )
-from cnnviz_cli.cli.gates import Checks, gate_options
+from cnnviz_cli.cli.gates import GATE_EXIT_CODE, gate_options, report_checks
 
 METHOD_NAMES = (
     "gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, scorecam, faster-scorecam, "
@@ -89,69 +91,22 @@ def cam(ctx: click.Context, **options) -> None:
       cnnviz cam val/ --targets val.csv --save-npy -o old/
       cnnviz cam val/ --targets val.csv --baseline old/ --fail-under pointing=0.9 -o new/
     """
-    import numpy as np
+    from cnnviz_cli import api
 
-    from cnnviz_cli.models.layers import find_feature_map, last_feature_map
-    from cnnviz_cli.techniques.cam import CamExplainer, CamOptions, Targets, resolve_methods
-    from cnnviz_cli.techniques.metrics import faithfulness
-
-    run = Run(ctx)
-    resolved = run.load_model()
-    methods = resolve_methods(options["method_specs"])
-    model, layer_spec = resolved.model, options["layer_spec"]
-    layer = last_feature_map(model) if layer_spec == "auto" else find_feature_map(model, layer_spec)
-    height, width = resolved.image_size(options["size"])
-    explainer = CamExplainer(model, layer.path, (height, width, resolved.channels),
-                             options["output_spec"])
-    targets = Targets(
-        tuple(resolved.class_index(spec, explainer.num_classes) for spec in options["class_specs"]),
-        options["top_k"],
+    result = api.cam(
+        load_model(options), options["images"], methods=options["method_specs"] or ("gradcam",),
+        classes=options["class_specs"], top_k=options["top_k"], layer=options["layer_spec"],
+        output=options["output_spec"], max_n=options["max_n"], samples=options["samples"],
+        noise=options["noise"], ig_steps=options["ig_steps"], ig_baseline=options["ig_baseline"],
+        seed=options["seed"], colormap=options["colormap"], alpha=options["alpha"],
+        save_npy=options["save_npy"], metrics=options["metrics"],
+        metric_steps=options["metric_steps"], targets=options["targets"],
+        baseline=options["baseline"], fail_under=options["fail_under"],
+        fail_over=options["fail_over"], fail_under_each=options["fail_under_each"],
+        fail_over_each=options["fail_over_each"], **run_settings(ctx, options),
     )
-    settings = CamOptions(
-        max_channels=options["max_n"], batch_size=options["batch_size"],
-        samples=options["samples"], noise=options["noise"], ig_steps=options["ig_steps"],
-        ig_baseline=options["ig_baseline"], seed=options["seed"], preprocess=resolved.preprocess,
-    )
-    checks = Checks(run, lambda spec: resolved.class_index(spec, explainer.num_classes))
-    for batch in run.image_batches(resolved):
-        inputs = resolved.prepare(np.stack([image.resized for image in batch]))
-        result = explainer(inputs, checks.targets_for(batch, targets), methods, settings)
-        scores = faithfulness(explainer, inputs, result, options["metric_steps"],
-                              options["batch_size"]) if options["metrics"] else {}
-        checked = checks.measure(batch, result)
-        for item, image_index in enumerate(result.image_indices):
-            _save_item(run, batch[image_index], result, item, scores, resolved.label, checked)
-    checks.finish(run)
-
-
-def _save_item(run: Run, image, result, item: int, scores: dict, label_of,
-               checked: dict) -> None:
-    """Overlay, bare heatmap (and .npy) of every method for one (image, class), and the panel."""
-    from cnnviz_cli.render.cam import bare_heatmap, heat_overlay, method_panel
-    from cnnviz_cli.render.report import score_text
-
-    options, class_index = run.params, int(result.classes[item])
-    label = label_of(class_index)
-    record = {"input": str(image.path), "layer": result.layer_path, "class": class_index,
-              "label": label, **result.score_fields(item)}
-    overlays = []
-    for method, maps in result.maps.items():
-        name = f"{image.key}/cam-{slug(method.replace('+', 'p'))}-{slug(label)}"
-        entry = {**record, "method": method, "heatmap": result.statistics(method, item),
-                 **checked[method][item]}
-        if method in scores:
-            entry["deletion_auc"] = float(scores[method].deletion_auc[item])
-            entry["insertion_auc"] = float(scores[method].insertion_auc[item])
-        overlays.append(heat_overlay(image.original, maps[item], options["colormap"],
-                                     options["alpha"]))
-        run.outputs.save_png(f"{name}.png", overlays[-1], {**entry, "kind": "overlay"})
-        heatmap = bare_heatmap(maps[item], image.original.shape[:2], options["colormap"])
-        run.outputs.save_png(f"{name}-heatmap.png", heatmap, {**entry, "kind": "heatmap"})
-        if options["save_npy"]:
-            run.outputs.save_npy(f"{name}.npy", maps[item], {**entry, "kind": "map"})
-    if len(overlays) > 1:
-        panel = method_panel(image.original, overlays, list(result.maps),
-                             f"{image.path.name} · {label} · {score_text(record)}")
-        run.outputs.save_png(f"{image.key}/cam-panel-{slug(label)}.png", panel,
-                             {**record, "kind": "panel", "methods": list(result.maps)})
-
+    failed = report_checks(result, quiet(ctx))
+    finish(ctx, result, options["print_json"])
+    if failed:
+        click.echo(f"{failed} of {len(result.gates)} gate(s) failed.", err=True)
+        raise click.exceptions.Exit(GATE_EXIT_CODE)

@@ -2,9 +2,15 @@
 
 import click
 
-from cnnviz_cli.cli.common import CnnvizCommand, Run, image_options, model_options, output_options
-
-GIF_SIDE = 384
+from cnnviz_cli.cli.common import (
+    CnnvizCommand,
+    finish,
+    image_options,
+    load_model,
+    model_options,
+    output_options,
+    run_settings,
+)
 
 
 @click.command(cls=CnnvizCommand)
@@ -46,44 +52,12 @@ def dream(ctx: click.Context, **options) -> None:
     Example:
       cnnviz dream sample_images/chelsea.jpg -l block3_conv2 -l block4_conv:0.5 --blend 0.7 -o out/
     """
-    from dataclasses import replace
+    from cnnviz_cli import api
 
-    from cnnviz_cli.io.images import resize
-    from cnnviz_cli.models.layers import find_feature_map
-    from cnnviz_cli.render.colour import to_uint8
-    from cnnviz_cli.techniques.dream import DreamConfig, Dreamer, DreamLayer, default_layer
-
-    run = Run(ctx)
-    resolved = run.load_model()
-    specs = options["layer_specs"] or ["auto"]
-    layers = [DreamLayer.parse(default_layer(resolved.model) if spec == "auto" else spec)
-              for spec in specs]
-    layers = [replace(layer, path=find_feature_map(resolved.model, layer.path).path)
-              for layer in layers]
-    config = DreamConfig(options["octaves"], options["octave_scale"], options["steps"],
-                         options["step_size"], options["tile"], options["gif_every"],
-                         options["seed"])
-    dreamer = Dreamer(resolved.model, layers, resolved.preprocess, config)
-    for batch in run.image_batches(resolved):
-        for image in batch:
-            height, width = image.original.shape[:2]
-            scale = options["size"] / max(height, width) if options["size"] else 1.0
-            working = resize(image.original, (round(height * scale), round(width * scale)))
-            result = dreamer(working)
-            dreamed = resize(to_uint8(result.image), (height, width))
-            record = {"input": str(image.path), "layers": [vars(layer) for layer in layers],
-                      "objective_before": result.objective_before,
-                      "objective_after": result.objective_after,
-                      "octave_shapes": result.octave_shapes}
-            run.outputs.save_png(f"{image.key}/dream.png", dreamed, record)
-            if options["blend"] is not None:
-                share = options["blend"]
-                blended = share * dreamed + (1.0 - share) * image.original
-                run.outputs.save_png(f"{image.key}/dream-blend.png",
-                                     blended.round().astype("uint8"), {**record, "blend": share})
-            if options["gif_every"]:
-                side = GIF_SIDE / max(height, width)
-                shape = (round(height * side), round(width * side))
-                frames = [resize(to_uint8(frame), shape) for frame in result.frames]
-                run.outputs.save_gif(f"{image.key}/dream.gif", frames, record)
-    run.finish()
+    result = api.dream(
+        load_model(options), options["images"], layers=options["layer_specs"],
+        octaves=options["octaves"], octave_scale=options["octave_scale"], steps=options["steps"],
+        step_size=options["step_size"], tile=options["tile"], blend=options["blend"],
+        gif=options["gif_every"], seed=options["seed"], **run_settings(ctx, options),
+    )
+    finish(ctx, result, options["print_json"])

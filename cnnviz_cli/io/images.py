@@ -48,7 +48,7 @@ def output_keys(paths: list[Path]) -> list[str]:
     ]
 
 
-def _to_mode(image: Image.Image, channels: int) -> Image.Image:
+def convert_mode(image: Image.Image, channels: int) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if array.max() > 255 else 255.0
@@ -79,7 +79,7 @@ def load_image(path: Path, channels: int = 3, max_pixels: int = DEFAULT_MAX_PIXE
             if width * height > max_pixels:
                 raise InputError(too_many.format(f"{width}x{height}"))
             image.seek(0)
-            image = _to_mode(ImageOps.exif_transpose(image), channels)
+            image = convert_mode(ImageOps.exif_transpose(image), channels)
             array = np.asarray(image, dtype=np.uint8)
     except InputError:
         raise

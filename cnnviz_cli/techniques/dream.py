@@ -66,7 +66,7 @@ class DreamConfig:
 
 
 @dataclass
-class DreamResult:
+class Dreamed:
     """The dreamed image in [0, 1] at the input's resolution, and the objective it reached."""
 
     image: np.ndarray  # (height, width, channels)
@@ -160,7 +160,7 @@ class Dreamer:
             self._objectives[tile] = _tiled_objective(self._tile_score, tile)
         return self._objectives[tile]
 
-    def __call__(self, image: np.ndarray) -> DreamResult:
+    def __call__(self, image: np.ndarray) -> Dreamed:
         """Dream on one uint8 (height, width, channels) image."""
         config = self.config
         original = tf.convert_to_tensor(image[None])
@@ -187,7 +187,7 @@ class Dreamer:
             if result.snapshots is not None:
                 frames += [snapshot[0] for snapshot in result.snapshots]
         before = self.score(_resized(original, shapes[-1]))
-        return DreamResult(result.images[0], before, float(result.scores[0]), shapes, frames)
+        return Dreamed(result.images[0], before, float(result.scores[0]), shapes, frames)
 
     def score(self, images: tf.Tensor) -> float:
         """The objective of one image in [0, 1], tiled as during the dream (no roll)."""

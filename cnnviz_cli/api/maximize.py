@@ -1,0 +1,184 @@
+"""`cnnviz_cli.maximize`: images synthesised to excite a layer's filters, or classes."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from cnnviz_cli.api.results import File, Result, collect, locals_of, open_session, part, slug
+
+GRID_TILE = 96  # pixels: small synthesised images are enlarged to this in grids
+
+
+@dataclass
+class MaximizeItem:
+    """The synthesised images of one run and what they reached (techniques.maximize)."""
+
+    layer: str | None  # None when classes were maximised
+    targets: list[int]
+    names: list[str]  # tile captions: filter indices or class labels
+    maximized: object  # techniques.maximize.Maximized
+
+
+@dataclass(repr=False)
+class MaximizeResult(Result):
+    """`images` (count, height, width, channels) in [0, 1], one per filter or class, with the
+    activation (or logit) each reached and that of random noise."""
+
+    command = "maximize"
+
+    @property
+    def _item(self) -> MaximizeItem:
+        return self.items[0]
+
+    @property
+    def images(self) -> np.ndarray:
+        return self._item.maximized.images
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self._item.maximized.scores
+
+    @property
+    def noise_scores(self) -> np.ndarray:
+        return self._item.maximized.noise_scores
+
+    @property
+    def targets(self) -> list[int]:
+        return self._item.targets
+
+    def _files(self, item: MaximizeItem):
+        from cnnviz_cli.render.colour import to_uint8
+
+        result, layer = item.maximized, item.layer
+        if layer is None:
+            labels = [f"{name} {p:.2f}"
+                      for name, p in zip(item.names, result.probabilities, strict=True)]
+            files = [f"maximize-class-{slug(name)}.png" for name in item.names]
+            stem, title = "maximize-classes", "classes (probability)"
+        else:
+            labels = [f"{i} · {ratio:.0f}x" if ratio < 999.5 else f"{i} · >999x"
+                      for i, ratio in zip(item.targets, result.ratios, strict=True)]
+            stem, title = f"maximize-{slug(layer)}", f"{layer} (x noise)"
+            files = [f"{stem}/filter-{i}.png" for i in item.targets]
+        summary = {"layer": layer, "targets": item.targets, "activations": result.scores,
+                   "noise_activations": result.noise_scores}
+        for index, name in enumerate(files):
+            yield File(name, {"layer": layer, **result.record(index)},
+                       partial(to_uint8, result.images[index]))
+        yield File(f"{stem}-grid.png", summary, partial(_grid, result.images, labels, title))
+        if result.snapshots is not None:
+            every, steps = self.options["gif"], self.options["steps"]
+            numbers = [*range(0, steps, every), steps]
+            yield File(f"{stem}.gif", summary, partial(_frames, result.snapshots, numbers,
+                                                       labels, title), kind="gif")
+
+    def _picture(self, item: MaximizeItem) -> np.ndarray:
+        return next(file for file in self._files(item) if file.name.endswith("-grid.png")).render()
+
+
+def _grid(images: np.ndarray, labels: list[str], title: str) -> np.ndarray:
+    from cnnviz_cli.render.colour import to_uint8
+    from cnnviz_cli.render.grid import grid, upscale
+
+    return grid([upscale(to_uint8(image), GRID_TILE) for image in images], labels, title=title)
+
+
+def _frames(snapshots, steps: list[int], labels: list[str], title: str) -> list[np.ndarray]:
+    return [_grid(frame, labels, f"{title} · step {step}")
+            for step, frame in zip(steps, snapshots, strict=True)]
+
+
+def maximize(
+    model,
+    *,
+    layer: str = "auto",
+    filters: str | Sequence[int] | None = None,
+    classes: Sequence[str | int] = (),
+    param: str = "fourier",
+    transforms: str = "standard",
+    l2: float = 0.0,
+    tv: float = 0.0,
+    blur: float = 0.0,
+    steps: int = 256,
+    lr: float = 0.05,
+    size: int | None = None,
+    seed: int = 0,
+    gif: int = 0,
+    batch_size: int = 16,
+    preprocess=None,
+    labels=None,
+    out: str | Path | None = None,
+    progress: bool = False,
+) -> MaximizeResult:
+    """Synthesise images that excite filters of a layer, or class scores, the most.
+
+    Args:
+        model: a name, a model file, a keras.Model or a `load_model` result.
+        layer: the feature-map layer whose filters to maximise; `auto` = the deepest one.
+        filters: `3`, `0-15`, `1,5,9`, `all` or a list of indices [default: the first 16].
+        classes: maximise these class scores (indices or labels) instead of filters.
+        param: `fourier` (1/f spectrum, decorrelated colour) or `pixel`.
+        transforms: `standard` (random pad, jitter, scale, rotation, fading out) or `none`.
+        l2, tv, blur: weights of the L2, total-variation and blur penalties.
+        steps, lr: Adam steps (one compiled loop) and step size.
+        size: the image side for models that take any size [default: the model's].
+        seed: seeds the start image and the transforms; same seed, same bytes.
+        gif: also draw an animation, one frame every `gif` steps (0: none).
+        batch_size: filters or classes optimised together.
+        preprocess, labels: as for `load_model`.
+        out: also write the files the command writes into this folder.
+        progress: show a spinner and messages on stderr.
+
+    Returns:
+        A MaximizeResult with `images`, `scores`, `noise_scores` and `targets`.
+    """
+    from cnnviz_cli.api.models import load_model
+    from cnnviz_cli.errors import CnnvizError
+    from cnnviz_cli.models.layers import find_feature_map, last_feature_map
+    from cnnviz_cli.specs import filter_spec, parse_filters
+    from cnnviz_cli.techniques.maximize import maximize_classes, maximize_filters
+
+    resolved = load_model(model, preprocess=preprocess, labels=labels)
+    arguments = locals_of(maximize, locals())
+    if classes and (layer != "auto" or filters is not None):
+        raise CnnvizError("--layer and --filter choose filters to maximise; they cannot go with "
+                          "--class, which maximises classes instead.")
+    filters = filter_spec(filters)
+    arguments.update(filters=filters, classes=[str(c) for c in classes])
+    session, _ = open_session("maximize", maximize, arguments, resolved, out, progress)
+    with session:
+        shape = (*resolved.image_size(size), resolved.channels)
+        config = _config(arguments, min(shape[:2]))
+        if classes:
+            count = int(resolved.model.outputs[0].shape[-1])
+            targets = [resolved.class_index(spec, count) for spec in classes]
+            with session.status(f"Maximising {len(targets)} classes"):
+                result = maximize_classes(resolved.model, resolved.preprocess, targets, shape,
+                                          config)
+            item = MaximizeItem(None, targets, [resolved.label(i) for i in targets], result)
+        else:
+            info = (last_feature_map(resolved.model) if layer == "auto"
+                    else find_feature_map(resolved.model, layer))
+            targets = parse_filters(filters, int(info.output_shape[-1]), info.path)
+            with session.status(f"Maximising {len(targets)} filters of {info.path}"):
+                result = maximize_filters(resolved.model, info.path, resolved.preprocess,
+                                          targets, shape, config)
+            item = MaximizeItem(info.path, targets, [str(i) for i in targets], result)
+        session.keep(part(session, MaximizeResult, [item]))
+        return collect(session, MaximizeResult)
+
+
+def _config(options: dict, side: int):
+    """The optimisation settings the options ask for."""
+    from cnnviz_cli.techniques.maximize import MaximizeConfig
+    from cnnviz_cli.techniques.optim import OptimConfig, Regularizers, Transforms
+
+    transforms = Transforms.standard(side) if options["transforms"] == "standard" else None
+    regularizers = Regularizers(options["l2"], options["tv"], options["blur"])
+    optim = OptimConfig(options["steps"], options["lr"], transforms=transforms, anneal=True,
+                        regularizers=regularizers, snapshot_every=options["gif"],
+                        seed=options["seed"])
+    return MaximizeConfig(optim, options["param"], options["batch_size"])

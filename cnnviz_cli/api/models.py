@@ -1,0 +1,103 @@
+"""`load_model`: a model by name, by file or in memory, ready for every technique."""
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from cnnviz_cli.errors import CnnvizError
+
+
+def load_model(
+    model=None,
+    *,
+    weights: str | Path | None = None,
+    preprocess: str | Callable | None = None,
+    labels: str | Path | Sequence[str] | None = None,
+    unsafe_deserialization: bool = False,
+):
+    """Resolve a model once, to pass to any technique (or let each technique do it).
+
+    Args:
+        model: a keras.applications name (see `cnnviz models`), a .keras/.h5 file, `demo` (the
+            bundled shapes classifier; the default), a `keras.Model` in memory (used as it is,
+            never rebuilt or changed), or what an earlier `load_model` returned.
+        weights: for a name, `imagenet` (default) or `none`; or a weights file to load into a
+            named, demo or file model.
+        preprocess: a preset (none, unit, symmetric, caffe, torch), a model name, or a callable
+            from float pixels in [0, 255], (batch, height, width, channels), to the model's input.
+            It must accept TensorFlow tensors too (maximize, dream and reconstruct differentiate
+            through it). Default: the model's own; `none` for files and models in memory.
+        labels: class names, as a list or a file (text, one a line, or JSON).
+        unsafe_deserialization: allow model files whose Lambda layers run code when loaded.
+
+    Returns:
+        A ResolvedModel: the Keras model, its preprocessing, labels and input size.
+
+    Raises:
+        CnnvizError: with the one-sentence message the command line prints.
+    """
+    from cnnviz_cli.models.resolve import ModelRequest, ResolvedModel, resolve_model
+
+    model = "demo" if model is None else model
+    if isinstance(model, ResolvedModel):
+        if weights is not None or unsafe_deserialization:
+            raise CnnvizError("weights and unsafe_deserialization apply when a model is loaded; "
+                              "this one is loaded already.")
+        resolved = replace(model)
+    elif isinstance(model, str | Path):
+        resolved = resolve_model(ModelRequest(
+            model=str(model), weights=None if weights is None else str(weights),
+            unsafe_deserialization=unsafe_deserialization,
+        ))
+    else:
+        resolved = _in_memory(model, weights)
+    if preprocess is not None:
+        resolved = replace(resolved, **_preprocessing(preprocess))
+    if labels is not None:
+        resolved = replace(resolved, labels=_labels(labels))
+    return resolved
+
+
+def _in_memory(model, weights):
+    import keras
+
+    from cnnviz_cli.models.preprocessing import resolve_preprocess
+    from cnnviz_cli.models.resolve import ResolvedModel, _check_image_input
+
+    if not isinstance(model, keras.Model):
+        raise CnnvizError(
+            f"model must be a name, a model file, a keras.Model or a loaded model, not "
+            f"{type(model).__name__}."
+        )
+    if weights is not None:
+        raise CnnvizError("weights cannot be loaded into a keras.Model given in memory: cnnviz "
+                          "never changes it; call model.load_weights(...) yourself first.")
+    resolved = ResolvedModel(model=model, source=f"in memory: {model.name}", weights="in memory",
+                             preprocess=resolve_preprocess("none"), preprocess_name="none",
+                             labels=None, preprocess_origin="default for models in memory")
+    _check_image_input(resolved)
+    return resolved
+
+
+def _preprocessing(preprocess) -> dict:
+    from cnnviz_cli.models.preprocessing import resolve_preprocess
+
+    if callable(preprocess):
+        name = getattr(preprocess, "__name__", type(preprocess).__name__)
+        return {"preprocess": preprocess, "preprocess_name": f"callable {name}",
+                "preprocess_origin": "given"}
+    if not isinstance(preprocess, str):
+        raise CnnvizError(f"preprocess must be a preset name or a callable, not "
+                          f"{type(preprocess).__name__}.")
+    return {"preprocess": resolve_preprocess(preprocess), "preprocess_name": preprocess.lower(),
+            "preprocess_origin": "given"}
+
+
+def _labels(labels) -> tuple[str, ...]:
+    from cnnviz_cli.models.labels import read_labels
+
+    if isinstance(labels, str | Path):
+        return read_labels(labels)
+    if isinstance(labels, Sequence) and all(isinstance(label, str) for label in labels):
+        return tuple(labels)
+    raise CnnvizError("labels must be a file or a list of class names.")

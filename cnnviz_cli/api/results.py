@@ -1,0 +1,246 @@
+"""What every technique returns: NumPy arrays and numbers that can show and save themselves."""
+
+import inspect
+import io
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from cnnviz_cli.api.session import Session, command_line, run_options
+
+
+@dataclass(frozen=True)
+class File:
+    """One file a result writes: its name under the output folder, its manifest record and how
+    to draw it (a uint8 image, a list of GIF frames or a raw array, by `kind`)."""
+
+    name: str
+    record: dict
+    render: Callable[[], Any]
+    kind: str = "png"  # png, gif or npy
+    frame_ms: int = 120
+
+
+@dataclass
+class Result:
+    """The base of every technique's result.
+
+    `items` hold the arrays (one item per image, or one for techniques without images);
+    `failures` the inputs that could not be read. A result computed with `out=` was written
+    while it was computed: its items are empty and `manifest` holds what was written.
+    """
+
+    command: ClassVar[str] = ""
+
+    items: list
+    model: dict  # the model record of the manifest
+    options: dict
+    command_line: str
+    failures: list[dict] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    out: Path | None = None
+    manifest: dict | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _files(self, item) -> Iterator[File]:
+        raise NotImplementedError
+
+    def _picture(self, item) -> np.ndarray:
+        """What `show()` draws for one item: the panel or grid the command writes."""
+        return next(self._files(item)).render()
+
+    def files(self) -> Iterator[File]:
+        """Every file `save()` writes, in order (nothing is drawn until `render()`)."""
+        for item in self.items:
+            yield from self._files(item)
+
+    def records(self) -> list[dict]:
+        """The manifest's records of the files this result writes (or wrote, with `out=`)."""
+        if self.manifest is not None:
+            return list(self.manifest["outputs"])
+        return [{"file": file.name, **file.record} for file in self.files()]
+
+    def write(self, outputs) -> None:
+        """Draw every file and hand it to an open output folder (io.outputs.Outputs)."""
+        for file in self.files():
+            picture = file.render()
+            if file.kind == "gif":
+                outputs.save_gif(file.name, picture, file.record, frame_ms=file.frame_ms)
+            elif file.kind == "npy":
+                outputs.save_npy(file.name, picture, file.record)
+            else:
+                outputs.save_png(file.name, picture, file.record)
+
+    def save(self, out: str | Path) -> Path:
+        """Write exactly what the command writes: the pictures, manifest.json and index.html."""
+        from cnnviz_cli.io.outputs import Outputs
+
+        outputs = Outputs(Path(out), self.command, self.options, self.command_line)
+        outputs.model = self.model
+        for failure in self.failures:
+            outputs.fail(failure["input"], failure["error"])
+        outputs.begin_batch(self._inputs())
+        self.write(outputs)
+        outputs.end_batch()
+        outputs.flush()
+        outputs.close()
+        outputs.metrics.update(self.metrics)
+        from cnnviz_cli.api.session import save_manifest
+
+        self.manifest = json.loads(save_manifest(outputs))
+        return outputs.root
+
+    def _inputs(self) -> list[dict]:
+        return [{"input": item.image.name, "key": item.image.key} for item in self.items
+                if getattr(item, "image", None) is not None]
+
+    def pictures(self) -> list[np.ndarray]:
+        """One picture per item, as `show()` draws them."""
+        if not self.items and self.out is not None:
+            raise _written_error(self.out)
+        return [self._picture(item) for item in self.items]
+
+    def _repr_png_(self) -> bytes | None:
+        from PIL import Image
+
+        pictures = self.pictures()
+        if not pictures:
+            return None
+        buffer = io.BytesIO()
+        Image.fromarray(stack(pictures)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    def show(self) -> None:
+        """Draw the result inline in Jupyter, else in a matplotlib window."""
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:
+            get_ipython = None
+        if get_ipython is not None and get_ipython() is not None:
+            display(self)
+            return
+        import matplotlib.pyplot as plt
+        from PIL import Image
+
+        picture = np.asarray(Image.open(io.BytesIO(self._repr_png_())))
+        plt.figure(figsize=(picture.shape[1] / 100, picture.shape[0] / 100))
+        plt.imshow(picture)
+        plt.axis("off")
+        plt.show()
+
+    def __repr__(self) -> str:
+        where = f", written to {self.out}" if self.out is not None else ""
+        failed = f", {len(self.failures)} failed" if self.failures else ""
+        return f"<{type(self).__name__}: {len(self.items)} item(s){failed}{where}>"
+
+
+def stack(pictures: list[np.ndarray]) -> np.ndarray:
+    """Pictures one under the other, padded white to the widest."""
+    from cnnviz_cli.render.colour import as_rgb
+
+    width = max(picture.shape[1] for picture in pictures)
+    return np.concatenate([
+        np.pad(as_rgb(p), ((0, 0), (0, width - p.shape[1]), (0, 0)), constant_values=255)
+        for p in pictures
+    ])
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a layer path or label."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
+
+
+def locals_of(function: Callable, scope: dict) -> dict:
+    """The arguments a function was called with, from its `locals()` at the top."""
+    names = inspect.signature(function).parameters
+    return {name: scope[name] for name in names if name in scope}
+
+
+def _written_error(out: Path) -> Exception:
+    from cnnviz_cli.errors import CnnvizError
+
+    return CnnvizError(f"This result was written to {out} as it was computed and keeps no "
+                       "pictures; open the files there, or run again without out= to keep them.")
+
+
+def image_words(images) -> list[str]:
+    """How the command line names the inputs: the path specs, else a count."""
+    if isinstance(images, str | Path):
+        return [str(images)]
+    if isinstance(images, list | tuple) and all(isinstance(i, str | Path) for i in images):
+        return [str(image) for image in images]
+    return ["<images in memory>"]
+
+
+def model_words(resolved) -> dict:
+    """The options that name the model, as the command line gives them."""
+    words = {} if resolved.source == "demo" else {"model": resolved.source}
+    if resolved.weights_file is not None:
+        words["weights"] = str(resolved.weights_file)
+    return words
+
+
+def open_session(command: str, function: Callable, arguments: dict, resolved,
+                 out: str | Path | None = None, progress: bool = False,
+                 notify: Callable[[str], None] | None = None,
+                 run_defaults: dict | None = None) -> tuple[Session, dict]:
+    """A Session for `function` called with `arguments` (its own keyword arguments and the run
+    options in `arguments["run"]`), and the run options with defaults filled in.
+
+    The manifest's options and the canonical command line come from the arguments, so the
+    shell and the API record the same run the same way.
+    """
+    defaults = {name: parameter.default
+                for name, parameter in inspect.signature(function).parameters.items()
+                if parameter.default is not inspect.Parameter.empty}
+    streams = "run" in arguments  # a technique over images, with the run-loop options
+    given = dict(arguments.pop("run", None) or {})
+    run = run_options(given, run_defaults) if streams else {}
+    images = arguments.pop("images", None)
+    technique = {k: _plain(v) for k, v in arguments.items()
+                 if k not in ("model", "out", "progress", "preprocess", "labels")}
+    options = {**technique, **{k: _plain(v) for k, v in run.items()},
+               "model": resolved.source, "out": None if out is None else str(out)}
+    if images is not None:
+        options["images"] = image_words(images)
+    words = {**technique, **model_words(resolved),
+             **{k: _plain(v) for k, v in given.items()}}
+    run_defaults = run_options({}, run_defaults) if streams else {}
+    line = command_line(command, [] if images is None else image_words(images), words,
+                        {**defaults, **run_defaults})
+    session = Session(command, resolved, options, line, None if out is None else Path(out),
+                      progress, notify)
+    return session, run
+
+
+def _plain(value):
+    """An option value as the manifest stores it (tuples as lists, paths as text)."""
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+def collect(session: Session, result_type: type, **fields) -> Result:
+    """The result of a finished session: its parts joined, or what it wrote."""
+    text = session.finish(fields.get("metrics"))
+    items = [item for part in session.parts for item in part.items]
+    return result_type(
+        items=items, model=session.model.describe(), options=session.options,
+        command_line=session.command_line, failures=list(session.failures),
+        out=None if session.outputs is None else session.outputs.root,
+        manifest=None if text is None else json.loads(text), **fields,
+    )
+
+
+def part(session: Session, result_type: type, items: list) -> Result:
+    """A part of a session's result (one batch's items), to `session.keep`."""
+    return result_type(items=items, model=session.outputs.model if session.outputs else {},
+                       options=session.options, command_line=session.command_line)

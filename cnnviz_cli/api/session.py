@@ -1,0 +1,283 @@
+"""The run loop of every technique, without Click: streamed images in, files and manifest out.
+
+A `Session` decodes images in background threads ahead of the model. With an output folder it
+writes each batch's files behind the model (atomically, in background threads), rewrites
+`manifest.json` every few seconds and, after an error or SIGINT/SIGTERM, keeps what finished.
+Without one it keeps the results in memory for the caller.
+"""
+
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextvars import ContextVar
+from pathlib import Path
+
+from cnnviz_cli.api.inputs import ImageSource, collect_inputs, input_folders, load_input
+from cnnviz_cli.errors import CnnvizError, InputError, Interrupted
+from cnnviz_cli.io import DEFAULT_MAX_PIXELS
+
+MANIFEST_INTERVAL = 2.0  # seconds between rewrites of manifest.json during a run
+RUN_OPTIONS = {  # the run-loop options every image technique takes, with their defaults
+    "size": None, "batch_size": 8, "max_pixels": DEFAULT_MAX_PIXELS, "skip_existing": False,
+    "fail_fast": False, "shard": None,
+}
+LISTENER: ContextVar[Callable[[str], None] | None] = ContextVar("cnnviz_listener", default=None)
+"""Who hears a run's messages when its caller gives no `notify` (the command line sets it)."""
+FLAGS = {"methods": "--method", "classes": "--class", "layers": "--layer", "layer": "--layer",
+         "filters": "--filter", "checkpoints": "--checkpoint", "model": "--model"}
+
+
+def run_options(given: dict, defaults: dict | None = None) -> dict:
+    """The run-loop options with defaults filled in; an unknown name is one error sentence."""
+    defaults = {**RUN_OPTIONS, **(defaults or {})}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise CnnvizError(f"Unknown option(s) {', '.join(unknown)}; run options are "
+                          f"{', '.join(defaults)}.")
+    return {**defaults, **given}
+
+
+def flag_words(name: str, value) -> list[str]:
+    """The command-line words of one option: `--name value`, repeated for sequences."""
+    flag = FLAGS.get(name, "--" + name.replace("_", "-"))
+    if value is True:
+        return [flag]
+    if isinstance(value, list | tuple) and name != "shard":
+        return [word for item in value for word in (flag, str(item))]
+    if name == "shard":
+        value = f"{value[0]}/{value[1]}"
+    return [flag, str(value)]
+
+
+def command_line(command: str, inputs: Sequence[str], options: dict, defaults: dict) -> str:
+    """The canonical command line of a run: the inputs, then every option that differs from
+    its default in a fixed order, never the output folder. The shell and the Python API record
+    the same line for the same run, so their pictures are byte-identical."""
+    words = ["cnnviz", command, *inputs]
+    for name in sorted(options):
+        value = options[name]
+        if name in ("out", "progress") or value == defaults.get(name) or value is False:
+            continue
+        if value is None or (isinstance(value, list | tuple) and not value):
+            continue
+        words += flag_words(name, value)
+    return shlex.join(words)
+
+
+def _interrupt(number: int, _frame) -> None:
+    raise Interrupted(number)
+
+
+class Session:
+    """One run of a technique over images (or none): the model, the inputs and the outputs.
+
+    Use it as a context manager. `batches()` yields lists of LoadedImage; `keep(part)` writes a
+    part of the result into the output folder, or keeps it in memory when there is none.
+    """
+
+    def __init__(self, command: str, model, options: dict, command_line: str,
+                 out: Path | None = None, progress: bool = False,
+                 notify: Callable[[str], None] | None = None):
+        self.command = command
+        self.model = model
+        self.options = options
+        self.command_line = command_line
+        self.progress_bar = progress
+        self.notify = notify or LISTENER.get() or (self._print if progress else None)
+        self.parts: list = []
+        self.failures: list[dict] = []
+        self.outputs = None
+        self.finished = False
+        self._stream = None
+        self._handlers: dict = {}
+        if out is not None:
+            self._open(Path(out))
+
+    def _open(self, out: Path) -> None:
+        from cnnviz_cli.io.outputs import Outputs
+
+        images = self.options.get("images")
+        if isinstance(images, list) and all(isinstance(spec, str) for spec in images):
+            _check_out_folder(out, images)
+        self.outputs = Outputs(out, self.command, self.options, self.command_line)
+        self.outputs.model = self.model.describe()
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self._handlers[number] = signal.signal(number, _interrupt)
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, kind, error, _traceback) -> None:
+        self.close()
+
+    @staticmethod
+    def _print(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    def warn(self, message: str) -> None:
+        """A line for the user (failures, resumed work), when anyone listens."""
+        if self.notify is not None:
+            self.notify(message)
+
+    def status(self, message: str):
+        """A spinner on a terminal while something slow happens without steps."""
+        from contextlib import nullcontext
+
+        if not self.progress_bar or not sys.stderr.isatty():
+            return nullcontext()
+        from rich.console import Console
+
+        return Console(stderr=True).status(message)
+
+    def _progress(self, items: Iterable, total: int) -> Iterator:
+        if not self.progress_bar or not sys.stderr.isatty() or total < 2:
+            yield from items
+            return
+        from rich.console import Console
+        from rich.progress import track
+
+        yield from track(items, description=self.command, total=total,
+                         console=Console(stderr=True))
+
+    def batches(self, images: ImageSource, run: dict) -> Iterator[list]:
+        """Stream the images as batches of LoadedImage, full except the last.
+
+        Decoding runs in background threads a few batches ahead. Unreadable images are recorded
+        and skipped (with fail_fast the run stops); shard and skip_existing narrow the list.
+        """
+        import warnings
+        from functools import partial
+
+        from PIL import Image
+
+        from cnnviz_cli.io.background import prefetch
+
+        # Pillow warns about images over its own limit; load_image refuses them in one line
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        items = self._selected(collect_inputs(images), run)
+        size = self.model.image_size(run["size"])
+        load = partial(load_input, channels=self.model.channels, size=size,
+                       max_pixels=run["max_pixels"])
+        batch_size = run["batch_size"]
+        self._stream = prefetch(load, items, ahead=2 * batch_size)
+        batch: list = []
+        for item, future in self._progress(self._stream, len(items)):
+            try:
+                batch.append(future.result())
+            except InputError as error:
+                self._failed(item.name, error, run["fail_fast"])
+                continue
+            if len(batch) == batch_size:
+                yield from self._hand_out(batch)
+                batch = []
+        if batch:
+            yield from self._hand_out(batch)
+
+    def _selected(self, items: list, run: dict) -> list:
+        from cnnviz_cli.io.manifests import finished_work
+
+        if run["shard"]:
+            index, count = run["shard"]
+            items = items[index - 1 :: count]
+        if run["skip_existing"]:
+            if self.outputs is None:
+                raise CnnvizError("skip_existing needs an output folder (out=) to resume in.")
+            work = finished_work(self.outputs.root, self.command, self.outputs.options)
+            wanted = {item.key for item in items}
+            done = [entry for entry in work.inputs if entry["key"] in wanted]
+            done_keys = {entry["key"] for entry in done}
+            self.outputs.carry(
+                [r for r in work.records if r["file"].split("/", 1)[0] in done_keys], done
+            )
+            items = [item for item in items if item.key not in done_keys]
+            if done:
+                self.warn(f"Skipping {len(done)} image(s) an earlier run finished.")
+        return items
+
+    def _failed(self, name: str, error: InputError, fail_fast: bool) -> None:
+        self.failures.append({"input": name, "error": str(error)})
+        if self.outputs is not None:
+            self.outputs.fail(name, str(error))
+        if fail_fast:
+            raise InputError(f"Stopped at the first bad input (--fail-fast): {name}: {error}")
+        self.warn(f"Skipped {name}: {error}")
+
+    def _hand_out(self, batch: list) -> Iterator[list]:
+        if self.outputs is not None:
+            self.outputs.begin_batch([{"input": image.name, "key": image.key}
+                                      for image in batch])
+        yield batch
+        if self.outputs is not None:
+            self.outputs.end_batch()
+            self.outputs.write_manifest(min_interval=MANIFEST_INTERVAL)
+
+    def keep(self, part) -> None:
+        """Write a part of the result (its files) into the output folder, else keep it."""
+        if self.outputs is None:
+            self.parts.append(part)
+        else:
+            part.write(self.outputs)
+
+    def finish(self, metrics: dict | None = None) -> str | None:
+        """Wait for the writers; write the manifest and report. Returns the manifest's text."""
+        if self.outputs is None:
+            self.finished = True
+            return None
+        self.outputs.end_batch()
+        self.outputs.flush()
+        self.outputs.metrics.update(metrics or {})
+        text = save_manifest(self.outputs)
+        self.finished = True
+        return text
+
+    def close(self) -> None:
+        """On any exit: stop the threads; after an error or a signal, keep what finished."""
+        for number, handler in self._handlers.items():
+            signal.signal(number, handler)
+        self._handlers = {}
+        if self._stream is not None:
+            self._stream.close()
+        if self.outputs is None:
+            return
+        self.outputs.close()
+        if self.finished:
+            return
+        if not self.outputs.changed:  # stopped before any output: leave no empty folder
+            self.outputs.remove_if_unused()
+            return
+        save_manifest(self.outputs)
+        self.warn(
+            f"Stopped early; the {len(self.outputs.records)} finished files are listed in "
+            f"{self.outputs.root}/manifest.json."
+        )
+
+
+def save_manifest(outputs) -> str:
+    """Write manifest.json and index.html of an output folder; return the manifest's text."""
+    import json
+
+    from cnnviz_cli.io.manifests import merge_manifests
+    from cnnviz_cli.io.outputs import REPORT, write_atomic
+    from cnnviz_cli.render.report import render_report
+
+    text = outputs.write_manifest()
+    page = render_report(merge_manifests([(json.loads(text), ".")]))
+    write_atomic(outputs.root / REPORT, page.encode("utf-8"))
+    return text
+
+
+def _check_out_folder(out: Path, specs: Iterable[str]) -> None:
+    """Refuse an output folder that is an input folder or inside one: outputs would become
+    inputs of later runs."""
+    target = out.resolve()
+    for folder in input_folders(specs):
+        resolved = folder.resolve()
+        if target == resolved or resolved in target.parents:
+            place = "is" if target == resolved else "is inside"
+            raise CnnvizError(
+                f"--out {out} {place} the input folder {folder}, so later runs would read the "
+                "outputs as images; choose an --out outside it."
+            )
