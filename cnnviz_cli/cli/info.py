@@ -36,9 +36,6 @@ def info(files: tuple[Path, ...], print_json: bool) -> None:
     \b
     Example:
       cnnviz cam sample_images/star.png -o out/
-      cnnviz cam sample_images/star.png -o out/
-      cnnviz cam sample_images/star.png -o out/
-      cnnviz cam sample_images/star.png -o out/
       cnnviz info out/star/cam-gradcam-star.png
     """
     from cnnviz_cli.errors import CnnvizError, InputError
