@@ -133,6 +133,10 @@ def test_the_docs_have_examples():
     with_examples = {example.id.split(":")[1] for example in HELP_EXAMPLES}
     assert with_examples == {"cnnviz", *cli.commands}, "every command's help has an example"
     assert len({example.id for example in ALL_EXAMPLES}) == len(ALL_EXAMPLES)
+    for block in BLOCKS.values():
+        texts = [example.text for example in block]
+        assert len(set(texts)) == len(texts), f"a command line repeated in {block[0].block}"
+    assert all(example.skip for example in ALL_EXAMPLES if example.skip is not None), "say why"
 
 
 # --- the inputs the examples name ------------------------------------------------------------
