@@ -1,5 +1,6 @@
 """Batch runs: streaming, background writes, resume, fail-fast, shards, interrupts, the report."""
 
+import contextlib
 import json
 import os
 import signal
@@ -17,16 +18,32 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cnnviz_cli.cli.common import Run, image_options, output_options
+from cnnviz_cli.api.session import Session
+from cnnviz_cli.cli.common import RUN_KEYS, image_options, output_options
 
 
 class FixedSize:
-    """The two things `Run.image_batches` asks of a resolved model."""
+    """What `Session` asks of a resolved model."""
 
     channels = 3
 
     def image_size(self, size):
         return (8, 8)
+
+    def describe(self):
+        return {"source": "fixed"}
+
+
+@contextlib.contextmanager
+def session_of(options: dict):
+    """A Session over the command's images and run options; exit 1 when inputs failed."""
+    run = {key: options[key] for key in RUN_KEYS if key in options}
+    kept = {"images": list(options["images"]), **run}
+    with Session("probe", FixedSize(), kept, "cnnviz probe", options["out"]) as session:
+        yield session, (lambda: session.batches(options["images"], {"size": None, **run}))
+        session.finish()
+    if session.failures:
+        raise click.exceptions.Exit(1)
 
 
 @click.command()
@@ -35,13 +52,12 @@ class FixedSize:
 @click.pass_context
 def probe(ctx: click.Context, **options) -> None:
     """Records the batches a command sees (and writes one small file per image)."""
-    run = Run(ctx)
-    for batch in run.image_batches(FixedSize()):
-        ctx.obj["batches"].append([image.key for image in batch])
-        for image in batch:
-            run.outputs.save_png(f"{image.key}/probe.png", image.resized,
-                                 {"input": str(image.path)})
-    run.finish()
+    with session_of(options) as (session, batches):
+        for batch in batches():
+            ctx.obj["batches"].append([image.key for image in batch])
+            for image in batch:
+                session.outputs.save_png(f"{image.key}/probe.png", image.resized,
+                                         {"input": image.name})
 
 
 def run_probe(*args, expect: int = 0) -> list[list[str]]:
@@ -95,11 +111,10 @@ def test_stream_keeps_order_and_full_batches_with_bounded_read_ahead(tmp_path, m
     @output_options
     @click.pass_context
     def watch(ctx, **options):
-        run = Run(ctx)
-        for batch in run.image_batches(FixedSize()):
-            consumed_at_batch.append(len(decoded) - sum(map(len, seen)) - len(batch))
-            seen.append([image.key for image in batch])
-        run.finish()
+        with session_of(options) as (_session, batches):
+            for batch in batches():
+                consumed_at_batch.append(len(decoded) - sum(map(len, seen)) - len(batch))
+                seen.append([image.key for image in batch])
 
     result = CliRunner().invoke(watch, [str(tmp_path / "in"), "--batch-size", "4", "-q", "-o",
                                         str(tmp_path / "out")], obj={})

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnviz_cli.cli.gates import Gate, evaluate_gates
+from cnnviz_cli.api.gates import Gate, evaluate_gates
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.io.targets import read_targets
 from cnnviz_cli.techniques.agreement import correlation, region_energy, top_region_iou

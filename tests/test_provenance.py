@@ -39,12 +39,14 @@ def cam_run(sample_dir, small_model_file, tmp_path_factory):
 
 def test_info_shows_version_command_line_and_model_hash(cam_run, small_model_file):
     args, out = cam_run
-    assert args[-2:] == ["-o", str(out)]
-    args = args[:-2]  # the command line leaves the output folder out
+    # the canonical command line: inputs, then the options given in name order, never -o
+    line = shlex.join(["cnnviz", "cam", args[2], "--class", "1", "--layer", "conv", "--method",
+                       "smoothgrad", "--method", "saliency", "--model", str(small_model_file),
+                       "--preprocess", "unit", "--samples", "4", "--seed", "5"])
     overlay = out / "star/cam-smoothgrad-class_1.png"
     fields = json.loads(info(overlay, "--json").stdout)[0]
     assert fields["version"] == __version__
-    assert fields["command_line"] == shlex.join(["cnnviz", *args])
+    assert fields["command_line"] == line
     assert fields["model"]["source"] == str(small_model_file)
     assert fields["model"]["sha256"] == sha256(small_model_file)
     assert (fields["layer"], fields["method"], fields["target"], fields["seed"]) == (
@@ -52,7 +54,7 @@ def test_info_shows_version_command_line_and_model_hash(cam_run, small_model_fil
     assert fields["record"]["method"] == "smoothgrad" and fields["file"] == str(overlay)
     readable = info(overlay).stdout
     for caption, value in (("version", __version__), ("model sha256", sha256(small_model_file)),
-                           ("command line", shlex.join(["cnnviz", *args]))):
+                           ("command line", line)):
         assert f"  {caption}" in readable and value in readable
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"] == fields["model"]  # the manifest's names, numbers as numbers
@@ -61,11 +63,15 @@ def test_info_shows_version_command_line_and_model_hash(cam_run, small_model_fil
 
 
 def test_command_line_leaves_out_only_the_output_folder():
-    from cnnviz_cli.cli.common import command_line
+    from cnnviz_cli.api.session import command_line
 
-    arguments = ["-q", "cam", "a b.png", "-o", "x", "--out", "y", "--out=z", "-ow", "--output",
-                 "1", "--", "-o"]
-    assert command_line(arguments) == "cnnviz -q cam 'a b.png' --output 1 -- -o"
+    options = {"methods": ["gradcam", "scorecam"], "top_k": 2, "seed": 0, "out": "x",
+               "metrics": False, "save_npy": True, "shard": (2, 3)}
+    defaults = {"methods": ("gradcam",), "top_k": None, "seed": 0, "metrics": False,
+                "save_npy": False, "shard": None}
+    assert command_line("cam", ["a b.png"], options, defaults) == (
+        "cnnviz cam 'a b.png' --method gradcam --method scorecam --save-npy --shard 2/3 "
+        "--top-k 2")
 
 
 def test_every_png_of_a_run_carries_provenance(cam_run):

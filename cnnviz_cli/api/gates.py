@@ -109,7 +109,7 @@ def parse_gate(spec, option: str) -> tuple[str, float]:
     except ValueError:
         threshold = math.nan
     if not math.isfinite(threshold):
-        raise CnnvizError(f"{flag} expects METRIC=NUMBER such as {name}=0.5, got {text!r}.")
+        raise CnnvizError(f"{flag}: expected METRIC=NUMBER such as {name}=0.5, got {text!r}.")
     if GATE_METRICS[name].higher_is_better != under:
         better, other = ("lower", "over") if under else ("higher", "under")
         each = "-each" if option.endswith("each") else ""

@@ -185,6 +185,8 @@ def model_words(resolved) -> dict:
     words = {} if resolved.source == "demo" else {"model": resolved.source}
     if resolved.weights_file is not None:
         words["weights"] = str(resolved.weights_file)
+    if resolved.preprocess_origin in ("--preprocess", "given"):
+        words["preprocess"] = resolved.preprocess_name
     return words
 
 
