@@ -82,7 +82,8 @@ class Result:
         """Write exactly what the command writes: the pictures, manifest.json and index.html."""
         from cnnviz_cli.io.outputs import Outputs
 
-        outputs = Outputs(Path(out), self.command, self.options, self.command_line)
+        options = {**self.options, "out": str(out)}
+        outputs = Outputs(Path(out), self.command, options, self.command_line)
         outputs.model = self.model
         for failure in self.failures:
             outputs.fail(failure["input"], failure["error"])
