@@ -162,3 +162,6 @@ def test_a_result_written_while_computed_keeps_no_pictures(sample_dir, tmp_path)
     assert len(result) == 0 and len(result.records()) == 2 * 3
     with pytest.raises(CnnvizError, match="keeps no pictures"):
         result.pictures()
+    assert result._repr_png_() is None  # Jupyter falls back to the text repr
+    kernels = cnnviz_cli.filters("demo", out=tmp_path / "filters")
+    assert kernels.kernels.shape[0] == len(kernels.records()[0]["filters"])

@@ -142,7 +142,7 @@ def filters(
                                        safe_mode=not unsafe_deserialization)
         shown = [select_kernels(kernel_tensor(one), indices, selected) for one in layers]
         item = FiltersItem(info.path, list(kernel.shape), shown, arguments["checkpoints"])
-        session.keep(part(session, FiltersResult, [item]))
+        session.keep(part(session, FiltersResult, [item]), retain=True)
         return collect(session, FiltersResult)
 
 

@@ -167,7 +167,7 @@ def maximize(
                 result = maximize_filters(resolved.model, info.path, resolved.preprocess,
                                           targets, shape, config)
             item = MaximizeItem(info.path, targets, [str(i) for i in targets], result)
-        session.keep(part(session, MaximizeResult, [item]))
+        session.keep(part(session, MaximizeResult, [item]), retain=True)
         return collect(session, MaximizeResult)
 
 

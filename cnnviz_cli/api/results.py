@@ -111,9 +111,9 @@ class Result:
     def _repr_png_(self) -> bytes | None:
         from PIL import Image
 
-        pictures = self.pictures()
-        if not pictures:
+        if not self.items:  # nothing kept (written with out=): Jupyter shows the repr
             return None
+        pictures = self.pictures()
         buffer = io.BytesIO()
         Image.fromarray(stack(pictures)).save(buffer, format="PNG")
         return buffer.getvalue()

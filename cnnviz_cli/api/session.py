@@ -214,12 +214,13 @@ class Session:
             self.outputs.end_batch()
             self.outputs.write_manifest(min_interval=MANIFEST_INTERVAL)
 
-    def keep(self, part) -> None:
-        """Write a part of the result (its files) into the output folder, else keep it."""
-        if self.outputs is None:
-            self.parts.append(part)
-        else:
+    def keep(self, part, retain: bool = False) -> None:
+        """Write a part of the result (its files) into the output folder, else keep it; with
+        `retain` (results that do not grow with the inputs) keep it in both cases."""
+        if self.outputs is not None:
             part.write(self.outputs)
+        if self.outputs is None or retain:
+            self.parts.append(part)
 
     def finish(self, metrics: dict | None = None) -> str | None:
         """Wait for the writers; write the manifest and report. Returns the manifest's text."""
