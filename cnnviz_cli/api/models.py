@@ -14,6 +14,9 @@ def load_model(
     preprocess: str | Callable | None = None,
     labels: str | Path | Sequence[str] | None = None,
     unsafe_deserialization: bool = False,
+    device: str = "auto",
+    gpu_memory: int | None = None,
+    precision: str = "float32",
 ):
     """Resolve a model once, to pass to any technique (or let each technique do it).
 
@@ -29,6 +32,12 @@ def load_model(
             through it). Default: the model's own; `none` for files and models in memory.
         labels: class names, as a list or a file (text, one a line, or JSON).
         unsafe_deserialization: allow model files whose Lambda layers run code when loaded.
+        device: `auto` (the first GPU when TensorFlow sees one, else the CPU), `cpu`, `gpu` or
+            `gpu:N`. Devices are fixed at TensorFlow's first operation: choose them in the first
+            call of a process.
+        gpu_memory: cap the GPU memory TensorFlow takes, in MB (default: grow on demand).
+        precision: `float32`, or `mixed`: the model computes in float16/bfloat16 on a GPU while
+            scores, gradients and maps stay float32.
 
     Returns:
         A ResolvedModel: the Keras model, its preprocessing, labels and input size.
@@ -36,26 +45,37 @@ def load_model(
     Raises:
         CnnvizError: with the one-sentence message the command line prints.
     """
+    from cnnviz_cli.device import configure, with_precision
     from cnnviz_cli.models.resolve import ModelRequest, ResolvedModel, resolve_model
 
     model = "demo" if model is None else model
     if isinstance(model, ResolvedModel):
-        if weights is not None or unsafe_deserialization:
-            raise CnnvizError("weights and unsafe_deserialization apply when a model is loaded; "
-                              "this one is loaded already.")
-        resolved = replace(model)
-    elif isinstance(model, str | Path):
+        loading = (weights, unsafe_deserialization, device, gpu_memory, precision)
+        if loading != (None, False, "auto", None, "float32"):
+            raise CnnvizError("weights, unsafe_deserialization, device, gpu_memory and precision "
+                              "apply when a model is loaded; this one is loaded already.")
+        return replace(model, **_feeding(preprocess, labels))
+    runtime = configure(device, gpu_memory, precision)  # before TensorFlow's first operation
+    if isinstance(model, str | Path):
         resolved = resolve_model(ModelRequest(
             model=str(model), weights=None if weights is None else str(weights),
             unsafe_deserialization=unsafe_deserialization,
         ))
     else:
         resolved = _in_memory(model, weights)
-    if preprocess is not None:
-        resolved = replace(resolved, **_preprocessing(preprocess))
-    if labels is not None:
-        resolved = replace(resolved, labels=_labels(labels))
+    resolved = replace(resolved, model=with_precision(resolved.model, runtime.precision),
+                       runtime=runtime, **_feeding(preprocess, labels))
     return resolved
+
+
+def _feeding(preprocess, labels) -> dict:
+    """The ResolvedModel fields that the preprocess and labels arguments replace."""
+    fields = {}
+    if preprocess is not None:
+        fields.update(_preprocessing(preprocess))
+    if labels is not None:
+        fields["labels"] = _labels(labels)
+    return fields
 
 
 def _in_memory(model, weights):

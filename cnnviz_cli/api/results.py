@@ -188,6 +188,8 @@ def model_words(resolved) -> dict:
         words["weights"] = str(resolved.weights_file)
     if resolved.preprocess_origin in ("--preprocess", "given"):
         words["preprocess"] = resolved.preprocess_name
+    if resolved.runtime is not None:
+        words.update(resolved.runtime.words())
     return words
 
 

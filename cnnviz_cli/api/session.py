@@ -103,15 +103,22 @@ class Session:
             _check_out_folder(out, images)
         self.outputs = Outputs(out, self.command, self.options, self.command_line)
         self.outputs.model = self.model.describe()
+        if self.model.runtime is not None:
+            self.outputs.runtime = self.model.runtime.describe()
         if threading.current_thread() is threading.main_thread():
             for number in (signal.SIGINT, signal.SIGTERM):
                 self._handlers[number] = signal.signal(number, _interrupt)
 
     def __enter__(self) -> "Session":
+        self._placement = placement(self.model.runtime)
+        self._placement.__enter__()
         return self
 
     def __exit__(self, kind, error, _traceback) -> None:
-        self.close()
+        try:
+            self.close()
+        finally:
+            self._placement.__exit__(None, None, None)
 
     @staticmethod
     def _print(message: str) -> None:
@@ -254,6 +261,17 @@ class Session:
             f"Stopped early; the {len(self.outputs.records)} finished files are listed in "
             f"{self.outputs.root}/manifest.json."
         )
+
+
+def placement(runtime):
+    """A context that places TensorFlow's work on the run's device (none chosen: as it is)."""
+    if runtime is None:
+        from contextlib import nullcontext
+
+        return nullcontext()
+    import tensorflow as tf
+
+    return tf.device(runtime.device)
 
 
 def save_manifest(outputs) -> str:

@@ -4,10 +4,10 @@ import click
 
 from cnnviz_cli.cli.common import (
     CnnvizCommand,
+    computing_model_options,
     finish,
     image_options,
     load_model,
-    model_options,
     output_options,
     run_settings,
 )
@@ -15,7 +15,7 @@ from cnnviz_cli.cli.common import (
 
 @click.command(cls=CnnvizCommand)
 @image_options
-@model_options
+@computing_model_options
 @click.option(
     "-l", "--layer", "layer_specs", multiple=True, metavar="LAYER",
     help="Layer name, nested path (base/conv1), negative index, `all` (every feature map) or "

@@ -5,11 +5,11 @@ import click
 from cnnviz_cli.cli.common import (
     CnnvizCommand,
     OnlyWhen,
+    computing_model_options,
     finish,
     image_options,
     load_model,
     mentions,
-    model_options,
     output_options,
     quiet,
     run_settings,
@@ -40,7 +40,7 @@ RULES = [
 
 @click.command(cls=CnnvizCommand, rules=RULES, context_settings={"default_map": {"batch_size": 16}})
 @image_options
-@model_options
+@computing_model_options
 @click.option("--method", "method_specs", multiple=True, metavar="METHOD",
               help=f"{METHOD_NAMES}, or all; repeatable or a comma list [default: gradcam].")
 @click.option("--class", "class_specs", multiple=True, metavar="INDEX|LABEL",

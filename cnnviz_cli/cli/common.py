@@ -170,6 +170,27 @@ model_options = compose(
     ),
 )
 
+device_options = compose(
+    click.option(
+        "--device", default="auto", show_default=True, metavar="auto|cpu|gpu|gpu:N",
+        help="Where to compute: auto = the first GPU TensorFlow sees, else the CPU.",
+    ),
+    click.option(
+        "--gpu-memory", type=click.IntRange(min=1), metavar="MB",
+        help="Cap the GPU memory this run takes [default: grow on demand, so a training job "
+        "can share the GPU].",
+    ),
+)
+
+precision_option = click.option(
+    "--precision", type=click.Choice(["float32", "mixed"]), default="float32", show_default=True,
+    help="mixed: the model computes in float16/bfloat16 (GPU only); scores, gradients and maps "
+    "stay float32.",
+)
+
+computing_model_options = compose(model_options, device_options, precision_option)
+"""The model options of a command that runs the model: which model, where, in what precision."""
+
 output_options = compose(
     click.option(
         "-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -221,7 +242,9 @@ def load_model(options: dict):
 
     return load(options["model"], weights=options.get("weights"),
                 preprocess=options.get("preprocess"), labels=options.get("labels"),
-                unsafe_deserialization=options.get("unsafe_deserialization", False))
+                unsafe_deserialization=options.get("unsafe_deserialization", False),
+                device=options["device"], gpu_memory=options["gpu_memory"],
+                precision=options.get("precision", "float32"))
 
 
 def quiet(ctx: click.Context) -> bool:

@@ -4,10 +4,10 @@ import click
 
 from cnnviz_cli.cli.common import (
     CnnvizCommand,
+    computing_model_options,
     finish,
     image_options,
     load_model,
-    model_options,
     output_options,
     run_settings,
 )
@@ -15,7 +15,7 @@ from cnnviz_cli.cli.common import (
 
 @click.command(cls=CnnvizCommand)
 @image_options
-@model_options
+@computing_model_options
 @click.option("-l", "--layer", "layer_specs", multiple=True, metavar="LAYER[:CHANNEL][:WEIGHT]",
               help="A layer to amplify, optionally one channel (an integer) and a weight (with a "
               "decimal point): block3_conv2, block3_conv2:7, block4_conv:1.5, or `auto` (the "

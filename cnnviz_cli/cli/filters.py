@@ -6,6 +6,7 @@ import click
 
 from cnnviz_cli.cli.common import (
     CnnvizCommand,
+    device_options,
     finish,
     load_model,
     model_options,
@@ -16,6 +17,7 @@ from cnnviz_cli.cli.common import (
 
 @click.command(cls=CnnvizCommand)
 @model_options
+@device_options
 @click.option("-l", "--layer", "layer_spec", default="auto", show_default=True, metavar="LAYER",
               help="A Conv2D, DepthwiseConv2D or SeparableConv2D layer; auto = the first "
               "convolution.")

@@ -5,10 +5,10 @@ import click
 from cnnviz_cli.cli.common import (
     CnnvizCommand,
     OnlyWhen,
+    computing_model_options,
     filter_option,
     finish,
     load_model,
-    model_options,
     output_options,
     run_settings,
 )
@@ -18,7 +18,7 @@ FILTER_OPTIONS = OnlyWhen(("layer_spec", "filter_spec"), "without --class (which
 
 
 @click.command(cls=CnnvizCommand, rules=[FILTER_OPTIONS])
-@model_options
+@computing_model_options
 @click.option("-l", "--layer", "layer_spec", default="auto", show_default=True, metavar="LAYER",
               help="Layer whose filters to maximise; auto = the deepest feature map.")
 @filter_option("Filters to maximise [default: the first 16].")

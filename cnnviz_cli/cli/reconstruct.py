@@ -5,11 +5,11 @@ import click
 from cnnviz_cli.cli.common import (
     CnnvizCommand,
     OnlyWhen,
+    computing_model_options,
     filter_option,
     finish,
     image_options,
     load_model,
-    model_options,
     output_options,
     run_settings,
 )
@@ -26,7 +26,7 @@ RULES = [
 
 @click.command(cls=CnnvizCommand, rules=RULES)
 @image_options
-@model_options
+@computing_model_options
 @click.option("--method", type=click.Choice(["guided", "deconvnet", "inversion"]),
               default="guided", show_default=True,
               help="guided backprop or deconvnet projections of single activations, or feature "

@@ -98,6 +98,7 @@ class Outputs:
         self.command_line = command_line or f"cnnviz {command}"  # without -o/--out
         self.options = options
         self.model: dict | None = None
+        self.runtime: dict | None = None  # the device and TensorFlow that computed the run
         self.failures: list[dict] = []
         self.metrics: dict = {}  # named tables (lists of row dicts) shown in the report
         self.changed = False  # True once this run saved a file or recorded a failure
@@ -283,6 +284,7 @@ class Outputs:
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "options": self.options,
             "model": self.model,
+            "runtime": self.runtime,
             "outputs": self.records,
             "inputs": self.inputs,
             "failures": list(self.failures),

@@ -91,7 +91,13 @@ def build_extractor(
     missing = wanted - taps.keys()
     if missing:
         raise ValueError(f"Layers not reached while rebuilding the model: {sorted(missing)}.")
-    return keras.Model(inputs, [taps[path] for path in layer_paths] + outputs)
+    return keras.Model(inputs, [taps[path] for path in layer_paths]
+                       + [as_float32(output) for output in outputs])
+
+
+def as_float32(tensor):
+    """A tensor in float32 (models computing in mixed precision return float16/bfloat16)."""
+    return tensor if tensor.dtype == "float32" else keras.ops.cast(tensor, "float32")
 
 
 def _reaches_inside(path: str, wanted: set[str], submodel: keras.Model, heads: dict) -> bool:
@@ -105,7 +111,7 @@ def _recording(function, path: str, wanted: set[str], taps: dict):
 
     def call(*args, **kwargs):
         output = function(*args, **kwargs)
-        taps[path] = output
-        return output
+        taps[path] = as_float32(output)  # feature maps and their gradients stay float32
+        return output if taps[path] is output else keras.ops.cast(taps[path], output.dtype)
 
     return call

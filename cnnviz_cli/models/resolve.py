@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from cnnviz_cli.device import Runtime
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.io.provenance import file_sha256
 from cnnviz_cli.models.labels import imagenet_labels, read_labels
@@ -58,6 +59,7 @@ class ResolvedModel:
     file: Path | None = None  # the model file it was loaded from
     weights_file: Path | None = None  # a weights file loaded into it
     preprocess_origin: str = "default"  # why this preprocessing, for the summary line
+    runtime: Runtime | None = None  # where it computes (cnnviz_cli.device.configure)
 
     @property
     def input_shape(self) -> tuple:
@@ -136,6 +138,7 @@ class ResolvedModel:
             "input_shape": list(self.input_shape),
             "default_size": list(self.image_size()),
             "num_labels": None if self.labels is None else len(self.labels),
+            "precision": "float32" if self.runtime is None else self.runtime.precision,
             **self.details,
         }
 
