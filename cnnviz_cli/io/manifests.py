@@ -122,7 +122,8 @@ def _rebased(manifest: dict, folder: str) -> dict:
         return posixpath.normpath(posixpath.join(folder, path))
 
     if "runs" not in manifest:
-        run = {name: manifest.get(name) for name in ("command", "created", "options", "model")}
+        run = {name: manifest.get(name)
+               for name in ("command", "created", "options", "model", "runtime")}
         manifest = {
             "runs": [{"folder": ".", **run, "metrics": manifest.get("metrics") or {}}],
             **{
