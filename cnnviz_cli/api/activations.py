@@ -108,8 +108,9 @@ def activations(
     arguments = {**locals_of(activations, locals()), "layers": tuple(layers)}
     session, run = open_session("activations", activations, arguments, resolved, out, progress)
     with session:
-        chosen = resolve_feature_maps(resolved.model, tuple(layers))
         height, width = resolved.image_size(run["size"])
+        chosen = resolve_feature_maps(resolved.model, tuple(layers), "activations",
+                                      (height, width))
         extractor = ActivationExtractor(resolved.model, [info.path for info in chosen],
                                         (height, width, resolved.channels))
         for batch in session.batches(images, run):

@@ -184,9 +184,9 @@ def cam(
     session, run = open_session("cam", cam, arguments, resolved, out, progress,
                                 run_defaults={"batch_size": 16})
     with session:
-        info = (last_feature_map(resolved.model) if layer == "auto"
-                else find_feature_map(resolved.model, layer))
         height, width = resolved.image_size(run["size"])
+        info = (last_feature_map(resolved.model, (height, width)) if layer == "auto"
+                else find_feature_map(resolved.model, layer))
         explainer = CamExplainer(resolved.model, info.path, (height, width, resolved.channels),
                                  output)
         wanted = Targets(tuple(resolved.class_index(spec, explainer.num_classes)
