@@ -162,7 +162,7 @@ SIZE, CHANNELS, FILTERS_COUNT, CLASSES = 6, 3, 3, 2
 
 @pytest.fixture(scope="module")
 def residual_model(keras):
-    """input 6x6x3 -> conv a (3, ReLU) -> conv b (3, linear) -> a + b -> GAP -> Dense(2, softmax)."""
+    """input 6x6x3 -> conv a (3, ReLU) -> conv b (3) -> a + b -> GAP -> Dense(2, softmax)."""
     inputs = keras.Input((SIZE, SIZE, CHANNELS))
     a = keras.layers.Conv2D(FILTERS_COUNT, 3, padding="same", activation="relu", name="a")(inputs)
     b = keras.layers.Conv2D(FILTERS_COUNT, 3, padding="same", name="b")(a)

@@ -107,13 +107,13 @@ def dream(
 
     from cnnviz_cli.api.models import load_model
     from cnnviz_cli.io.images import resize
-    from cnnviz_cli.models.layers import default_layers, find_feature_map
+    from cnnviz_cli.models.layers import auto_layers, find_feature_map
     from cnnviz_cli.render.colour import to_uint8
     from cnnviz_cli.techniques.dream import DreamConfig, Dreamer, DreamLayer
 
     resolved = load_model(model, preprocess=preprocess, labels=labels)
     specs = list(layers) or ["auto"]
-    auto = default_layers(resolved.model, resolved.image_size())["dream"][0].path
+    auto = auto_layers(resolved.model, "dream", resolved.image_size())[0].path
     terms = [DreamLayer.parse(auto if spec == "auto" else spec) for spec in specs]
     terms = [replace(term, path=find_feature_map(resolved.model, term.path).path)
              for term in terms]

@@ -128,8 +128,11 @@ def filters(
                  "channel": str(channel)}
     session, _ = open_session("filters", filters, arguments, resolved, out, progress)
     with session:
-        info = (default_layers(resolved.model, resolved.image_size())["filters"][0]
-                if layer == "auto" else find_layer(resolved.model, layer))
+        if layer != "auto":
+            info = find_layer(resolved.model, layer)
+        else:  # without a convolution, the last layer: kernel_tensor says what is wrong
+            first = default_layers(resolved.model, resolved.image_size())["filters"]
+            info = first[0] if first else find_layer(resolved.model, "-1")
         selected = None if str(channel) == "mean" else _channel(channel)
         kernel = kernel_tensor(info.layer)
         indices = filter_order(kernel, order, max_filters)

@@ -29,11 +29,11 @@ def layers(ctx: click.Context, model_arg: str | None, print_json: bool, **option
     Example:
       cnnviz layers mobilenet_v2 --weights none
     """
+    import keras
+
     from cnnviz_cli.errors import CnnvizError
     from cnnviz_cli.models.layers import default_layers, feature_map_layers, iter_layers
     from cnnviz_cli.models.resolve import ModelRequest, resolve_model
-
-    import keras
 
     if model_arg is not None and ctx.get_parameter_source("model") != ParameterSource.DEFAULT:
         raise CnnvizError(

@@ -181,18 +181,26 @@ def default_layers(model: keras.Model, size: tuple[int, int] | None = None
     are pooled away (after the last residual sum of blocks that end in one; for VGG
     `block5_conv3`, 14x14, rather than its 7x7 `block5_pool`). activations and reconstruct:
     four stage outputs (convolutions for reconstruct) spread from shallow to deep. dream: the
-    stage output before the last. filters: the first convolution.
+    stage output before the last. filters: the first convolution. A list is empty when the
+    model has no such layer.
     """
     stages = stage_outputs(model, size)
-    if not stages:
-        raise CnnvizError("The model has no layer with a feature-map output larger than 1x1 to "
-                          "visualise.")
     convolutions = stage_outputs(model, size, convolutions_only=True) or stages
     first_convolution = next((info for info in feature_map_layers(model, size)
-                              if isinstance(info.layer, CONV_TYPES)), stages[0])
+                              if isinstance(info.layer, CONV_TYPES)), None)
     return {"cam": stages[-1:], "maximize": stages[-1:], "dream": stages[-2:-1] or stages[-1:],
             "activations": _spread(stages, SPREAD), "reconstruct": _spread(convolutions, SPREAD),
-            "filters": [first_convolution]}
+            "filters": [first_convolution] if first_convolution else []}
+
+
+def auto_layers(model: keras.Model, command: str, size: tuple[int, int] | None = None
+                ) -> list[LayerInfo]:
+    """`default_layers(model, size)[command]`, or an error when the model has none."""
+    chosen = default_layers(model, size)[command]
+    if not chosen:
+        raise CnnvizError("The model has no layer with a 4-D feature-map output larger than 1x1 "
+                          "to visualise.")
+    return chosen
 
 
 def _spread(layers: list[LayerInfo], count: int) -> list[LayerInfo]:
@@ -217,7 +225,7 @@ def find_feature_map(model: keras.Model, spec: str) -> LayerInfo:
 
 def last_feature_map(model: keras.Model, size: tuple[int, int] | None = None) -> LayerInfo:
     """The layer `cam -l auto` explains: the deepest map before spatial pooling."""
-    return default_layers(model, size)["cam"][0]
+    return auto_layers(model, "cam", size)[0]
 
 
 def resolve_feature_maps(model: keras.Model, specs: tuple[str, ...], command: str,
@@ -229,7 +237,7 @@ def resolve_feature_maps(model: keras.Model, specs: tuple[str, ...], command: st
         if spec == "all":
             layers += feature_map_layers(model, size)
         elif spec == "auto":
-            layers += default_layers(model, size)[command]
+            layers += auto_layers(model, command, size)
         else:
             layers.append(find_feature_map(model, spec))
     return list({info.path: info for info in layers}.values())
