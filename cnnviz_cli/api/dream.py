@@ -87,7 +87,7 @@ def dream(
         model: a name, a model file, a keras.Model or a `load_model` result.
         images: paths, folders, globs, PIL images or uint8 arrays (or a list of these).
         layers: specs `LAYER[:CHANNEL][:WEIGHT]` such as `block3_conv2:7` or `block4_conv:1.5`
-            `auto` = the last convolution but one (the default).
+            `auto` = the output of the stage before the last (the default).
         octaves, octave_scale: scales to dream at, and the size ratio between them.
         steps, step_size: gradient steps per octave and the step of a normalised gradient.
         tile: gradients are computed tile by tile, so memory stays that of one tile.

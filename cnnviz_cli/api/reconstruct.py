@@ -112,8 +112,8 @@ def reconstruct(
         images: paths, folders, globs, PIL images or uint8 arrays (or a list of these).
         method: `guided` (guided backprop) or `deconvnet` projections of single activations, or
             `inversion` (an image optimised to have the input's features at each layer).
-        layers: feature-map layers, `all`, or `auto` (four convolutions from shallow to deep,
-            the default).
+        layers: feature-map layers, `all`, or `auto` (the last convolution of four stages from
+            shallow to deep, the default).
         top_channels: projections: how many channels, those of strongest activation.
         filters: projections: these channels instead (`3`, `0-15`, `1,5,9`, a list).
         extent: projections: each channel's whole `map`, or its strongest `unit` only (drawn

@@ -150,12 +150,6 @@ def _shapes_at(model: keras.Model, size: tuple[int, int]) -> dict[str, tuple]:
     return shapes
 
 
-def convolution_layers(model: keras.Model, size: tuple[int, int] | None = None
-                       ) -> list[LayerInfo]:
-    """The feature-map candidates that are convolutions (no pooling or normalisation layers)."""
-    return [info for info in feature_map_layers(model, size) if isinstance(info.layer, CONV_TYPES)]
-
-
 def stage_outputs(model: keras.Model, size: tuple[int, int] | None = None,
                   convolutions_only: bool = False) -> list[LayerInfo]:
     """The last feature map (or convolution) of each spatial resolution, shallow to deep.
