@@ -133,7 +133,7 @@ def _shapes_at(model: keras.Model, size: tuple[int, int]) -> dict[str, tuple]:
             else:
                 output = operation.compute_output_spec(*args, **kwargs)
             if hasattr(output, "shape"):
-                shapes[path] = tuple(output.shape)
+                shapes[path] = (None, *output.shape[1:])
             return output
 
         return call
