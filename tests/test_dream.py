@@ -101,9 +101,11 @@ def shape_photo():
 def test_dream_raises_its_objective_and_repeats_bytes(demo_resolved, shape_photo):
     """The default layer's channel of median strength on the photo, as a user would pick one."""
     from cnnviz_cli.models.extract import build_extractor
-    from cnnviz_cli.techniques.dream import DreamConfig, Dreamer, DreamLayer, default_layer
+    from cnnviz_cli.models.layers import default_layers
+    from cnnviz_cli.techniques.dream import DreamConfig, Dreamer, DreamLayer
 
-    model, layer = demo_resolved.model, default_layer(demo_resolved.model)
+    model = demo_resolved.model
+    layer = default_layers(model)["dream"][0].path
     maps = build_extractor(model, [layer])(demo_resolved.prepare(shape_photo[None]))[0]
     strength = np.mean(np.square(maps[0]), axis=(0, 1))
     channel = int(np.argsort(strength)[len(strength) // 2])

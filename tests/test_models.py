@@ -9,10 +9,10 @@ from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.models.extract import build_extractor, ends_in_softmax
 from cnnviz_cli.models.labels import imagenet_labels, read_labels
 from cnnviz_cli.models.layers import (
+    default_layers,
     find_feature_map,
     find_layer,
     last_feature_map,
-    spread_feature_maps,
 )
 from cnnviz_cli.models.preprocessing import resolve_preprocess
 from cnnviz_cli.models.resolve import ModelRequest, resolve_model
@@ -131,7 +131,7 @@ def test_layer_lookup_nested(nested_model):
         find_layer(nested_model, "backbone/conv3")
     with pytest.raises(CnnvizError, match="not a .* feature map"):
         find_feature_map(nested_model, "logits")
-    assert [i.path for i in spread_feature_maps(nested_model, 2)] == [
+    assert [i.path for i in default_layers(nested_model)["activations"]] == [
         "backbone/conv1", "backbone/conv2"]
 
 

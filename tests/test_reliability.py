@@ -87,7 +87,7 @@ def files_under(folder: Path) -> set[str]:
 BAD_MODELS = {
     "junk.keras": {"*": r"junk\.keras is not a Keras model file: a \.keras file is a zip"},
     "weights-only.h5": {"*": r"weights-only\.h5 holds only weights, not a model"},
-    "dense.keras": {"*": "no layer with a 4-D feature-map output", "dream": "no convolution layer",
+    "dense.keras": {"*": "no layer with a 4-D feature-map output",
                     "filters": "'dense' is a Dense, not a Conv2D"},
     "vector.keras": {"*": r"takes input \[\(None, 10\)\].*needs an image model"},
 }

@@ -86,7 +86,7 @@ def activations(
         model: a name, a model file, a keras.Model or a `load_model` result.
         images: paths, folders, globs, PIL images or uint8 arrays (or a list of these).
         layers: layer names, nested paths (base/conv1), negative indices, `all` or `auto`
-            [default: four feature-map layers spread from shallow to deep].
+            [default: the outputs of four stages spread from shallow to deep].
         max_channels: feature maps drawn per grid (strongest first with order="mean").
         order: `mean` (strongest mean activation first) or `index`.
         scale: `shared` (one colour scale per grid) or `each` (one per feature map).
@@ -108,8 +108,9 @@ def activations(
     arguments = {**locals_of(activations, locals()), "layers": tuple(layers)}
     session, run = open_session("activations", activations, arguments, resolved, out, progress)
     with session:
-        chosen = resolve_feature_maps(resolved.model, tuple(layers))
         height, width = resolved.image_size(run["size"])
+        chosen = resolve_feature_maps(resolved.model, tuple(layers), "activations",
+                                      (height, width))
         extractor = ActivationExtractor(resolved.model, [info.path for info in chosen],
                                         (height, width, resolved.channels))
         for batch in session.batches(images, run):

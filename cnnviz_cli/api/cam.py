@@ -149,7 +149,7 @@ def cam(
             gradient-input, or `all` (comma lists too).
         classes: classes to explain (indices or labels) [default: each image's top-1].
         top_k: also explain the K top predictions.
-        layer: a feature-map layer; `auto` = the last one before the classifier head.
+        layer: a feature-map layer; `auto` = the deepest one larger than 1x1 before pooling.
         output: which output of a model with several (name or index).
         max_n, samples, noise, ig_steps, ig_baseline, seed: Faster-ScoreCAM channels,
             SmoothGrad copies and noise, integrated-gradients steps and baseline, the seed.
@@ -184,9 +184,9 @@ def cam(
     session, run = open_session("cam", cam, arguments, resolved, out, progress,
                                 run_defaults={"batch_size": 16})
     with session:
-        info = (last_feature_map(resolved.model) if layer == "auto"
-                else find_feature_map(resolved.model, layer))
         height, width = resolved.image_size(run["size"])
+        info = (last_feature_map(resolved.model, (height, width)) if layer == "auto"
+                else find_feature_map(resolved.model, layer))
         explainer = CamExplainer(resolved.model, info.path, (height, width, resolved.channels),
                                  output)
         wanted = Targets(tuple(resolved.class_index(spec, explainer.num_classes)

@@ -87,7 +87,7 @@ def dream(
         model: a name, a model file, a keras.Model or a `load_model` result.
         images: paths, folders, globs, PIL images or uint8 arrays (or a list of these).
         layers: specs `LAYER[:CHANNEL][:WEIGHT]` such as `block3_conv2:7` or `block4_conv:1.5`
-            `auto` = the last convolution but one (the default).
+            `auto` = the output of the stage before the last (the default).
         octaves, octave_scale: scales to dream at, and the size ratio between them.
         steps, step_size: gradient steps per octave and the step of a normalised gradient.
         tile: gradients are computed tile by tile, so memory stays that of one tile.
@@ -107,14 +107,14 @@ def dream(
 
     from cnnviz_cli.api.models import load_model
     from cnnviz_cli.io.images import resize
-    from cnnviz_cli.models.layers import find_feature_map
+    from cnnviz_cli.models.layers import auto_layers, find_feature_map
     from cnnviz_cli.render.colour import to_uint8
-    from cnnviz_cli.techniques.dream import DreamConfig, Dreamer, DreamLayer, default_layer
+    from cnnviz_cli.techniques.dream import DreamConfig, Dreamer, DreamLayer
 
     resolved = load_model(model, preprocess=preprocess, labels=labels)
     specs = list(layers) or ["auto"]
-    terms = [DreamLayer.parse(default_layer(resolved.model) if spec == "auto" else spec)
-             for spec in specs]
+    auto = auto_layers(resolved.model, "dream", resolved.image_size())[0].path
+    terms = [DreamLayer.parse(auto if spec == "auto" else spec) for spec in specs]
     terms = [replace(term, path=find_feature_map(resolved.model, term.path).path)
              for term in terms]
     arguments = {**locals_of(dream, locals()), "layers": list(layers)}

@@ -120,7 +120,7 @@ def filters(
     """
     from cnnviz_cli.api.models import load_model
     from cnnviz_cli.models.checkpoints import checkpoint_layers
-    from cnnviz_cli.models.layers import CONV_TYPES, find_layer, iter_layers
+    from cnnviz_cli.models.layers import default_layers, find_layer
     from cnnviz_cli.techniques.filters import filter_order, kernel_tensor, select_kernels
 
     resolved = load_model(model)
@@ -130,9 +130,9 @@ def filters(
     with session:
         if layer != "auto":
             info = find_layer(resolved.model, layer)
-        else:
-            info = next((i for i in iter_layers(resolved.model) if isinstance(i.layer, CONV_TYPES)),
-                        None) or find_layer(resolved.model, "-1")
+        else:  # without a convolution, the last layer: kernel_tensor says what is wrong
+            first = default_layers(resolved.model, resolved.image_size())["filters"]
+            info = first[0] if first else find_layer(resolved.model, "-1")
         selected = None if str(channel) == "mean" else _channel(channel)
         kernel = kernel_tensor(info.layer)
         indices = filter_order(kernel, order, max_filters)

@@ -160,7 +160,7 @@ def maximize(
                                           config)
             item = MaximizeItem(None, targets, [resolved.label(i) for i in targets], result)
         else:
-            info = (last_feature_map(resolved.model) if layer == "auto"
+            info = (last_feature_map(resolved.model, shape[:2]) if layer == "auto"
                     else find_feature_map(resolved.model, layer))
             targets = parse_filters(filters, int(info.output_shape[-1]), info.path)
             with session.status(f"Maximising {len(targets)} filters of {info.path}"):

@@ -112,8 +112,8 @@ def reconstruct(
         images: paths, folders, globs, PIL images or uint8 arrays (or a list of these).
         method: `guided` (guided backprop) or `deconvnet` projections of single activations, or
             `inversion` (an image optimised to have the input's features at each layer).
-        layers: feature-map layers, `all`, or `auto` (four convolutions from shallow to deep,
-            the default).
+        layers: feature-map layers, `all`, or `auto` (the last convolution of four stages from
+            shallow to deep, the default).
         top_channels: projections: how many channels, those of strongest activation.
         filters: projections: these channels instead (`3`, `0-15`, `1,5,9`, a list).
         extent: projections: each channel's whole `map`, or its strongest `unit` only (drawn
@@ -129,7 +129,7 @@ def reconstruct(
         A ReconstructResult: ProjectionItems (`images` per channel) or InversionItems.
     """
     from cnnviz_cli.api.models import load_model
-    from cnnviz_cli.models.layers import resolve_feature_maps, spread_feature_maps
+    from cnnviz_cli.models.layers import resolve_feature_maps
     from cnnviz_cli.specs import filter_spec
 
     resolved = load_model(model, preprocess=preprocess, labels=labels)
@@ -137,11 +137,10 @@ def reconstruct(
                  "filters": filter_spec(filters)}
     session, run = open_session("reconstruct", reconstruct, arguments, resolved, out, progress)
     with session:
-        specs = tuple(layers) or ("auto",)
-        chosen = (spread_feature_maps(resolved.model, 4, True) if specs == ("auto",)
-                  else resolve_feature_maps(resolved.model, specs))
+        size = resolved.image_size(run["size"])
+        chosen = resolve_feature_maps(resolved.model, tuple(layers), "reconstruct", size)
         paths = [info.path for info in chosen]
-        shape = (*resolved.image_size(run["size"]), resolved.channels)
+        shape = (*size, resolved.channels)
         compute = (_inverter(resolved, paths, arguments) if method == "inversion"
                    else _projector(resolved, paths, shape, arguments))
         for batch in session.batches(images, run):

@@ -19,7 +19,7 @@ from cnnviz_cli.cli.common import (
 @click.option(
     "-l", "--layer", "layer_specs", multiple=True, metavar="LAYER",
     help="Layer name, nested path (base/conv1), negative index, `all` (every feature map) or "
-    "`auto` (four feature maps from shallow to deep, the default). Repeatable.",
+    "`auto` (the outputs of four stages from shallow to deep, the default). Repeatable.",
 )
 @click.option("--max-channels", type=click.IntRange(min=1), default=32, show_default=True,
               help="Feature maps drawn per layer grid, in the --order chosen.")

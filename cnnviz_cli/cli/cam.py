@@ -47,8 +47,8 @@ RULES = [
               help="Class to explain, repeatable [default: each image's top-1 prediction].")
 @click.option("--top-k", type=click.IntRange(min=1), help="Also explain the K top predictions.")
 @click.option("-l", "--layer", "layer_spec", default="auto", show_default=True, metavar="LAYER",
-              help="A 4-D feature-map layer; auto = the deepest one, the last before the "
-              "classifier head.")
+              help="A 4-D feature-map layer; auto = the deepest map larger than 1x1 before "
+              "the classifier head (VGG: block5_conv3; see `cnnviz layers`).")
 @click.option("--output", "output_spec", metavar="NAME|INDEX",
               help="Which output of a model with several outputs [default: the first].")
 @click.option("--max-n", type=click.IntRange(min=1), default=10, show_default=True,

@@ -19,7 +19,7 @@ from cnnviz_cli.cli.common import (
 @click.option("-l", "--layer", "layer_specs", multiple=True, metavar="LAYER[:CHANNEL][:WEIGHT]",
               help="A layer to amplify, optionally one channel (an integer) and a weight (with a "
               "decimal point): block3_conv2, block3_conv2:7, block4_conv:1.5, or `auto` (the "
-              "last convolution but one, the default). Repeatable.")
+              "output of the stage before the last, the default). Repeatable.")
 @click.option("--octaves", type=click.IntRange(min=1), default=4, show_default=True,
               help="Scales to dream at, from small to the photo's own size.")
 @click.option("--octave-scale", type=click.FloatRange(min=1.0, min_open=True), default=1.4,

@@ -16,18 +16,23 @@ DEMO_DESCRIPTION = "bundled shapes classifier, any input size"
 @click.option("--json", "print_json", is_flag=True, help="Print the model and its layers as JSON.")
 @click.pass_context
 def layers(ctx: click.Context, model_arg: str | None, print_json: bool, **options) -> None:
-    """List a model's layers, marking those usable as feature maps.
+    """List a model's layers, marking those usable as feature maps and what `-l auto` picks.
 
     MODEL is a name or file (same as -m, give one of the two; default: the demo model).
-    Nested models are expanded and their layers addressed as outer/inner. Names are never
-    shortened, so any of them can be pasted into -l.
+    Nested models are expanded and their layers addressed as outer/inner; operations written
+    as code in a functional model (the `x + y` of a residual block) are listed too. A feature
+    map is a (height, width, channels) output larger than 1x1 at the model's input size (224
+    for models of any size). The auto column names the commands whose `-l auto` picks the
+    layer. Names are never shortened, so any of them can be pasted into -l.
 
     \b
     Example:
       cnnviz layers mobilenet_v2 --weights none
     """
+    import keras
+
     from cnnviz_cli.errors import CnnvizError
-    from cnnviz_cli.models.layers import iter_layers
+    from cnnviz_cli.models.layers import default_layers, feature_map_layers, iter_layers
     from cnnviz_cli.models.resolve import ModelRequest, resolve_model
 
     if model_arg is not None and ctx.get_parameter_source("model") != ParameterSource.DEFAULT:
@@ -40,9 +45,16 @@ def layers(ctx: click.Context, model_arg: str | None, print_json: bool, **option
         preprocess=options["preprocess"], labels=options["labels"],
         unsafe_deserialization=options["unsafe_deserialization"],
     ))
+    size = resolved.image_size()
+    maps = {info.path for info in feature_map_layers(resolved.model, size)}
+    picks: dict[str, list[str]] = {}
+    for command, chosen in default_layers(resolved.model, size).items():
+        for info in chosen:
+            picks.setdefault(info.path, []).append(command)
     rows = [{"index": index, "name": info.path, "type": type(info.layer).__name__,
              "output_shape": None if info.output_shape is None else list(info.output_shape),
-             "params": info.layer.count_params(), "feature_map": info.is_feature_map}
+             "params": info.layer.count_params() if isinstance(info.layer, keras.Layer) else 0,
+             "feature_map": info.path in maps, "auto": picks.get(info.path, [])}
             for index, info in enumerate(iter_layers(resolved.model))]
     if print_json:
         click.echo(json.dumps({"model": resolved.describe(), "layers": rows}, indent=2))
@@ -56,14 +68,15 @@ def _print_layers(title: str, rows: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("#", "name", "type", "output (HxWxC)", "params", "map"):
+    for column in ("#", "name", "type", "output (HxWxC)", "params", "map", "auto"):
         table.add_column(column, justify="right" if column in ("#", "params") else "left",
                          no_wrap=True)
     for row in rows:
         shape = "?" if row["output_shape"] is None else "x".join(
             "?" if size is None else str(size) for size in row["output_shape"][1:])
         table.add_row(str(row["index"]), "  " * row["name"].count("/") + row["name"],
-                      row["type"], shape, f"{row['params']:,}", "yes" if row["feature_map"] else "")
+                      row["type"], shape, f"{row['params']:,}", "yes" if row["feature_map"] else "",
+                      ",".join(row["auto"]))
     console = Console(soft_wrap=True)
     # rich shrinks every column of a table wider than the console: make the console wide enough
     unlimited = console.options.update_width(1 << 16)
@@ -88,6 +101,7 @@ def models(print_json: bool) -> None:
     rows = [{"name": "demo", "constructor": None, "input_size": None,
              "description": DEMO_DESCRIPTION}]
     rows += [{"name": name, "constructor": entry.constructor, "input_size": entry.input_size,
+              "any_size": entry.any_size,
               "description": f"keras.applications.{entry.constructor}"}
              for name, entry in APPLICATIONS.items()]
     if print_json:
@@ -95,4 +109,6 @@ def models(print_json: bool) -> None:
         return
     click.echo(f"demo  ({DEMO_DESCRIPTION})")
     for row in rows[1:]:
-        click.echo(f"{row['name']:<22} {row['description']}, {row['input_size']}px")
+        size = (f"any size ({row['input_size']}px by default)" if row["any_size"]
+                else f"{row['input_size']}x{row['input_size']}px only")
+        click.echo(f"{row['name']:<22} {row['description']}, {size}")

@@ -32,8 +32,8 @@ RULES = [
               help="guided backprop or deconvnet projections of single activations, or feature "
               "inversion (an image optimised to have the input's features).")
 @click.option("-l", "--layer", "layer_specs", multiple=True, metavar="LAYER",
-              help="Feature-map layer, `all` (every feature map) or `auto` (four convolution "
-              "layers from shallow to deep, the default). Repeatable.")
+              help="Feature-map layer, `all` (every feature map) or `auto` (the last "
+              "convolution of four stages from shallow to deep, the default). Repeatable.")
 @click.option("--top-channels", type=click.IntRange(min=1), default=8, show_default=True,
               help="Projections: how many channels to project, those of strongest activation, "
               "one panel each.")

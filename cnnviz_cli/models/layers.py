@@ -1,14 +1,28 @@
-"""Finding layers by name, nested path (`outer/inner`), negative index or `auto`."""
+"""Finding layers by name, nested path (`outer/inner`), negative index or `auto`.
+
+"Layers" here are the model's operations: its layers and, in functional models, the operations
+written as code (`x + y`), which Keras keeps in `model.operations` but not in `model.layers`.
+"""
 
 import difflib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import groupby
 
 import keras
 
 from cnnviz_cli.errors import CnnvizError
 
 CONV_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
+# Never a stage's output: padding and cropping show their input, pooling and normalisation show
+# it coarser or rescaled, so the layer before them stands for them.
+PASS_THROUGH_TYPES = (
+    keras.layers.ZeroPadding2D, keras.layers.Cropping2D, keras.layers.MaxPooling2D,
+    keras.layers.AveragePooling2D, keras.layers.BatchNormalization,
+    keras.layers.LayerNormalization, keras.layers.GroupNormalization,
+)
+DEFAULT_FREE_SIZE = (224, 224)  # where a model that takes any size is measured without a size
+SPREAD = 4  # layers in the activations and reconstruct defaults
 
 
 @dataclass(frozen=True)
@@ -16,7 +30,7 @@ class LayerInfo:
     """One layer of a (possibly nested) model, addressed by its slash-separated path."""
 
     path: str
-    layer: keras.layers.Layer
+    layer: keras.Operation  # a layer, or an operation such as the `x + y` of a residual sum
     output_shape: tuple | None
 
     @property
@@ -38,9 +52,14 @@ def _output_shape(layer: keras.layers.Layer) -> tuple | None:
     return tuple(output.shape) if hasattr(output, "shape") else None
 
 
+def _operations(model: keras.Model) -> list[keras.Operation]:
+    """A functional model's operations in graph order; the layers of any other model."""
+    return getattr(model, "operations", None) or model.layers
+
+
 def iter_layers(model: keras.Model, prefix: str = "") -> Iterator[LayerInfo]:
-    """Every layer in order, the layers of nested models right after their container."""
-    for layer in model.layers:
+    """Every layer and operation in order, those of nested models right after their container."""
+    for layer in _operations(model):
         if isinstance(layer, keras.layers.InputLayer):
             continue
         path = prefix + layer.name
@@ -78,14 +97,112 @@ def find_layer(model: keras.Model, spec: str) -> LayerInfo:
     raise _not_found(model, spec)
 
 
-def feature_map_layers(model: keras.Model) -> list[LayerInfo]:
-    """Layers with a 4-D output, nested containers left out (their last layer stands for them)."""
-    return [info for info in iter_layers(model) if info.is_feature_map and not info.is_container]
+def feature_map_layers(model: keras.Model, size: tuple[int, int] | None = None
+                       ) -> list[LayerInfo]:
+    """The feature-map candidates: (batch, height, width, channels) outputs larger than 1x1 in
+    both dimensions for `size` inputs (for a model that takes any size; default 224x224).
+
+    Nested containers are left out (their last layer stands for them); `output_shape` is the
+    shape at that size.
+    """
+    shapes = _shapes_at(model, size or DEFAULT_FREE_SIZE) if _free_size(model) else {}
+    candidates = []
+    for info in iter_layers(model):
+        shape = shapes.get(info.path, info.output_shape)
+        if info.is_container or shape is None or len(shape) != 4:
+            continue
+        if all(side is None or side > 1 for side in shape[1:3]):
+            candidates.append(replace(info, output_shape=shape))
+    return candidates
 
 
-def convolution_layers(model: keras.Model) -> list[LayerInfo]:
-    """The feature-map layers that are convolutions (no pooling or normalisation layers)."""
-    return [info for info in feature_map_layers(model) if isinstance(info.layer, CONV_TYPES)]
+def _free_size(model: keras.Model) -> bool:
+    return None in tuple(model.inputs[0].shape[1:3])
+
+
+def _shapes_at(model: keras.Model, size: tuple[int, int]) -> dict[str, tuple]:
+    """Every operation's output shape (by path) for one input of `size`, found symbolically."""
+    shapes: dict[str, tuple] = {}
+
+    def spec_of(operation, prefix: str):
+        path = prefix + operation.name
+
+        def call(*args, **kwargs):
+            if isinstance(operation, keras.Model):
+                output = run(operation, args[0], path + "/")
+            else:
+                output = operation.compute_output_spec(*args, **kwargs)
+            if hasattr(output, "shape"):
+                shapes[path] = (None, *output.shape[1:])
+            return output
+
+        return call
+
+    def run(submodel: keras.Model, x, prefix: str):
+        if isinstance(submodel, keras.Sequential):
+            for layer in submodel.layers:
+                x = spec_of(layer, prefix)(x)
+            return x
+        return submodel._run_through_graph(x, operation_fn=lambda op: spec_of(op, prefix))
+
+    source = model.inputs[0]
+    run(model, keras.KerasTensor((1, *size, source.shape[-1]), dtype=source.dtype), "")
+    return shapes
+
+
+def stage_outputs(model: keras.Model, size: tuple[int, int] | None = None,
+                  convolutions_only: bool = False) -> list[LayerInfo]:
+    """The last feature map (or convolution) of each spatial resolution, shallow to deep.
+
+    Left out: whatever comes before the first convolution (rescaling, normalisation, other
+    preprocessing) and the pass-through layers (padding, cropping, pooling, normalisation).
+    Squeeze-excite branches are 1x1, so never candidates.
+    """
+    candidates = feature_map_layers(model, size)
+    first = next((i for i, info in enumerate(candidates) if isinstance(info.layer, CONV_TYPES)), 0)
+    kept = [info for info in candidates[first:]
+            if not isinstance(info.layer, PASS_THROUGH_TYPES)
+            and (not convolutions_only or isinstance(info.layer, CONV_TYPES))]
+    stages = groupby(kept, key=lambda info: info.output_shape[1:3])
+    return [list(group)[-1] for _, group in stages]
+
+
+def default_layers(model: keras.Model, size: tuple[int, int] | None = None
+                   ) -> dict[str, list[LayerInfo]]:
+    """What `-l auto` picks for each command, at input `size` (for models of any size).
+
+    cam and maximize: the last stage's output, the deepest map before the spatial dimensions
+    are pooled away (after the last residual sum of blocks that end in one; for VGG
+    `block5_conv3`, 14x14, rather than its 7x7 `block5_pool`). activations and reconstruct:
+    four stage outputs (convolutions for reconstruct) spread from shallow to deep. dream: the
+    stage output before the last. filters: the first convolution. A list is empty when the
+    model has no such layer.
+    """
+    stages = stage_outputs(model, size)
+    convolutions = stage_outputs(model, size, convolutions_only=True) or stages
+    first_convolution = next((info for info in feature_map_layers(model, size)
+                              if isinstance(info.layer, CONV_TYPES)), None)
+    return {"cam": stages[-1:], "maximize": stages[-1:], "dream": stages[-2:-1] or stages[-1:],
+            "activations": _spread(stages, SPREAD), "reconstruct": _spread(convolutions, SPREAD),
+            "filters": [first_convolution] if first_convolution else []}
+
+
+def auto_layers(model: keras.Model, command: str, size: tuple[int, int] | None = None
+                ) -> list[LayerInfo]:
+    """`default_layers(model, size)[command]`, or an error when the model has none."""
+    chosen = default_layers(model, size)[command]
+    if not chosen:
+        raise CnnvizError("The model has no layer with a 4-D feature-map output larger than 1x1 "
+                          "to visualise.")
+    return chosen
+
+
+def _spread(layers: list[LayerInfo], count: int) -> list[LayerInfo]:
+    """`count` of `layers` spread evenly from the first to the last."""
+    if len(layers) <= count:
+        return layers
+    step = (len(layers) - 1) / (count - 1)
+    return [layers[round(i * step)] for i in range(count)]
 
 
 def find_feature_map(model: keras.Model, spec: str) -> LayerInfo:
@@ -100,37 +217,21 @@ def find_feature_map(model: keras.Model, spec: str) -> LayerInfo:
     return info
 
 
-def last_feature_map(model: keras.Model) -> LayerInfo:
-    """The deepest 4-D feature map: the usual layer for class activation maps."""
-    candidates = feature_map_layers(model)
-    if not candidates:
-        raise CnnvizError("The model has no layer with a 4-D feature-map output to visualise.")
-    return candidates[-1]
+def last_feature_map(model: keras.Model, size: tuple[int, int] | None = None) -> LayerInfo:
+    """The layer `cam -l auto` explains: the deepest map before spatial pooling."""
+    return auto_layers(model, "cam", size)[0]
 
 
-def spread_feature_maps(
-    model: keras.Model, count: int = 4, convolutions_only: bool = False
-) -> list[LayerInfo]:
-    """`count` feature-map layers (or convolution layers) spread evenly from shallow to deep."""
-    candidates = convolution_layers(model) if convolutions_only else feature_map_layers(model)
-    if not candidates:
-        raise CnnvizError("The model has no layer with a 4-D feature-map output to visualise.")
-    if len(candidates) <= count:
-        return candidates
-    step = (len(candidates) - 1) / (count - 1)
-    return [candidates[round(i * step)] for i in range(count)]
-
-
-def resolve_feature_maps(model: keras.Model, specs: tuple[str, ...]) -> list[LayerInfo]:
-    """Turn `--layer` values (names, `auto`, `all`) into feature-map layers, without repeats."""
-    if not specs or specs == ("auto",):
-        return spread_feature_maps(model)
+def resolve_feature_maps(model: keras.Model, specs: tuple[str, ...], command: str,
+                         size: tuple[int, int] | None = None) -> list[LayerInfo]:
+    """Turn `--layer` values (names, `auto`: the command's defaults, `all`) into feature-map
+    layers, without repeats."""
     layers: list[LayerInfo] = []
-    for spec in specs:
+    for spec in specs or ("auto",):
         if spec == "all":
-            layers += feature_map_layers(model)
+            layers += feature_map_layers(model, size)
         elif spec == "auto":
-            layers += spread_feature_maps(model)
+            layers += auto_layers(model, command, size)
         else:
             layers.append(find_feature_map(model, spec))
     return list({info.path: info for info in layers}.values())

@@ -9,7 +9,8 @@ class Application:
 
     constructor: str  # attribute of keras.applications
     module: str  # keras.applications submodule that holds its preprocess_input
-    input_size: int
+    input_size: int  # the default size; the only one unless `any_size`
+    any_size: bool = False  # the model (with its classifier) takes images of any size
 
 
 APPLICATIONS: dict[str, Application] = {
@@ -22,8 +23,8 @@ APPLICATIONS: dict[str, Application] = {
     "resnet101v2": Application("ResNet101V2", "resnet_v2", 224),
     "mobilenet": Application("MobileNet", "mobilenet", 224),
     "mobilenet_v2": Application("MobileNetV2", "mobilenet_v2", 224),
-    "mobilenet_v3_small": Application("MobileNetV3Small", "mobilenet_v3", 224),
-    "mobilenet_v3_large": Application("MobileNetV3Large", "mobilenet_v3", 224),
+    "mobilenet_v3_small": Application("MobileNetV3Small", "mobilenet_v3", 224, any_size=True),
+    "mobilenet_v3_large": Application("MobileNetV3Large", "mobilenet_v3", 224, any_size=True),
     "efficientnetb0": Application("EfficientNetB0", "efficientnet", 224),
     "efficientnetb1": Application("EfficientNetB1", "efficientnet", 240),
     "efficientnetv2b0": Application("EfficientNetV2B0", "efficientnet_v2", 224),

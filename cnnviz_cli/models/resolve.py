@@ -4,6 +4,7 @@ import contextlib
 import difflib
 import json
 import logging
+import os
 import sys
 import warnings
 import zipfile
@@ -190,13 +191,20 @@ def resolve_model(request: ModelRequest) -> ResolvedModel:
 
 
 def _source_kind(spec: str) -> str:
-    """`demo`, `file` or `name` (a keras.applications model); an unknown name is an error."""
+    """`demo`, `file` or `name` (a keras.applications model); an unknown name is an error.
+
+    A path is a path when it has a folder separator or a model-file suffix; otherwise a
+    registry name wins over a file or folder of that name in the current folder.
+    """
     if spec.lower() == "demo":
         return "demo"
-    if spec.lower().endswith(MODEL_SUFFIXES) or Path(spec).exists():
+    separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    if spec.lower().endswith(MODEL_SUFFIXES) or any(mark in spec for mark in separators):
         return "file"
     if canonical_name(spec) is not None:
         return "name"
+    if Path(spec).exists():
+        return "file"
     close = difflib.get_close_matches(spec.lower(), model_names(), n=3)
     hint = f" Closest: {', '.join(close)}." if close else ""
     raise CnnvizError(

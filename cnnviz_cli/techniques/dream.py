@@ -16,7 +16,6 @@ import tensorflow as tf
 
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.models.extract import build_extractor
-from cnnviz_cli.models.layers import convolution_layers
 from cnnviz_cli.techniques.optim import OptimConfig, Pixel, optimize
 
 
@@ -87,14 +86,6 @@ class RandomRoll:
             (2,), seed, -self.shift, self.shift + 1, dtype=tf.int32
         )
         return tf.roll(images, offsets, axis=[1, 2])
-
-
-def default_layer(model: keras.Model) -> str:
-    """The last convolution but one: deep enough to see shapes, not yet the class evidence."""
-    convolutions = [info.path for info in convolution_layers(model)]
-    if not convolutions:
-        raise CnnvizError("The model has no convolution layer to dream with; give --layer.")
-    return convolutions[-2] if len(convolutions) > 1 else convolutions[0]
 
 
 def _tile_offsets(length: int, tile: int) -> list[int]:
