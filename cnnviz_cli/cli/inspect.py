@@ -29,8 +29,6 @@ def layers(ctx: click.Context, model_arg: str | None, print_json: bool, **option
     Example:
       cnnviz layers mobilenet_v2 --weights none
     """
-    import keras
-
     from cnnviz_cli.errors import CnnvizError
     from cnnviz_cli.models.layers import default_layers, feature_map_layers, iter_layers
     from cnnviz_cli.models.resolve import ModelRequest, resolve_model
@@ -53,7 +51,7 @@ def layers(ctx: click.Context, model_arg: str | None, print_json: bool, **option
             picks.setdefault(info.path, []).append(command)
     rows = [{"index": index, "name": info.path, "type": type(info.layer).__name__,
              "output_shape": None if info.output_shape is None else list(info.output_shape),
-             "params": info.layer.count_params() if isinstance(info.layer, keras.Layer) else 0,
+             "params": info.layer.count_params() if hasattr(info.layer, "count_params") else 0,
              "feature_map": info.path in maps, "auto": picks.get(info.path, [])}
             for index, info in enumerate(iter_layers(resolved.model))]
     if print_json:
@@ -109,6 +107,6 @@ def models(print_json: bool) -> None:
         return
     click.echo(f"demo  ({DEMO_DESCRIPTION})")
     for row in rows[1:]:
-        size = (f"any size ({row['input_size']}px by default)" if row["any_size"]
-                else f"{row['input_size']}x{row['input_size']}px only")
+        size = (f"any size ({row['input_size']} px by default)" if row["any_size"]
+                else f"{row['input_size']}x{row['input_size']} px only")
         click.echo(f"{row['name']:<22} {row['description']}, {size}")
