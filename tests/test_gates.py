@@ -153,9 +153,12 @@ def test_targets_errors_name_the_row(csv_folder, text, message):
 
 
 def test_per_image_class_none_keeps_the_default_target():
-    codes = Targets(classes=(2,), per_image=(1, None)).codes(2, 3)
-    assert codes.tolist() == [[1, 2], [2, 2]]  # the repeated 2 is dropped by the explainer
-    assert Targets(per_image=(None, 0)).codes(2, 3).tolist() == [[-1], [0]]
+    images, codes = Targets(classes=(2,), per_image=(1, None)).items(2, 3)
+    assert images.tolist() == [0, 0, 1] and codes.tolist() == [1, 2, 2]
+    images, codes = Targets(per_image=(None, 0)).items(2, 3)
+    assert images.tolist() == [0, 1] and codes.tolist() == [-1, 0]
+    images, codes = Targets(per_image=((0, 2), (), (None, 1))).items(3, 3)  # several rows
+    assert images.tolist() == [0, 0, 2, 2] and codes.tolist() == [0, 2, 1, -1]
 
 
 # ---------- gates ----------
