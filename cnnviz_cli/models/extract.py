@@ -4,6 +4,8 @@ from collections.abc import Callable
 
 import keras
 
+from cnnviz_cli.models.layers import token_grid
+
 STRIPPED = ("softmax", "sigmoid")  # final activations left out, so scores are pre-activation
 
 
@@ -66,12 +68,11 @@ def build_extractor(
 ) -> keras.Model:
     """A model mapping the input to `[*feature maps at layer_paths, *model outputs]`.
 
-    Layer paths may point inside nested models (`backbone/block5_conv3`). With `logits`, the
-    final softmax or sigmoid of every output is left out so scores are
-    pre-activation. `replace(layer)` may
-    return a stand-in to call instead of a layer (None keeps the layer); nested models are then
-    rebuilt too.
-    The user's model is not changed.
+    Layer paths may point inside nested models (`backbone/block5_conv3`); token layers on a
+    square grid are given as feature maps (`layers.token_grid`). With `logits`, the final
+    softmax or sigmoid of every output is left out so scores are pre-activation.
+    `replace(layer)` may return a stand-in to call instead of a layer (None keeps the layer);
+    nested models are then rebuilt too. The user's model is not changed.
     """
     heads = {id(layer): _pre_activation(layer) for layer in _head_layers(model)} if logits else {}
     replacements = {key: stand_in for key, stand_in in heads.items() if stand_in is not None}
@@ -108,7 +109,17 @@ def build_extractor(
     missing = wanted - taps.keys()
     if missing:
         raise ValueError(f"Layers not reached while rebuilding the model: {sorted(missing)}.")
-    return keras.Model(inputs, [taps[path] for path in layer_paths] + outputs)
+    return keras.Model(inputs, [_on_grid(taps[path]) for path in layer_paths] + outputs)
+
+
+def _on_grid(tensor):
+    """Tokens on a square grid (`token_grid`) as a (batch, side, side, channels) feature map,
+    the class/register tokens before the grid dropped; any other tensor unchanged."""
+    grid = token_grid(tuple(tensor.shape))
+    if grid is None:
+        return tensor
+    extra, side = grid
+    return keras.ops.reshape(tensor[:, extra:, :], (-1, side, side, tensor.shape[-1]))
 
 
 def _reaches_inside(path: str, wanted: set[str], submodel: keras.Model, heads: dict) -> bool:

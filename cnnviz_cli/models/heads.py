@@ -27,11 +27,13 @@ import numpy as np
 import tensorflow as tf
 
 from cnnviz_cli.errors import CnnvizError
-from cnnviz_cli.models.extract import final_activation
+from cnnviz_cli.models.extract import build_extractor, final_activation
+from cnnviz_cli.specs import TASKS
 from cnnviz_cli.techniques.targets import class_scores
 
-TASKS = ("classify", "binary", "multilabel", "regress", "segment", "embed")
-DIRECTIONS = {"up": 1.0, "down": -1.0}
+SIGNS = {"up": 1.0, "down": -1.0}  # of the specs.DIRECTIONS
+REFERENCE_RULE = ("--reference IMAGE goes with --task embed, and --task embed needs it: the "
+                  "similarity compares each input's embedding with the references' mean.")
 _RANKS = {"segment": 4}  # output rank each task needs; 2 for all others
 
 
@@ -158,15 +160,16 @@ def detect_head(
         raise CnnvizError(f"--task {chosen} needs an output of shape {need}, but output "
                           f"{index} has shape {_shape_text(shape)}; pick another --task or "
                           "--output.")
+    if direction not in (None, *SIGNS):
+        raise CnnvizError(f"Unknown direction {direction!r}; choose up or down.")
     if direction is not None and chosen != "regress":
         raise CnnvizError(f"--direction applies only to a regression head (--task regress), "
                           f"and this head is {chosen}; leave it out.")
     if (reference is not None) != (chosen == "embed"):
-        raise CnnvizError("--reference IMAGE goes with --task embed (and --task embed needs "
-                          "it): the reference embedding is what the similarity compares with.")
+        raise CnnvizError(REFERENCE_RULE)
     if chosen == "embed" and np.shape(reference) != (shape[-1],):
         raise ValueError(f"reference embedding of shape {np.shape(reference)} for {shape}.")
-    return Head(chosen, activation, int(shape[-1]), DIRECTIONS[direction or "up"],
+    return Head(chosen, activation, int(shape[-1]), SIGNS[direction or "up"],
                 None if reference is None else np.asarray(reference, np.float32))
 
 
@@ -198,3 +201,11 @@ def check_threshold(head: Head, threshold: float | None) -> None:
     if head.task != "multilabel":
         raise CnnvizError(f"--threshold applies only to a multi-label head (--task multilabel), "
                           f"and this head is {head.task}; leave it out.")
+
+
+def mean_embedding(model: keras.Model, index: int, inputs: np.ndarray) -> np.ndarray:
+    """The mean pre-activation output `index` of preprocessed `inputs`: the embedding that
+    `--task embed` compares every input with."""
+    network = build_extractor(model, [], logits=True)
+    outputs = tf.nest.flatten(network(tf.convert_to_tensor(inputs, tf.float32), training=False))
+    return np.asarray(outputs[index]).mean(axis=0)

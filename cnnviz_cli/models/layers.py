@@ -1,6 +1,7 @@
 """Finding layers by name, nested path (`outer/inner`), negative index or `auto`."""
 
 import difflib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -9,6 +10,20 @@ import keras
 from cnnviz_cli.errors import CnnvizError
 
 CONV_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
+MAX_EXTRA_TOKENS = 5  # a class token, a distillation token, a few register tokens
+
+
+def token_grid(shape: tuple | None) -> tuple[int, int] | None:
+    """(extra tokens, side) of a (batch, tokens, channels) output whose tokens are a square
+    grid of side >= 2 after at most MAX_EXTRA_TOKENS class or register tokens (fewer than the
+    grid's); None for any other shape."""
+    if shape is None or len(shape) != 3 or shape[1] is None:
+        return None
+    for extra in range(min(MAX_EXTRA_TOKENS, shape[1]) + 1):
+        side = math.isqrt(shape[1] - extra)
+        if side >= 2 and side * side == shape[1] - extra and extra < side * side:
+            return extra, side
+    return None
 
 
 @dataclass(frozen=True)
@@ -21,8 +36,10 @@ class LayerInfo:
 
     @property
     def is_feature_map(self) -> bool:
-        """True when the layer outputs a (batch, height, width, channels) map."""
-        return self.output_shape is not None and len(self.output_shape) == 4
+        """True when the layer outputs a (batch, height, width, channels) map, or tokens on a
+        square grid (`token_grid`; techniques see them reshaped to the grid)."""
+        shape = self.output_shape
+        return shape is not None and (len(shape) == 4 or token_grid(shape) is not None)
 
     @property
     def is_container(self) -> bool:
@@ -95,7 +112,8 @@ def find_feature_map(model: keras.Model, spec: str) -> LayerInfo:
         shape = info.output_shape if info.output_shape is not None else "unknown"
         raise CnnvizError(
             f"Layer {info.path!r} outputs shape {shape}, not a (batch, height, width, channels) "
-            "feature map; pick a convolutional layer (see `cnnviz layers`)."
+            "feature map or (batch, tokens, channels) tokens on a square grid; pick a "
+            "convolutional or token layer (see `cnnviz layers`)."
         )
     return info
 
