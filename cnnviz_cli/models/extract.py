@@ -109,17 +109,17 @@ def build_extractor(
     missing = wanted - taps.keys()
     if missing:
         raise ValueError(f"Layers not reached while rebuilding the model: {sorted(missing)}.")
-    return keras.Model(inputs, [_on_grid(taps[path]) for path in layer_paths] + outputs)
+    return keras.Model(inputs, [taps[path] for path in layer_paths] + outputs)
 
 
-def _on_grid(tensor):
-    """Tokens on a square grid (`token_grid`) as a (batch, side, side, channels) feature map,
-    the class/register tokens before the grid dropped; any other tensor unchanged."""
-    grid = token_grid(tuple(tensor.shape))
-    if grid is None:
-        return tensor
-    extra, side = grid
-    return keras.ops.reshape(tensor[:, extra:, :], (-1, side, side, tensor.shape[-1]))
+def _through_grid(tokens, extra: int, side: int):
+    """(the grid of `tokens` as a (batch, side, side, channels) feature map, the tokens again
+    computed from it): the rest of the model runs on the second, so the map lies on the path
+    of every gradient. The `extra` class/register tokens before the grid pass unchanged."""
+    channels = tokens.shape[-1]
+    grid = keras.ops.reshape(tokens[:, extra:, :], (-1, side, side, channels))
+    again = keras.ops.reshape(grid, (-1, side * side, channels))
+    return grid, keras.ops.concatenate([tokens[:, :extra, :], again], axis=1) if extra else again
 
 
 def _reaches_inside(path: str, wanted: set[str], submodel: keras.Model, heads: dict) -> bool:
@@ -133,7 +133,11 @@ def _recording(function, path: str, wanted: set[str], taps: dict):
 
     def call(*args, **kwargs):
         output = function(*args, **kwargs)
-        taps[path] = output
+        grid = token_grid(tuple(output.shape))
+        if grid is None:
+            taps[path] = output
+        else:  # tokens on a square grid are tapped as a feature map
+            taps[path], output = _through_grid(output, *grid)
         return output
 
     return call
