@@ -19,6 +19,7 @@ class CamItem:
     record: dict  # input, layer, class, label, score, probability, score_kind
     maps: dict[str, np.ndarray]
     fields: dict[str, dict]  # per method: heatmap statistics, metrics, region, baseline
+    region: np.ndarray | None = None  # segmentation: the pixels whose score is explained
 
     @property
     def label(self) -> str:
@@ -68,10 +69,11 @@ class CamResult(Result):
         return all(row["passed"] for row in self.gates)
 
     def _overlay(self, item: CamItem, method: str) -> np.ndarray:
-        from cnnviz_cli.render.cam import heat_overlay
+        from cnnviz_cli.render.cam import heat_overlay, outline
 
-        return heat_overlay(item.image.original, item.maps[method], self.options["colormap"],
-                            self.options["alpha"])
+        picture = heat_overlay(item.image.original, item.maps[method], self.options["colormap"],
+                               self.options["alpha"])
+        return picture if item.region is None else outline(picture, item.region)
 
     def _panel(self, item: CamItem) -> np.ndarray:
         from cnnviz_cli.render.cam import method_panel
@@ -266,5 +268,6 @@ def _explain(explainer, resolved, batch: list[LoadedImage], targets, methods: li
                 fields[method]["deletion_auc"] = float(scores[method].deletion_auc[item])
                 fields[method]["insertion_auc"] = float(scores[method].insertion_auc[item])
         maps = {method: maps[item] for method, maps in result.maps.items()}
-        items.append(CamItem(batch[image_index], record, maps, fields))
+        region = None if result.regions is None else result.regions[item]
+        items.append(CamItem(batch[image_index], record, maps, fields, region))
     return items
