@@ -184,6 +184,13 @@ def test_token_layers_are_feature_maps_with_the_convolutions_gradcam(keras):
     assert cnnviz_cli.activations(model, image, layers=["mixer"]) is not None
 
 
+def test_the_api_refuses_a_threshold_outside_0_1(multilabel_model):
+    from cnnviz_cli.errors import CnnvizError
+
+    with pytest.raises(CnnvizError, match="--threshold 1 is not a probability strictly between"):
+        cnnviz_cli.cam(multilabel_model, colour_image(), threshold=1.0)
+
+
 def test_embedding_explains_the_similarity_to_the_references(keras):
     dense = keras.layers.Dense(2, name="embedding")
     model = evidence_model(keras, dense)
@@ -241,7 +248,7 @@ def model_files(tmp_path_factory, binary_model, keras):
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--threshold", "1.5"], "--threshold 1.5 is not a probability"),
+    (["--threshold", "1.5"], "1.5 is not in the range 0<x<1"),
     (["--threshold", "0.5"], "--threshold applies only to a multi-label head"),
     (["--direction", "down"], "--direction applies only to a regression head"),
     (["--reference", "IMAGE"], "--reference IMAGE goes with --task embed"),

@@ -28,7 +28,7 @@ head_options = compose(
 cam_head_options = compose(
     head_options,
     click.option(
-        "--threshold", type=float, metavar="P",
+        "--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="P",
         help="A multi-label head: also explain every label of probability >= P (0 < P < 1).",
     ),
     click.option(
