@@ -181,7 +181,32 @@ def test_token_layers_are_feature_maps_with_the_convolutions_gradcam(keras):
     np.testing.assert_allclose(by_tokens.maps[0]["gradcam"], by_conv.maps[0]["gradcam"],
                                rtol=1e-5, atol=1e-6)
     assert cnnviz_cli.cam(model, image, layer="mixer").maps[0]["gradcam"].shape == (SIZE, SIZE)
-    assert cnnviz_cli.activations(model, image, layers=["mixer"]) is not None
+    maps = cnnviz_cli.activations(model, image, layers=["conv", "with_class"]).maps[0]
+    np.testing.assert_allclose(maps["with_class"], maps["conv"], rtol=1e-6)  # class token gone
+
+
+def test_layers_marks_token_layers(run_cli, tmp_path, keras):
+    import json
+
+    inputs = keras.Input((SIZE, SIZE, 3))
+    conv = keras.layers.Conv2D(4, 2, strides=2, name="patches")(inputs)
+    tokens = keras.layers.Reshape((16, 4), name="tokens")(conv)
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Dense(4, name="block")(tokens))
+    keras.Model(inputs, keras.layers.Dense(2)(pooled)).save(tmp_path / "vit.keras")
+    rows = json.loads(run_cli("layers", tmp_path / "vit.keras", "--json").output)["layers"]
+    marked = {row["name"]: (row["feature_map"], row["tokens"]) for row in rows}
+    assert marked["patches"] == (True, False) and marked["block"] == (True, True)
+    assert not any(marked[name][0] for name in marked if name not in ("patches", "tokens",
+                                                                        "block"))
+
+
+def test_maximize_both_classes_of_a_binary_head(binary_model):
+    result = cnnviz_cli.maximize(binary_model, classes=[0, 1], steps=24, size=SIZE,
+                                 transforms="none", param="pixel", lr=0.2)
+    negative, positive = result.images  # class 0 is the negated logit: blue against red
+    assert negative[..., 2].mean() > negative[..., 0].mean()
+    assert positive[..., 0].mean() > positive[..., 2].mean()
+    assert result.scores[0] > result.noise_scores[0] and result.scores[1] > result.noise_scores[1]
 
 
 def test_the_api_refuses_a_threshold_outside_0_1(multilabel_model):
