@@ -75,7 +75,8 @@ class Head:
 
     def all_scores(self, outputs: tf.Tensor, regions: tf.Tensor | None = None) -> tf.Tensor:
         """(batch, classes) scores of every class; segmentation sums over `regions` (batch,
-        h, w) at the output's resolution, by default over the pixels assigned to each class."""
+        h, w) at the output's resolution, by default over the pixels assigned to each class
+        (other heads ignore `regions`)."""
         if self.task == "binary":
             return tf.concat([-outputs, outputs], axis=1)
         if self.task == "regress":
@@ -117,25 +118,16 @@ class Head:
 
     def score(self, outputs: tf.Tensor, classes: tf.Tensor, regions: tf.Tensor) -> tf.Tensor:
         """(batch,) the explained score of each item's class (and region)."""
-        return class_scores(self.all_scores(outputs, _region_or_none(self, regions)), classes)
+        return class_scores(self.all_scores(outputs, regions), classes)
 
     def probability(self, outputs: tf.Tensor, classes: tf.Tensor, regions: tf.Tensor) -> tf.Tensor:
         """(batch,) each item's probability (the value curves of deletion/insertion follow)."""
-        matrix = self.all_probabilities(outputs, _region_or_none(self, regions))
-        return class_scores(matrix, classes)
-
-
-def _region_or_none(head: Head, regions: tf.Tensor) -> tf.Tensor | None:
-    return regions if head.task == "segment" else None
+        return class_scores(self.all_probabilities(outputs, regions), classes)
 
 
 def _assigned(outputs: tf.Tensor) -> tf.Tensor:
     """(batch, h, w, classes) one-hot of the class each pixel is assigned to."""
     return tf.one_hot(tf.argmax(outputs, axis=-1), tf.shape(outputs)[-1], dtype=outputs.dtype)
-
-
-def _output_layer_shape(model: keras.Model, index: int) -> tuple:
-    return tuple(model.outputs[index].shape)
 
 
 def detect_head(
@@ -148,7 +140,7 @@ def detect_head(
     """The Head of output `index`: `task` when given (checked against the output's shape), else
     decided from the final activation and the shape. `direction` (up/down) is for regression
     only and `reference` (the mean reference embedding) for embeddings only."""
-    shape = _output_layer_shape(model, index)
+    shape = tuple(model.outputs[index].shape)
     activation = final_activation(model, index)
     chosen = task or _default_task(activation, shape)
     if chosen not in TASKS:
