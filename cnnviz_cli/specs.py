@@ -53,3 +53,7 @@ def filter_spec(filters: str | Sequence[int] | None) -> str | None:
     if filters is None or isinstance(filters, str):
         return filters
     return ",".join(str(int(index)) for index in filters)
+
+
+TASKS = ("classify", "binary", "multilabel", "regress", "segment", "embed")  # models.heads
+DIRECTIONS = ("up", "down")  # a regression head: explain what raises or lowers the output

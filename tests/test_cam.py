@@ -192,8 +192,9 @@ def test_probability_is_the_softmax_of_all_logits_of_the_output(flat_model, kera
     np.testing.assert_allclose(result.probabilities, softmax(colour)[:, 3], rtol=1e-5)
 
 
-@pytest.mark.parametrize("activation, kind", [("sigmoid", "probability"), (None, "score")])
+@pytest.mark.parametrize("activation, kind", [("sigmoid", "logit"), (None, "score")])
 def test_sigmoid_head_gives_its_sigmoid_and_linear_head_no_probability(keras, activation, kind):
+    """The score is pre-activation either way (a final sigmoid is left out)."""
     inputs = keras.Input((SIZE, SIZE, CHANNELS))
     x = keras.layers.Conv2D(FILTERS, 3, padding="same", activation="relu", name="conv")(inputs)
     x = keras.layers.Dense(CLASSES, name="logits")(keras.layers.Flatten()(x))
@@ -204,10 +205,10 @@ def test_sigmoid_head_gives_its_sigmoid_and_linear_head_no_probability(keras, ac
     result = CamExplainer(model, "conv", (SIZE, SIZE, CHANNELS))(x, Targets((1,)))
     logits = reference_pass(model, x)[1][:, 1]
     assert result.score_kind == kind
+    np.testing.assert_allclose(result.scores, logits, rtol=1e-5)
     if activation:
         np.testing.assert_allclose(result.probabilities, 1 / (1 + np.exp(-logits)), rtol=1e-5)
     else:
-        np.testing.assert_allclose(result.scores, logits, rtol=1e-5)
         assert result.probabilities is None and result.score_fields(0)["probability"] is None
 
 def test_method_names_and_target_errors(flat_model):
@@ -216,9 +217,9 @@ def test_method_names_and_target_errors(flat_model):
     assert resolve_methods([]) == ["gradcam"]
     assert resolve_methods(["layercam, gradcam", "gradcam"]) == ["layercam", "gradcam"]
     assert resolve_methods(["all"]) == list(METHODS)
-    for bad in (lambda: resolve_methods(["gradcan"]), lambda: Targets((3,)).codes(1, 3),
-                lambda: Targets(top_k=4).codes(1, 3),
-                lambda: Targets(per_image=(0, 5)).codes(2, 3)):
+    for bad in (lambda: resolve_methods(["gradcan"]), lambda: Targets((3,)).items(1, 3),
+                lambda: Targets(top_k=4).items(1, 3),
+                lambda: Targets(per_image=(0, 5)).items(2, 3)):
         with pytest.raises(CnnvizError):
             bad()
 

@@ -103,22 +103,29 @@ def test_targets_rows_by_path_name_and_stem(csv_folder):
     path = _write(csv_folder, "images/circle.png,dog\nstar,fox,star-mask.png\n"
                   "pair.png,,0,5,40,20.5\nelsewhere,1\n")
     table = read_targets(path, _label_index)
-    circle, star, pair = (table.row_for(images / f"{n}.png") for n in ("circle", "star", "pair"))
+    (circle,), (star,), (pair,) = (table.rows_for(images / f"{n}.png")
+                                   for n in ("circle", "star", "pair"))
     assert (circle.class_index, circle.has_region) == (1, False)  # a path relative to the CWD
     assert star.class_index == 2 and star.mask == csv_folder / "data" / "star-mask.png"
     assert pair.class_index is None and pair.box == (0.0, 5.0, 40.0, 20.5)
-    assert table.row_for(images / "other.png") is None
+    assert table.rows_for(images / "other.png") == []
     assert [row.image for row in table.unmatched(images / f"{n}.png" for n in ("circle", "star",
                                                                              "pair"))] == [
         "elsewhere"]
     assert table.has_regions
 
 
+def test_an_image_may_have_a_row_per_class(csv_folder):
+    path = _write(csv_folder, "a.png,cat\na.png,fox,0,0,4,4\n")
+    rows = read_targets(path, _label_index).rows_for(csv_folder / "a.png")
+    assert [(row.class_index, row.has_region) for row in rows] == [(0, False), (2, True)]
+
+
 def test_targets_header_names_columns_in_any_order(csv_folder):
     path = _write(csv_folder, "split,label,xmin,ymin,xmax,ymax,file\nval,cat,1,2,3,4,a.png\n"
                   "val,fox,,,,,b.png\n")
     table = read_targets(path, _label_index)
-    first, second = (table.row_for(csv_folder / "x" / name) for name in ("a.png", "b.png"))
+    (first,), (second,) = (table.rows_for(csv_folder / "x" / name) for name in ("a.png", "b.png"))
     assert (first.class_index, first.box) == (0, (1.0, 2.0, 3.0, 4.0))
     assert (second.class_index, second.box, second.mask) == (2, None, None)
 
@@ -126,11 +133,11 @@ def test_targets_header_names_columns_in_any_order(csv_folder):
 def test_regions_are_scaled_to_the_input_size(csv_folder):
     path = _write(csv_folder, "a,cat,50,0,200,25\nb,cat,star-mask.png\n")
     table = read_targets(path, _label_index)
-    box = table.row_for(csv_folder / "a.png").region((100, 200), (10, 20))
+    box = table.rows_for(csv_folder / "a.png")[0].region((100, 200), (10, 20))
     expected = np.zeros((10, 20), bool)
     expected[:2, 5:] = True  # row centres 5, 15 (of 5, 15, 25, ...) < 25; column centres >= 50
     np.testing.assert_array_equal(box, expected)
-    mask = table.row_for(csv_folder / "b.png").region((30, 30), (8, 8))
+    mask = table.rows_for(csv_folder / "b.png")[0].region((30, 30), (8, 8))
     assert mask[:4, :4].all() and int(np.count_nonzero(mask)) == 16  # a count, not a float sum
 
 
@@ -143,7 +150,7 @@ def test_regions_are_scaled_to_the_input_size(csv_folder):
         ("a,cat,x,0,2,9\n", "row 1: the box x,0,2,9 is not four numbers"),
         ("a,cat,1,2\n", "row 1 has 4 columns"),
         ("image,class,mask,x0,y0,x1,y1\na,cat,star-mask.png,0,0,1,1\n", "both a mask and a box"),
-        ("a.png,cat\nimages/../a.png,dog\n", "row 2 names the same image as"),
+        ("a.png,cat\nimages/../a.png,cat\n", "row 2 names the same image and class as"),
         ("image,class,x0,y0\na,cat,1,2\n", "all of x0,y0,x1,y1"),
     ],
 )
@@ -153,9 +160,12 @@ def test_targets_errors_name_the_row(csv_folder, text, message):
 
 
 def test_per_image_class_none_keeps_the_default_target():
-    codes = Targets(classes=(2,), per_image=(1, None)).codes(2, 3)
-    assert codes.tolist() == [[1, 2], [2, 2]]  # the repeated 2 is dropped by the explainer
-    assert Targets(per_image=(None, 0)).codes(2, 3).tolist() == [[-1], [0]]
+    images, codes = Targets(classes=(2,), per_image=(1, None)).items(2, 3)
+    assert images.tolist() == [0, 0, 1] and codes.tolist() == [1, 2, 2]
+    images, codes = Targets(per_image=(None, 0)).items(2, 3)
+    assert images.tolist() == [0, 1] and codes.tolist() == [-1, 0]
+    images, codes = Targets(per_image=((0, 2), (), (None, 1))).items(3, 3)  # several rows
+    assert images.tolist() == [0, 0, 2, 2] and codes.tolist() == [0, 2, 1, -1]
 
 
 # ---------- gates ----------

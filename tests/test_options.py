@@ -38,6 +38,8 @@ def sample_value(param: click.Option) -> str:
         return str(param.type.choices[0])
     if isinstance(param.default, int | float | str) and not isinstance(param.default, bool):
         return str(param.default)
+    if isinstance(param.type, click.FloatRange) and param.type.max is not None:
+        return str((param.type.min + param.type.max) / 2)  # inside an open range too
     if isinstance(param.type, click.IntRange | click.FloatRange):
         return str(max(param.type.min or 1, 1))
     return "x"

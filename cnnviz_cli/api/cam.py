@@ -19,6 +19,7 @@ class CamItem:
     record: dict  # input, layer, class, label, score, probability, score_kind
     maps: dict[str, np.ndarray]
     fields: dict[str, dict]  # per method: heatmap statistics, metrics, region, baseline
+    region: np.ndarray | None = None  # segmentation: the pixels whose score is explained
 
     @property
     def label(self) -> str:
@@ -68,10 +69,11 @@ class CamResult(Result):
         return all(row["passed"] for row in self.gates)
 
     def _overlay(self, item: CamItem, method: str) -> np.ndarray:
-        from cnnviz_cli.render.cam import heat_overlay
+        from cnnviz_cli.render.cam import heat_overlay, outline
 
-        return heat_overlay(item.image.original, item.maps[method], self.options["colormap"],
-                            self.options["alpha"])
+        picture = heat_overlay(item.image.original, item.maps[method], self.options["colormap"],
+                               self.options["alpha"])
+        return picture if item.region is None else outline(picture, item.region)
 
     def _panel(self, item: CamItem) -> np.ndarray:
         from cnnviz_cli.render.cam import method_panel
@@ -111,8 +113,12 @@ def cam(
     methods: Sequence[str] = ("gradcam",),
     classes: Sequence[str | int] = (),
     top_k: int | None = None,
+    threshold: float | None = None,
     layer: str = "auto",
     output: str | int | None = None,
+    task: str | None = None,
+    direction: str | None = None,
+    reference: ImageSource | None = None,
     max_n: int = 10,
     samples: int = 32,
     noise: float = 0.15,
@@ -138,8 +144,8 @@ def cam(
 ) -> CamResult:
     """Heatmaps of the pixels that drove class scores, by every CAM and attribution method.
 
-    The score explained is the class logit (a final softmax is left out); `probability` is
-    the model's own.
+    The score explained is pre-activation (a final softmax or sigmoid is left out) and what it
+    is depends on the head's task (see models.heads); `probability` is the head's own.
 
     Args:
         model: a name, a model file, a keras.Model or a `load_model` result.
@@ -149,8 +155,13 @@ def cam(
             gradient-input, or `all` (comma lists too).
         classes: classes to explain (indices or labels) [default: each image's top-1].
         top_k: also explain the K top predictions.
+        threshold: a multi-label head: also explain every label of probability >= threshold.
         layer: a feature-map layer; `auto` = the deepest one larger than 1x1 before pooling.
         output: which output of a model with several (name or index).
+        task: classify, binary, multilabel, regress, segment or embed [default: decided from
+            the output's final activation and shape].
+        direction: a regression head: `up` (what raises the output, the default) or `down`.
+        reference: with task="embed", images whose mean embedding the inputs are compared with.
         max_n, samples, noise, ig_steps, ig_baseline, seed: Faster-ScoreCAM channels,
             SmoothGrad copies and noise, integrated-gradients steps and baseline, the seed.
         colormap, alpha: the heatmaps' colour map and the overlay opacity.
@@ -171,14 +182,24 @@ def cam(
         `probabilities`; `ranking`, `gates` and `passed`.
     """
     from cnnviz_cli.api.gates import Checks
+    from cnnviz_cli.api.heads import model_head
     from cnnviz_cli.api.models import load_model
+    from cnnviz_cli.api.results import image_words
+    from cnnviz_cli.models.heads import check_threshold
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
-    from cnnviz_cli.techniques.cam import CamExplainer, CamOptions, Targets, resolve_methods
+    from cnnviz_cli.techniques.cam import (
+        CamExplainer,
+        CamOptions,
+        Targets,
+        output_index,
+        resolve_methods,
+    )
 
     resolved = load_model(model, preprocess=preprocess, labels=labels)
     chosen = resolve_methods(list(methods))
     arguments = {**locals_of(cam, locals()), "methods": chosen,
-                 "classes": [str(c) for c in classes]}
+                 "classes": [str(c) for c in classes],
+                 "reference": None if reference is None else image_words(reference)}
     for option in ("fail_under", "fail_over", "fail_under_each", "fail_over_each"):
         arguments[option] = [_gate_text(spec) for spec in arguments[option]]
     session, run = open_session("cam", cam, arguments, resolved, out, progress,
@@ -187,10 +208,13 @@ def cam(
         height, width = resolved.image_size(run["size"])
         info = (last_feature_map(resolved.model, (height, width)) if layer == "auto"
                 else find_feature_map(resolved.model, layer))
+        head = model_head(resolved, output_index(resolved.model, output), task, direction,
+                          reference, (height, width), run["max_pixels"])
+        check_threshold(head, threshold)
         explainer = CamExplainer(resolved.model, info.path, (height, width, resolved.channels),
-                                 output)
+                                 output, head)
         wanted = Targets(tuple(resolved.class_index(spec, explainer.num_classes)
-                               for spec in classes), top_k)
+                               for spec in classes), top_k, threshold=threshold)
         settings = CamOptions(max_channels=max_n, batch_size=run["batch_size"], samples=samples,
                               noise=noise, ig_steps=ig_steps, ig_baseline=ig_baseline, seed=seed,
                               preprocess=resolved.preprocess)
@@ -198,11 +222,13 @@ def cam(
                         lambda spec: resolved.class_index(spec, explainer.num_classes),
                         session.warn, images)
         for batch in session.batches(images, run):
-            items = _explain(explainer, resolved, batch, checks.targets_for(batch, wanted),
-                             chosen, settings, checks, arguments, run["batch_size"])
+            targets = checks.targets_for(batch, wanted, head.task == "segment")
+            items = _explain(explainer, resolved, batch, targets, chosen, settings, checks,
+                             arguments, run["batch_size"])
             session.keep(part(session, CamResult, items))
         records = _records(session)
-        return collect(session, CamResult, metrics=checks.finish(records))
+        return collect(session, CamResult, metrics={"head": head.describe(),
+                                                    **checks.finish(records)})
 
 
 def _gate_text(spec) -> str:
@@ -226,14 +252,14 @@ def _explain(explainer, resolved, batch: list[LoadedImage], targets, methods: li
     inputs = resolved.prepare(np.stack([image.resized for image in batch]))
     result = explainer(inputs, targets, methods, settings)
     scores = (faithfulness(explainer, inputs, result, options["metric_steps"], batch_size)
-              if options["metrics"] else {})
+              if options["metrics"] and len(result.classes) else {})
     checked = checks.measure(batch, result)
     items = []
     for item, image_index in enumerate(result.image_indices):
         class_index = int(result.classes[item])
         record = {"input": batch[image_index].name, "layer": result.layer_path,
-                  "class": class_index, "label": resolved.label(class_index),
-                  **result.score_fields(item)}
+                  "task": explainer.head.task, "class": class_index,
+                  "label": resolved.label(class_index), **result.score_fields(item)}
         fields = {}
         for method in result.maps:
             fields[method] = {"heatmap": result.statistics(method, item),
@@ -242,5 +268,6 @@ def _explain(explainer, resolved, batch: list[LoadedImage], targets, methods: li
                 fields[method]["deletion_auc"] = float(scores[method].deletion_auc[item])
                 fields[method]["insertion_auc"] = float(scores[method].insertion_auc[item])
         maps = {method: maps[item] for method, maps in result.maps.items()}
-        items.append(CamItem(batch[image_index], record, maps, fields))
+        region = None if result.regions is None else result.regions[item]
+        items.append(CamItem(batch[image_index], record, maps, fields, region))
     return items

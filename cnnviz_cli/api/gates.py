@@ -90,6 +90,18 @@ def _items(result) -> list[tuple[int, int, int]]:
     return [(item, int(image), int(class_index)) for item, (image, class_index) in enumerate(pairs)]
 
 
+def _row_of(rows: list, class_index: int):
+    """The row of an image that scores the heatmaps of a class: the row of that class, else
+    a row that gives no class (it stands for whatever the image explains)."""
+    return next((row for row in rows if row.class_index == class_index),
+                next((row for row in rows if row.class_index is None), None))
+
+
+def _region(row, image):
+    """A row's region as a boolean map at the image's input (resized) size."""
+    return row.region(image.original.shape[:2], image.resized.shape[:2])
+
+
 GATE_OPTIONS = ("fail_under", "fail_over", "fail_under_each", "fail_over_each")
 
 
@@ -162,16 +174,22 @@ class Checks:
             self.warn(f"{len(rows)} row(s) of --targets name no input image: {shown}"
                       f"{' ...' if len(rows) > 5 else ''}.")
 
-    def _rows(self, batch: list) -> list:
-        return [None if image.path is None else self.table.row_for(image.path)
-                for image in batch]
+    def _rows(self, batch: list) -> list[list]:
+        return [[] if image.path is None else self.table.rows_for(image.path) for image in batch]
 
-    def targets_for(self, batch: list, targets):
-        """The Targets of one batch of LoadedImage: each image's class from the targets."""
+    def targets_for(self, batch: list, targets, with_regions: bool = False):
+        """The Targets of one batch of LoadedImage: each image's classes from its rows (none:
+        the default target) and, `with_regions` (a segmentation head), the rows' regions as
+        the regions to explain."""
         if self.table is None:
             return targets
         rows = self._rows(batch)
-        return replace(targets, per_image=tuple(row and row.class_index for row in rows))
+        per_image = tuple(tuple(row.class_index for row in found) or None for found in rows)
+        if not with_regions:
+            return replace(targets, per_image=per_image)
+        regions = tuple({row.class_index: _region(row, image) for row in found if row.has_region}
+                        for found, image in zip(rows, batch, strict=True))
+        return replace(targets, per_image=per_image, regions=regions)
 
     def measure(self, batch: list, result) -> dict[str, list[dict]]:
         """Per method, per item of a CamBatch: the record fields of its region and baseline
@@ -192,21 +210,19 @@ class Checks:
         from cnnviz_cli.techniques.metrics import pointing_game
 
         rows = self._rows(batch)
-        items = [
-            item for item, image, class_index in _items(result)
-            if rows[image] is not None and rows[image].has_region
-            and rows[image].class_index in (None, class_index)
-        ]
-        if not items:
+        regions, empty = {}, set()  # item -> its row's region at the input size
+        for item, image, class_index in _items(result):
+            row = _row_of(rows[image], class_index)
+            if row is not None and row.has_region:
+                regions[item] = _region(row, batch[image])
+                if not regions[item].any() and row.where not in empty:
+                    empty.add(row.where)
+                    self.warn(f"{row.where}: the region is empty in {batch[image].title}; its "
+                              "heatmaps score 0.")
+        if not regions:
             return
-        regions = {}
-        for image in dict.fromkeys(result.image_indices[items]):
-            loaded = batch[image]
-            regions[image] = rows[image].region(loaded.original.shape[:2], loaded.resized.shape[:2])
-            if not regions[image].any():
-                self.warn(f"{rows[image].where}: the region is empty in {loaded.title}; its "
-                          "heatmaps score 0.")
-        masks = np.stack([regions[image] for image in result.image_indices[items]])
+        items = list(regions)
+        masks = np.stack(list(regions.values()))
         for method, maps in result.maps.items():
             hits, energy = pointing_game(maps[items], masks), region_energy(maps[items], masks)
             for item, hit, share in zip(items, hits, energy, strict=True):

@@ -97,6 +97,8 @@ def maximize(
     layer: str = "auto",
     filters: str | Sequence[int] | None = None,
     classes: Sequence[str | int] = (),
+    task: str | None = None,
+    direction: str | None = None,
     param: str = "fourier",
     transforms: str = "standard",
     l2: float = 0.0,
@@ -120,6 +122,8 @@ def maximize(
         layer: the feature-map layer whose filters to maximise; `auto` = the deepest one.
         filters: `3`, `0-15`, `1,5,9`, `all` or a list of indices [default: the first 16].
         classes: maximise these class scores (indices or labels) instead of filters.
+        task, direction: what the (first) output is and, for regression, whether to raise
+            (up) or lower (down) it; see `cam`.
         param: `fourier` (1/f spectrum, decorrelated colour) or `pixel`.
         transforms: `standard` (random pad, jitter, scale, rotation, fading out) or `none`.
         l2, tv, blur: weights of the L2, total-variation and blur penalties.
@@ -135,6 +139,7 @@ def maximize(
     Returns:
         A MaximizeResult with `images`, `scores`, `noise_scores` and `targets`.
     """
+    from cnnviz_cli.api.heads import model_head
     from cnnviz_cli.api.models import load_model
     from cnnviz_cli.errors import CnnvizError
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
@@ -146,6 +151,9 @@ def maximize(
     if classes and (layer != "auto" or filters is not None):
         raise CnnvizError("--layer and --filter choose filters to maximise; they cannot go with "
                           "--class, which maximises classes instead.")
+    if not classes and (task is not None or direction is not None):
+        raise CnnvizError("--task and --direction say what class scores are; they go with "
+                          "--class.")
     filters = filter_spec(filters)
     arguments.update(filters=filters, classes=[str(c) for c in classes])
     session, _ = open_session("maximize", maximize, arguments, resolved, out, progress)
@@ -153,11 +161,11 @@ def maximize(
         shape = (*resolved.image_size(size), resolved.channels)
         config = _config(arguments, min(shape[:2]))
         if classes:
-            count = int(resolved.model.outputs[0].shape[-1])
-            targets = [resolved.class_index(spec, count) for spec in classes]
+            head = model_head(resolved, 0, task, direction)
+            targets = [resolved.class_index(spec, head.num_classes) for spec in classes]
             with session.status(f"Maximising {len(targets)} classes"):
                 result = maximize_classes(resolved.model, resolved.preprocess, targets, shape,
-                                          config)
+                                          config, head)
             item = MaximizeItem(None, targets, [resolved.label(i) for i in targets], result)
         else:
             info = (last_feature_map(resolved.model, shape[:2]) if layer == "auto"

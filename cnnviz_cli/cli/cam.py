@@ -15,6 +15,7 @@ from cnnviz_cli.cli.common import (
     run_settings,
 )
 from cnnviz_cli.cli.gates import GATE_EXIT_CODE, gate_options, report_checks
+from cnnviz_cli.cli.heads import cam_head_options
 
 METHOD_NAMES = (
     "gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, scorecam, faster-scorecam, "
@@ -51,6 +52,7 @@ RULES = [
               "the classifier head (VGG: block5_conv3; see `cnnviz layers`).")
 @click.option("--output", "output_spec", metavar="NAME|INDEX",
               help="Which output of a model with several outputs [default: the first].")
+@cam_head_options
 @click.option("--max-n", type=click.IntRange(min=1), default=10, show_default=True,
               help="Faster-ScoreCAM: channels of largest activation variance to score.")
 @click.option("--samples", type=click.IntRange(min=1), default=32, show_default=True,
@@ -80,8 +82,9 @@ def cam(ctx: click.Context, **options) -> None:
 
     For each image, class and method: the heatmap over the image
     (<out>/<image>/cam-<method>-<label>.png), the bare heatmap (...-heatmap.png) and, with
-    several methods, a side-by-side panel (cam-panel-<label>.png). The score explained is the
-    class logit (a final softmax is left out). --batch-size counts images per compiled pass:
+    several methods, a side-by-side panel (cam-panel-<label>.png). The score explained is
+    pre-activation (a final softmax or sigmoid is left out); --task says what the head is
+    (README: "Model heads"). --batch-size counts images per compiled pass:
     input images, or changed copies for ScoreCAM, --metrics and the gradient attributions.
     Exit 3 when a gate (--fail-under/--fail-over) fails, after everything is written.
 
@@ -95,8 +98,10 @@ def cam(ctx: click.Context, **options) -> None:
 
     result = api.cam(
         load_model(options), options["images"], methods=options["method_specs"] or ("gradcam",),
-        classes=options["class_specs"], top_k=options["top_k"], layer=options["layer_spec"],
-        output=options["output_spec"], max_n=options["max_n"], samples=options["samples"],
+        classes=options["class_specs"], top_k=options["top_k"], threshold=options["threshold"],
+        layer=options["layer_spec"], output=options["output_spec"], task=options["task"],
+        direction=options["direction"], reference=list(options["reference"]) or None,
+        max_n=options["max_n"], samples=options["samples"],
         noise=options["noise"], ig_steps=options["ig_steps"], ig_baseline=options["ig_baseline"],
         seed=options["seed"], colormap=options["colormap"], alpha=options["alpha"],
         save_npy=options["save_npy"], metrics=options["metrics"],

@@ -33,9 +33,10 @@ gate_options = compose(
     click.option(
         "--targets", type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help="CSV of rows image,class[,mask] or image,class,x0,y0,x1,y1: the class to explain "
-        "per image (matched by path, file name or stem) and the object's region, which scores "
-        "its heatmaps (pointing game, energy inside). Images without a row (or class) get the "
-        "default target: --class/--top-k, else their top-1 prediction.",
+        "per image (matched by path, file name or stem; a row per class for several) and the "
+        "object's region, which scores its heatmaps (pointing game, energy inside) and is the "
+        "region a segmentation head explains. Images without a row (or class) get the default "
+        "target: --class/--top-k, else their top-1 prediction.",
     ),
     click.option(
         "--baseline", type=click.Path(exists=True, file_okay=False, path_type=Path),

@@ -30,7 +30,12 @@ def layers(ctx: click.Context, model_arg: str | None, print_json: bool, **option
       cnnviz layers mobilenet_v2 --weights none
     """
     from cnnviz_cli.errors import CnnvizError
-    from cnnviz_cli.models.layers import default_layers, feature_map_layers, iter_layers
+    from cnnviz_cli.models.layers import (
+        default_layers,
+        feature_map_layers,
+        iter_layers,
+        token_grid,
+    )
     from cnnviz_cli.models.resolve import ModelRequest, resolve_model
 
     if model_arg is not None and ctx.get_parameter_source("model") != ParameterSource.DEFAULT:
@@ -52,7 +57,8 @@ def layers(ctx: click.Context, model_arg: str | None, print_json: bool, **option
     rows = [{"index": index, "name": info.path, "type": type(info.layer).__name__,
              "output_shape": None if info.output_shape is None else list(info.output_shape),
              "params": info.layer.count_params() if hasattr(info.layer, "count_params") else 0,
-             "feature_map": info.path in maps, "auto": picks.get(info.path, [])}
+             "feature_map": info.path in maps, "auto": picks.get(info.path, []),
+             "tokens": token_grid(info.output_shape) is not None}
             for index, info in enumerate(iter_layers(resolved.model))]
     if print_json:
         click.echo(json.dumps({"model": resolved.describe(), "layers": rows}, indent=2))
@@ -73,7 +79,8 @@ def _print_layers(title: str, rows: list[dict]) -> None:
         shape = "?" if row["output_shape"] is None else "x".join(
             "?" if size is None else str(size) for size in row["output_shape"][1:])
         table.add_row(str(row["index"]), "  " * row["name"].count("/") + row["name"],
-                      row["type"], shape, f"{row['params']:,}", "yes" if row["feature_map"] else "",
+                      row["type"], shape, f"{row['params']:,}",
+                      "tokens" if row["tokens"] else "yes" if row["feature_map"] else "",
                       ",".join(row["auto"]))
     console = Console(soft_wrap=True)
     # rich shrinks every column of a table wider than the console: make the console wide enough

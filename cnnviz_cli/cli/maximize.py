@@ -12,18 +12,24 @@ from cnnviz_cli.cli.common import (
     output_options,
     run_settings,
 )
+from cnnviz_cli.cli.heads import head_options
 
 FILTER_OPTIONS = OnlyWhen(("layer_spec", "filter_spec"), "without --class (which maximises "
                           "classes instead of filters)", lambda params: not params["classes"])
 
 
-@click.command(cls=CnnvizCommand, rules=[FILTER_OPTIONS])
+HEAD_OPTIONS = OnlyWhen(("task", "direction"), "with --class (they say what the class scores "
+                        "are)", lambda params: bool(params["classes"]))
+
+
+@click.command(cls=CnnvizCommand, rules=[FILTER_OPTIONS, HEAD_OPTIONS])
 @computing_model_options
 @click.option("-l", "--layer", "layer_spec", default="auto", show_default=True, metavar="LAYER",
               help="Layer whose filters to maximise; auto = the deepest feature map.")
 @filter_option("Filters to maximise [default: the first 16].")
 @click.option("--class", "classes", multiple=True, metavar="CLASS",
               help="Maximise a class score instead of filters (index or label). Repeatable.")
+@head_options
 @click.option("--param", type=click.Choice(["fourier", "pixel"]), default="fourier",
               show_default=True, help="Image parameterisation: 1/f spectrum with decorrelated "
               "colour, or free pixels.")
@@ -66,7 +72,8 @@ def maximize(ctx: click.Context, **options) -> None:
 
     result = api.maximize(
         load_model(options), layer=options["layer_spec"], filters=options["filter_spec"],
-        classes=options["classes"], param=options["param"], transforms=options["transforms"],
+        classes=options["classes"], task=options["task"], direction=options["direction"],
+        param=options["param"], transforms=options["transforms"],
         l2=options["l2"], tv=options["tv"], blur=options["blur"], steps=options["steps"],
         lr=options["lr"], size=options["size"], seed=options["seed"], gif=options["gif_every"],
         batch_size=options["batch_size"], **run_settings(ctx, options, images=False),

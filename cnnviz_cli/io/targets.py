@@ -4,7 +4,8 @@ A row is `image, class[, mask | , x0, y0, x1, y1]`. The image is a path (absolut
 the current folder or to the CSV's folder), a file name or a stem; the class an index or a label
 (empty: the image's default target); the region a mask image (non-zero pixels are the object,
 stretched to the image) or a box in the image's pixels (x1, y1 exclusive). A header row is
-optional; with one, columns are found by name and other columns are ignored.
+optional; with one, columns are found by name and other columns are ignored. An image may have
+several rows, one per class (e.g. every label of a multi-label image).
 """
 
 import csv
@@ -63,33 +64,35 @@ class TargetTable:
 
     def __init__(self, rows: list[TargetRow], folder: Path):
         self.rows = rows
-        self._by_path: dict[Path, TargetRow] = {}
-        self._by_name: dict[str, TargetRow] = {}
-        self._by_stem: dict[str, TargetRow] = {}
+        self._by_path: dict[Path, list[TargetRow]] = {}
+        self._by_name: dict[str, list[TargetRow]] = {}
+        self._by_stem: dict[str, list[TargetRow]] = {}
         for row in rows:
             keys = [(self._by_path, path) for path in _resolved(row.image, folder)]
             if "/" not in row.image and "\\" not in row.image:  # a bare file name or stem
                 keys += [(self._by_name, row.image), (self._by_stem, row.image)]
             for index, key in keys:
-                other = index.setdefault(key, row)
-                if other is not row:
-                    raise CnnvizError(
-                        f"{row.where} names the same image as {other.where}; "
-                        "give one row per image."
-                    )
+                found = index.setdefault(key, [])
+                for other in found:
+                    if other.class_index == row.class_index:
+                        raise CnnvizError(
+                            f"{row.where} names the same image and class as {other.where}; "
+                            "give one row per image and class."
+                        )
+                found.append(row)
 
     @property
     def has_regions(self) -> bool:
         return any(row.has_region for row in self.rows)
 
-    def row_for(self, path: Path) -> TargetRow | None:
-        """The row of an input image: by path, else by file name, else by stem."""
+    def rows_for(self, path: Path) -> list[TargetRow]:
+        """The rows of an input image: by path, else by file name, else by stem."""
         return (self._by_path.get(path.resolve()) or self._by_name.get(path.name)
-                or self._by_stem.get(path.stem))
+                or self._by_stem.get(path.stem) or [])
 
     def unmatched(self, paths: Iterable[Path]) -> list[TargetRow]:
         """The rows that name none of `paths`."""
-        used = {id(self.row_for(path)) for path in paths}
+        used = {id(row) for path in paths for row in self.rows_for(path)}
         return [row for row in self.rows if id(row) not in used]
 
 

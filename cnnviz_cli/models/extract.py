@@ -4,27 +4,39 @@ from collections.abc import Callable
 
 import keras
 
-_SOFTMAX_NAMES = ("softmax",)
+from cnnviz_cli.models.layers import token_grid
+
+STRIPPED = ("softmax", "sigmoid")  # final activations left out, so scores are pre-activation
 
 
-def _is_softmax(function) -> bool:
-    return getattr(function, "__name__", "") in _SOFTMAX_NAMES
+class WithoutActivation:
+    """A read-only view of a layer whose `call` skips the activation; the layer is untouched."""
+
+    activation = None
+
+    def __init__(self, layer: keras.layers.Layer):
+        self.layer = layer
+
+    def __getattr__(self, name: str):
+        return getattr(self.layer, name)
 
 
-def _pre_softmax(layer: keras.layers.Layer):
-    """A stand-in for a final softmax layer that returns the logits, or None if not softmax."""
-    if isinstance(layer, keras.layers.Softmax) or (
-        isinstance(layer, keras.layers.Activation) and _is_softmax(layer.activation)
-    ):
+def _activation_name(layer: keras.layers.Layer) -> str:
+    """softmax or sigmoid when the layer ends in one of them (STRIPPED), else none."""
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    name = getattr(getattr(layer, "activation", None), "__name__", "")
+    return name if name in STRIPPED else "none"
+
+
+def _pre_activation(layer: keras.layers.Layer):
+    """A stand-in for a final softmax/sigmoid (layer or activation of a layer) that returns its
+    input, the pre-activation scores; None when the layer ends in neither."""
+    if _activation_name(layer) == "none":
+        return None
+    if isinstance(layer, keras.layers.Softmax | keras.layers.Activation):
         return lambda x, **_: x
-    if isinstance(layer, keras.layers.Dense) and _is_softmax(layer.activation):
-
-        def logits(x, **_):
-            y = keras.ops.matmul(x, layer.kernel)
-            return y + layer.bias if layer.use_bias else y
-
-        return logits
-    return None
+    return lambda x, **_: type(layer).call(WithoutActivation(layer), x)
 
 
 def _head_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -36,10 +48,16 @@ def _head_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return heads
 
 
+def final_activation(model: keras.Model, index: int = 0) -> str:
+    """The final activation of output `index` that `build_extractor(logits=True)` leaves out:
+    softmax, sigmoid or none."""
+    return _activation_name(_head_layers(model)[index])
+
+
 def ends_in_softmax(model: keras.Model) -> bool:
     """True when the model's (first) output is a softmax that `build_extractor(logits=True)`
     removes."""
-    return _pre_softmax(_head_layers(model)[0]) is not None
+    return final_activation(model) == "softmax"
 
 
 def build_extractor(
@@ -50,13 +68,13 @@ def build_extractor(
 ) -> keras.Model:
     """A model mapping the input to `[*feature maps at layer_paths, *model outputs]`.
 
-    Layer paths may point inside nested models (`backbone/block5_conv3`). With `logits`, the
-    final softmax of every output is left out so scores are pre-softmax. `replace(layer)` may
-    return a stand-in to call instead of a layer (None keeps the layer); nested models are then
-    rebuilt too.
-    The user's model is not changed.
+    Layer paths may point inside nested models (`backbone/block5_conv3`); token layers on a
+    square grid are given as feature maps (`layers.token_grid`). With `logits`, the final
+    softmax or sigmoid of every output is left out so scores are pre-activation.
+    `replace(layer)` may return a stand-in to call instead of a layer (None keeps the layer);
+    nested models are then rebuilt too. The user's model is not changed.
     """
-    heads = {id(layer): _pre_softmax(layer) for layer in _head_layers(model)} if logits else {}
+    heads = {id(layer): _pre_activation(layer) for layer in _head_layers(model)} if logits else {}
     replacements = {key: stand_in for key, stand_in in heads.items() if stand_in is not None}
     taps: dict[str, object] = {}
     wanted = set(layer_paths)
@@ -100,6 +118,16 @@ def as_float32(tensor):
     return tensor if tensor.dtype == "float32" else keras.ops.cast(tensor, "float32")
 
 
+def _through_grid(tokens, extra: int, side: int):
+    """(the grid of `tokens` as a (batch, side, side, channels) feature map, the tokens again
+    computed from it): the rest of the model runs on the second, so the map lies on the path
+    of every gradient. The `extra` class/register tokens before the grid pass unchanged."""
+    channels = tokens.shape[-1]
+    grid = as_float32(keras.ops.reshape(tokens[:, extra:, :], (-1, side, side, channels)))
+    again = keras.ops.cast(keras.ops.reshape(grid, (-1, side * side, channels)), tokens.dtype)
+    return grid, keras.ops.concatenate([tokens[:, :extra, :], again], axis=1) if extra else again
+
+
 def _reaches_inside(path: str, wanted: set[str], submodel: keras.Model, heads: dict) -> bool:
     inside = any(item.startswith(path + "/") for item in wanted)
     return inside or any(id(layer) in heads for layer in _head_layers(submodel))
@@ -111,6 +139,10 @@ def _recording(function, path: str, wanted: set[str], taps: dict):
 
     def call(*args, **kwargs):
         output = function(*args, **kwargs)
+        grid = token_grid(tuple(output.shape))
+        if grid is not None:  # tokens on a square grid are tapped as a feature map
+            taps[path], output = _through_grid(output, *grid)
+            return output
         taps[path] = as_float32(output)  # feature maps and their gradients stay float32
         return output if taps[path] is output else keras.ops.cast(taps[path], output.dtype)
 

@@ -5,6 +5,7 @@ written as code (`x + y`), which Keras keeps in `model.operations` but not in `m
 """
 
 import difflib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from itertools import groupby
@@ -23,6 +24,20 @@ PASS_THROUGH_TYPES = (
 )
 DEFAULT_FREE_SIZE = (224, 224)  # where a model that takes any size is measured without a size
 SPREAD = 4  # layers in the activations and reconstruct defaults
+MAX_EXTRA_TOKENS = 5  # a class token, a distillation token, a few register tokens
+
+
+def token_grid(shape: tuple | None) -> tuple[int, int] | None:
+    """(extra tokens, side) of a (batch, tokens, channels) output whose tokens are a square
+    grid of side >= 2 after at most MAX_EXTRA_TOKENS class or register tokens (fewer than the
+    grid's); None for any other shape."""
+    if shape is None or len(shape) != 3 or shape[1] is None:
+        return None
+    for extra in range(min(MAX_EXTRA_TOKENS, shape[1]) + 1):
+        side = math.isqrt(shape[1] - extra)
+        if side >= 2 and side * side == shape[1] - extra and extra < side * side:
+            return extra, side
+    return None
 
 
 @dataclass(frozen=True)
@@ -35,8 +50,10 @@ class LayerInfo:
 
     @property
     def is_feature_map(self) -> bool:
-        """True when the layer outputs a (batch, height, width, channels) map."""
-        return self.output_shape is not None and len(self.output_shape) == 4
+        """True when the layer outputs a (batch, height, width, channels) map, or tokens on a
+        square grid (`token_grid`; techniques see them reshaped to the grid)."""
+        shape = self.output_shape
+        return shape is not None and (len(shape) == 4 or token_grid(shape) is not None)
 
     @property
     def is_container(self) -> bool:
@@ -100,7 +117,8 @@ def find_layer(model: keras.Model, spec: str) -> LayerInfo:
 def feature_map_layers(model: keras.Model, size: tuple[int, int] | None = None
                        ) -> list[LayerInfo]:
     """The feature-map candidates: (batch, height, width, channels) outputs larger than 1x1 in
-    both dimensions for `size` inputs (for a model that takes any size; default 224x224).
+    both dimensions for `size` inputs (for a model that takes any size; default 224x224), and
+    (batch, tokens, channels) outputs whose tokens are a square grid (`token_grid`).
 
     Nested containers are left out (their last layer stands for them); `output_shape` is the
     shape at that size.
@@ -109,9 +127,10 @@ def feature_map_layers(model: keras.Model, size: tuple[int, int] | None = None
     candidates = []
     for info in iter_layers(model):
         shape = shapes.get(info.path, info.output_shape)
-        if info.is_container or shape is None or len(shape) != 4:
+        if info.is_container or shape is None:
             continue
-        if all(side is None or side > 1 for side in shape[1:3]):
+        spatial = len(shape) == 4 and all(side is None or side > 1 for side in shape[1:3])
+        if spatial or token_grid(shape) is not None:
             candidates.append(replace(info, output_shape=shape))
     return candidates
 
@@ -212,7 +231,8 @@ def find_feature_map(model: keras.Model, spec: str) -> LayerInfo:
         shape = info.output_shape if info.output_shape is not None else "unknown"
         raise CnnvizError(
             f"Layer {info.path!r} outputs shape {shape}, not a (batch, height, width, channels) "
-            "feature map; pick a convolutional layer (see `cnnviz layers`)."
+            "feature map or (batch, tokens, channels) tokens on a square grid; pick a "
+            "convolutional or token layer (see `cnnviz layers`)."
         )
     return info
 

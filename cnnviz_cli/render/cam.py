@@ -22,6 +22,22 @@ def heat_overlay(image: np.ndarray, heat: np.ndarray, colormap: str, alpha: floa
     return (base * (1.0 - opacity) + coloured * opacity).round().astype(np.uint8)
 
 
+def outline(picture: np.ndarray, region: np.ndarray, colour=(255, 255, 255)) -> np.ndarray:
+    """`picture` with the border of a (h, w) region (non-zero inside, any resolution, stretched
+    to the picture) drawn in `colour`, about 1/128 of the shorter side wide (at least 1 px)."""
+    height, width = picture.shape[:2]
+    inside = np.asarray(Image.fromarray((np.asarray(region) > 0).astype(np.uint8) * 255).resize(
+        (width, height), Image.Resampling.NEAREST)) > 0
+    core = inside.copy()
+    for _ in range(max(1, min(height, width) // 128)):  # erode: a pixel and its 4 neighbours
+        padded = np.pad(core, 1)
+        core = (padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1]
+                & padded[1:-1, :-2] & padded[1:-1, 2:])
+    drawn = as_rgb(picture).copy()
+    drawn[inside & ~core] = colour
+    return drawn
+
+
 def bare_heatmap(heat: np.ndarray, size: tuple[int, int], colormap: str) -> np.ndarray:
     """The map alone, smoothly upsampled to `size` (height, width) and coloured."""
     return colorize(resize_map(_scaled(heat), size), colormap)

@@ -14,8 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cnnviz_cli.models.extract import build_extractor
-from cnnviz_cli.techniques.targets import class_scores
+from cnnviz_cli.models.extract import WithoutActivation, build_extractor
 
 
 def _guided(forward_input: tf.Tensor, upstream: tf.Tensor) -> tf.Tensor:
@@ -46,25 +45,13 @@ def _rule_relu(rule: str) -> Callable[[tf.Tensor], tf.Tensor]:
     return relu
 
 
-class _WithoutActivation:
-    """A read-only view of a layer whose `call` skips the activation; the layer is untouched."""
-
-    activation = None
-
-    def __init__(self, layer: keras.layers.Layer):
-        self.layer = layer
-
-    def __getattr__(self, name: str):
-        return getattr(self.layer, name)
-
-
 class RuleReLU(keras.layers.Layer):
     """A layer's linear part (when given) followed by a ReLU whose backward pass follows `rule`."""
 
     def __init__(self, rule: str, layer: keras.layers.Layer | None = None, **kwargs):
         super().__init__(**kwargs)
         self._relu = _rule_relu(rule)
-        self._linear = None if layer is None else _WithoutActivation(layer)
+        self._linear = None if layer is None else WithoutActivation(layer)
 
     def call(self, inputs, **_):
         if self._linear is not None:
@@ -96,23 +83,24 @@ def rule_model(model: keras.Model, rule: str, layer_paths: list[str]) -> keras.M
 
 
 def class_gradients(
-    model: keras.Model, inputs: tf.Tensor, classes: tf.Tensor, rule: str = "guided",
+    model: keras.Model, inputs: tf.Tensor, selection: tuple, head, rule: str = "guided",
     output_index: int = 0,
 ) -> tf.Tensor:
-    """Input gradients of each item's class logit through the rule ReLUs (compiled, cached)."""
-    return _class_gradient_function(model, rule, output_index)(inputs, classes)
+    """Input gradients of each item's score (`head.score` of the (classes, regions)
+    `selection`) through the rule ReLUs (compiled, cached)."""
+    return _class_gradient_function(model, head, rule, output_index)(inputs, *selection)
 
 
 @functools.lru_cache(maxsize=4)
-def _class_gradient_function(model: keras.Model, rule: str, output_index: int) -> Callable:
+def _class_gradient_function(model: keras.Model, head, rule: str, output_index: int) -> Callable:
     network = rule_model(model, rule, [])
 
     @tf.function(reduce_retracing=True)
-    def gradients(inputs, classes):
+    def gradients(inputs, classes, regions):
         with tf.GradientTape() as tape:
             tape.watch(inputs)
-            logits = tf.nest.flatten(network(inputs, training=False))[output_index]
-            scores = class_scores(logits, classes)
+            outputs = tf.nest.flatten(network(inputs, training=False))[output_index]
+            scores = head.score(outputs, classes, regions)
         return tape.gradient(scores, inputs)
 
     return gradients

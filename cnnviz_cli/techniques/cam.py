@@ -11,7 +11,7 @@ copies, points on a path from a baseline), also computed in large batches.
 """
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
 
 import keras
@@ -19,47 +19,77 @@ import numpy as np
 import tensorflow as tf
 
 from cnnviz_cli.errors import CnnvizError
-from cnnviz_cli.models.extract import _head_layers, _pre_softmax, build_extractor
+from cnnviz_cli.models.extract import build_extractor
+from cnnviz_cli.models.heads import Head, detect_head
 from cnnviz_cli.techniques.backprop import class_gradients
-from cnnviz_cli.techniques.targets import class_scores
 
 
 @dataclass(frozen=True)
 class Targets:
-    """The classes to explain: one per image, given classes for all, then the top-k predictions.
+    """The classes to explain: each image's own, given classes for all, then the top-k
+    predictions, then (a multi-label head) every label of probability >= `threshold`.
 
-    With none of them, each image's own top-1 prediction. A per-image class of None gives that
-    image the shared targets only (its top-1 prediction when there are none).
+    With none of them, each image's own top-1 prediction. A per-image entry is a class, a tuple
+    of classes, or None: that image gets the shared targets only (its top-1 when there are
+    none); None inside a tuple means the same. `regions` (segmentation) maps, per image, a
+    class (None: any class) to its region, a (height, width) 0/1 mask at the input size.
     """
 
     classes: tuple[int, ...] = ()  # explained for every image
     top_k: int | None = None
-    per_image: tuple[int | None, ...] | None = None  # one class per image, e.g. its true label
+    per_image: tuple | None = None  # per image: a class, a tuple of classes or None
+    threshold: float | None = None
+    regions: tuple[dict, ...] | None = None
 
-    def codes(self, num_images: int, num_classes: int) -> np.ndarray:
-        """(images, targets) codes: a class index (>= 0), or -r for the r-th highest logit."""
-        given = [index for index in self.per_image or () if index is not None]
+    def _entries(self, num_images: int) -> list[tuple]:
+        if self.per_image is None:
+            return [(None,)] * num_images
+        if len(self.per_image) != num_images:
+            raise ValueError(f"{len(self.per_image)} per-image entries for {num_images} images.")
+        return [entry if isinstance(entry, tuple) else (entry,) for entry in self.per_image]
+
+    def items(self, num_images: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        """(image index, code) of every item: a class index (>= 0), or -r for the r-th highest
+        score. A class that comes twice for an image is dropped later, by the explainer."""
+        entries = self._entries(num_images)
         default = 0 if self.classes or self.per_image is not None else 1
         top_k = self.top_k if self.top_k is not None else default
         if not 0 <= top_k <= num_classes:
             raise CnnvizError(
                 f"--top-k {top_k} is out of range: the model has {num_classes} classes."
             )
-        for index in (*self.classes, *given):
+        own = [[index for index in entry if index is not None] for entry in entries]
+        for index in (*self.classes, *(index for indices in own for index in indices)):
             if not 0 <= index < num_classes:
                 raise CnnvizError(
                     f"Class index {index} is out of range: the model has {num_classes} classes "
                     f"(0 to {num_classes - 1})."
                 )
-        if self.per_image is not None and len(self.per_image) != num_images:
-            raise ValueError(f"{len(self.per_image)} per-image classes for {num_images} images.")
-        shared = np.array([*self.classes, *range(-1, -top_k - 1, -1)], np.int32)
-        codes = np.tile(shared, (num_images, 1))
-        if self.per_image is None:
-            return codes
-        fallback = shared[0] if len(shared) else -1  # repeats a shared target: dropped later
-        own = [fallback if index is None else index for index in self.per_image]
-        return np.concatenate([np.array(own, np.int32)[:, None], codes], axis=1)
+        shared = [*self.classes, *range(-1, -top_k - 1, -1)]
+        codes = [[*indices, *(shared or ([-1] if None in entry else []))]
+                 for indices, entry in zip(own, entries, strict=True)]
+        images = np.repeat(np.arange(num_images), [len(row) for row in codes])
+        return images, np.array([code for row in codes for code in row], np.int32)
+
+    def above(self, probabilities: np.ndarray) -> "Targets":
+        """These targets with every class of probability >= `threshold` added per image."""
+        entries = self._entries(len(probabilities))
+        chosen = [tuple(np.flatnonzero(row >= self.threshold)) for row in probabilities]
+        per_image = tuple((*(index for index in entry if index is not None), *map(int, more))
+                          for entry, more in zip(entries, chosen, strict=True))
+        return replace(self, per_image=per_image, threshold=None)
+
+    def item_regions(self, images: np.ndarray, codes: np.ndarray, size: tuple) -> np.ndarray:
+        """(items, height, width) given regions, -1 where an item has none ((items, 1, 1) when
+        no item has one)."""
+        found = [None] * len(images)
+        for item, (image, code) in enumerate(zip(images, codes, strict=True)):
+            given = self.regions[image] if self.regions is not None else {}
+            found[item] = given.get(int(code)) if code >= 0 and code in given else given.get(None)
+        if all(region is None for region in found):
+            return -np.ones((len(images), 1, 1), np.float32)
+        return np.stack([-np.ones(size, np.float32) if region is None
+                         else np.asarray(region, np.float32) for region in found])
 
 
 def output_index(model: keras.Model, spec: str | int | None) -> int:
@@ -92,13 +122,22 @@ class CamOptions:
     preprocess: Callable = tf.identity  # pixels in [0, 255] -> model input (baselines)
 
 
+def selection(classes, regions=None) -> tuple[tf.Tensor, tf.Tensor]:
+    """What each item explains: (classes (items,), regions (items, h, w)); the regions are
+    -1 (of size 1 x 1) when there are none (see `Head.regions`)."""
+    classes = tf.convert_to_tensor(classes, tf.int32)
+    if regions is None:
+        regions = -tf.ones([tf.shape(classes)[0], 1, 1])
+    return classes, tf.convert_to_tensor(regions, tf.float32)
+
+
 @dataclass
 class CamPass:
     """What the compiled core computed for a batch of items, handed to every method."""
 
     explainer: "CamExplainer"
     inputs: tf.Tensor  # (items, height, width, channels) model input
-    classes: tf.Tensor  # (items,) the class each item explains
+    selection: tuple[tf.Tensor, tf.Tensor]  # (classes (items,), regions): see `selection`
     activations: tf.Tensor  # (items, h, w, k) the layer's feature maps A
     gradients: tf.Tensor  # (items, h, w, k) d score / d A
     options: CamOptions
@@ -111,7 +150,7 @@ class CamPass:
     def mean_input_gradients(self, make_inputs: Callable, sources, copies: int) -> tf.Tensor:
         """`CamExplainer.mean_input_gradients` of this pass's items."""
         return self.explainer.mean_input_gradients(
-            make_inputs, self.inputs, self.classes, sources, copies, self.options.batch_size
+            make_inputs, self.inputs, self.selection, sources, copies, self.options.batch_size
         )
 
 
@@ -226,7 +265,7 @@ def _activation_masks(activations, item, copy, copies, size):
 def _score_weighted(cam_pass: CamPass, activations: tf.Tensor) -> tf.Tensor:
     """Wang et al.: channel weight = softmax over channels of the masked inputs' scores."""
     scores = cam_pass.explainer.masked_scores(
-        _activation_masks, cam_pass.inputs, cam_pass.classes, activations,
+        _activation_masks, cam_pass.inputs, cam_pass.selection, activations,
         int(activations.shape[-1]), cam_pass.options.batch_size,
     )
     return weighted_sum(tf.nn.softmax(scores, axis=1), activations)
@@ -252,9 +291,8 @@ def _guided_gradcam(cam_pass: CamPass) -> tf.Tensor:
     """Selvaraju et al.: guided backprop (largest absolute colour channel) times the GradCAM
     map upsampled to the input, a class-discriminative map at pixel resolution."""
     explainer = cam_pass.explainer
-    gradients = class_gradients(
-        explainer.model, cam_pass.inputs, cam_pass.classes, "guided", explainer.output_index
-    )
+    gradients = class_gradients(explainer.model, cam_pass.inputs, cam_pass.selection,
+                                explainer.head, "guided", explainer.output_index)
     heat = _gradcam(cam_pass.activations, cam_pass.gradients)[..., None]
     upsampled = tf.image.resize(heat, tf.shape(gradients)[1:3], method="bilinear")[..., 0]
     return tf.reduce_max(tf.abs(gradients), axis=-1) * upsampled
@@ -330,7 +368,7 @@ def integrated_gradients(
     explainer: "CamExplainer", inputs: tf.Tensor, classes: tf.Tensor, baselines: tf.Tensor,
     steps: int = 32, batch_size: int = 32,
 ) -> tf.Tensor:
-    """Sundararajan et al.: (x - x') times the mean class-logit gradient at `steps` points of the
+    """Sundararajan et al.: (x - x') times the mean score gradient at `steps` points of the
     straight path from the baseline x' to x (midpoint rule), per input value: (items, h, w, c).
 
     The attributions of an item sum to nearly score(x) - score(x') (completeness).
@@ -353,7 +391,7 @@ def _evidence(attributions: tf.Tensor) -> tf.Tensor:
 
 @register("saliency")
 def _saliency(cam_pass: CamPass) -> tf.Tensor:
-    """Simonyan et al.: the input gradient of the class logit."""
+    """Simonyan et al.: the input gradient of the score."""
     return _sensitivity(cam_pass.input_gradients)
 
 
@@ -371,7 +409,7 @@ def _integrated_gradients(cam_pass: CamPass) -> tf.Tensor:
     options = cam_pass.options
     baselines = IG_BASELINES[options.ig_baseline](cam_pass.inputs, options)
     return _evidence(integrated_gradients(
-        cam_pass.explainer, cam_pass.inputs, cam_pass.classes, baselines, options.ig_steps,
+        cam_pass.explainer, cam_pass.inputs, cam_pass.selection, baselines, options.ig_steps,
         options.batch_size,
     ))
 
@@ -382,49 +420,10 @@ def _gradient_input(cam_pass: CamPass) -> tf.Tensor:
     return _evidence(cam_pass.inputs * cam_pass.input_gradients)
 
 
-def class_logits(logits: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
-    """The score CAM explains: the class logit."""
-    return class_scores(logits, classes)
-
-
-def class_probabilities(logits: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
-    """The softmax probability of the class (faithfulness metrics)."""
-    return class_scores(tf.nn.softmax(logits, axis=-1), classes)
-
-
-@dataclass(frozen=True)
-class Head:
-    """What the explained score of an output is, and how the model turns it into a probability.
-
-    `probability(scores of every class, classes)` is None when the output has no final softmax
-    or sigmoid (a linear head gives no probability).
-    """
-
-    score_kind: str  # "logit" (a final softmax left out), "probability" or "score"
-    probability: Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None
-
-
-def _no_probability(logits: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
-    """Zeros in place of the probabilities of a head without any (never recorded)."""
-    del logits
-    return tf.zeros(tf.shape(classes))
-
-
-def output_head(model: keras.Model, index: int) -> Head:
-    """The `Head` of output `index`: a final softmax is stripped by the extractor (its scores
-    are logits, softmax over all of them gives the probability); a final sigmoid is kept (the
-    scores are the probabilities); any other output is a plain score."""
-    layer = _head_layers(model)[index]
-    if _pre_softmax(layer) is not None:
-        return Head("logit", class_probabilities)
-    if getattr(getattr(layer, "activation", None), "__name__", "") == "sigmoid":
-        return Head("probability", class_scores)
-    return Head("score", None)
-
-
-def _resolve_classes(logits: tf.Tensor, codes: tf.Tensor) -> tf.Tensor:
-    """Class per item: its code when >= 0, else for code -r the class of the r-th highest logit."""
-    order = tf.argsort(logits, axis=1, direction="DESCENDING", stable=True)
+def _resolve_classes(scores: tf.Tensor, codes: tf.Tensor) -> tf.Tensor:
+    """Class per item: its code when >= 0, else for code -r the class of the r-th highest score
+    (`scores` (items, classes))."""
+    order = tf.argsort(scores, axis=1, direction="DESCENDING", stable=True)
     ranked = tf.gather(order, tf.maximum(-codes - 1, 0), axis=1, batch_dims=1)
     return tf.where(codes >= 0, codes, ranked)
 
@@ -447,10 +446,11 @@ class CamBatch:
     layer_path: str
     image_indices: np.ndarray  # (items,) the input image each item explains
     classes: np.ndarray  # (items,)
-    scores: np.ndarray  # (items,) the explained score (pre-softmax logit)
-    probabilities: np.ndarray | None  # (items,) the model's own probability (None: linear head)
-    score_kind: str = "logit"  # what the scores are: see `Head`
+    scores: np.ndarray  # (items,) the explained score (pre-activation)
+    probabilities: np.ndarray | None  # (items,) the model's own probability (None: no such)
+    score_kind: str = "logit"  # what the scores are: see `Head.score_kind`
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (items, h, w)
+    regions: np.ndarray | None = None  # segmentation: (items, h, w) the region explained
 
     def score_fields(self, item: int) -> dict:
         """The explained score of one item, its probability (None without one) and its kind."""
@@ -471,37 +471,43 @@ class CamBatch:
 
 
 class CamExplainer:
-    """Compiled CAM passes for one model, layer, output and input shape."""
+    """Compiled CAM passes for one model, layer, output (and its `Head`) and input shape."""
 
     def __init__(
-        self, model: keras.Model, layer_path: str, input_shape: tuple, output: str | None = None
+        self, model: keras.Model, layer_path: str, input_shape: tuple, output: str | None = None,
+        head: Head | None = None,
     ):
         self.model, self.layer_path = model, layer_path
         self.output_index = output_index(model, output)
         self._network = build_extractor(model, [layer_path], logits=True)
-        self.num_classes = int(self._network.outputs[1 + self.output_index].shape[-1])
-        self.head = output_head(model, self.output_index)
-        probability = self.head.probability or _no_probability
+        self.head = head or detect_head(model, self.output_index)
+        self.num_classes = self.head.num_classes
         self._loops: dict[tuple, Callable] = {}
-        signature = [
-            tf.TensorSpec((None, *input_shape), tf.float32),
-            tf.TensorSpec((None,), tf.int32),
-        ]
+        images = tf.TensorSpec((None, *input_shape), tf.float32)
+        signature = [images, tf.TensorSpec((None,), tf.int32),
+                     tf.TensorSpec((None, None, None), tf.float32)]
 
         @tf.function(input_signature=signature)
-        def core(inputs, codes):
+        def core(inputs, codes, given):
+            head = self.head
             with tf.GradientTape() as tape:
                 tape.watch(inputs)
-                activations, logits = self.forward(inputs)
-                classes = _resolve_classes(logits, codes)
-                scores = class_logits(logits, classes)
+                activations, outputs = self.forward(inputs)
+                classes = _resolve_classes(head.all_scores(outputs), codes)
+                regions = head.regions(outputs, classes, given)
+                scores = head.score(outputs, classes, regions)
             gradients = tape.gradient(scores, activations)
-            return classes, scores, probability(logits, classes), activations, gradients
+            probabilities = head.probability(outputs, classes, regions)
+            return classes, scores, probabilities, activations, gradients, regions
 
-        self.core = core
+        @tf.function(input_signature=[images])
+        def probabilities(inputs):
+            return self.head.all_probabilities(self.forward(inputs)[1])
+
+        self.core, self.probabilities = core, probabilities
 
     def forward(self, inputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """(activations of the layer, pre-softmax logits of the chosen output) for a batch."""
+        """(activations of the layer, pre-activation outputs of the chosen output) for a batch."""
         outputs = self._network(inputs, training=False)
         return outputs[0], outputs[1 + self.output_index]
 
@@ -509,32 +515,35 @@ class CamExplainer:
         self,
         make_masks: Callable,
         inputs: tf.Tensor,
-        classes: tf.Tensor,
+        chosen,
         sources: tf.Tensor,
         copies: int,
         batch_size: int,
-        score: Callable = class_logits,
+        probability: bool = False,
     ) -> tf.Tensor:
-        """Scores of `copies` masked copies of every item, `batch_size` copies per forward pass.
+        """Scores (with `probability`: probabilities) of `copies` masked copies of every item,
+        `batch_size` copies per forward pass; `chosen` is each item's class or a `selection`.
 
         `sources` holds per-item data from which `make_masks(sources, item, copy, copies, size)`
         builds the (n, height, width, 1) masks of one pass (`item` and `copy` index each masked
         input). Returns (items, copies) scores; the whole loop is one compiled function.
         """
         sizes = tf.constant(copies, tf.int32), tf.constant(batch_size, tf.int32)
+        score = self.head.probability if probability else self.head.score
         loop = self._compiled(self._masked_loop, make_masks, score)
-        return loop(inputs, classes, sources, *sizes)
+        return loop(inputs, _as_selection(chosen), sources, *sizes)
 
     def mean_input_gradients(
         self,
         make_inputs: Callable,
         inputs: tf.Tensor,
-        classes: tf.Tensor,
+        chosen,
         sources,
         copies: int,
         batch_size: int,
     ) -> tf.Tensor:
-        """Input gradients of the class logit, averaged over `copies` changed copies of each item.
+        """Input gradients of the score, averaged over `copies` changed copies of each item
+        (`chosen`: each item's class or a `selection`).
 
         `make_inputs(inputs, sources, item, copy, copies)` builds the (n, height, width,
         channels) model inputs of one pass of `batch_size` copies (`item` and `copy` index each
@@ -542,7 +551,8 @@ class CamExplainer:
         """
         sizes = tf.constant(copies, tf.int32), tf.constant(batch_size, tf.int32)
         loop = self._compiled(self._gradient_loop, make_inputs)
-        return loop(tf.convert_to_tensor(inputs, tf.float32), classes, sources, *sizes)
+        inputs = tf.convert_to_tensor(inputs, tf.float32)
+        return loop(inputs, _as_selection(chosen), sources, *sizes)
 
     def _compiled(self, loop: Callable, *functions: Callable) -> Callable:
         """`loop` with its leading function arguments bound, compiled once per explainer."""
@@ -551,18 +561,18 @@ class CamExplainer:
             self._loops[key] = tf.function(partial(loop, *functions), reduce_retracing=True)
         return self._loops[key]
 
-    def _masked_loop(self, make_masks, score, inputs, classes, sources, copies, batch_size):
+    def _masked_loop(self, make_masks, score, inputs, chosen, sources, copies, batch_size):
         items = tf.shape(inputs)[0]
         steps = _pass_count(items, copies, batch_size)
         results = tf.TensorArray(tf.float32, size=steps, infer_shape=False)
         for step in tf.range(steps):
             item, copy = _chunk(step, batch_size, items, copies)
             masks = make_masks(sources, item, copy, copies, tf.shape(inputs)[1:3])
-            _, logits = self.forward(tf.gather(inputs, item) * masks)
-            results = results.write(step, score(logits, tf.gather(classes, item)))
+            _, outputs = self.forward(tf.gather(inputs, item) * masks)
+            results = results.write(step, score(outputs, *_gathered(chosen, item)))
         return tf.reshape(results.concat(), [items, copies])
 
-    def _gradient_loop(self, make_inputs, inputs, classes, sources, copies, batch_size):
+    def _gradient_loop(self, make_inputs, inputs, chosen, sources, copies, batch_size):
         items = tf.shape(inputs)[0]
         steps = _pass_count(items, copies, batch_size)
         total = tf.zeros_like(inputs)
@@ -571,8 +581,8 @@ class CamExplainer:
             changed = make_inputs(inputs, sources, item, copy, copies)
             with tf.GradientTape() as tape:
                 tape.watch(changed)
-                _, logits = self.forward(changed)
-                scores = class_logits(logits, tf.gather(classes, item))
+                _, outputs = self.forward(changed)
+                scores = self.head.score(outputs, *_gathered(chosen, item))
             per_item = tf.math.unsorted_segment_sum(tape.gradient(scores, changed), item, items)
             total += tf.ensure_shape(per_item, inputs.shape)
         return total / tf.cast(copies, tf.float32)
@@ -585,23 +595,41 @@ class CamExplainer:
         options: CamOptions = CamOptions(),
     ) -> CamBatch:
         """Maps of every method for every (image, target class) of a preprocessed batch."""
-        codes = targets.codes(len(inputs), self.num_classes)
-        images = np.repeat(np.arange(len(inputs)), codes.shape[1])
-        items = tf.convert_to_tensor(np.asarray(inputs, np.float32)[images])
-        tensors = self.core(items, codes.reshape(-1))
+        inputs = np.asarray(inputs, np.float32)
+        if targets.threshold is not None:
+            targets = targets.above(self.probabilities(inputs).numpy())
+        images, codes = targets.items(len(inputs), self.num_classes)
+        head = self.head
+        if not len(images):  # e.g. no label reached the threshold
+            empty = np.zeros(0, np.float32)
+            return CamBatch(self.layer_path, images, codes, empty,
+                            empty if head.has_probability else None, head.score_kind,
+                            {method: np.zeros((0, 1, 1), np.float32) for method in methods})
+        given = targets.item_regions(images, codes, inputs.shape[1:3])
+        items = tf.convert_to_tensor(inputs[images])
+        tensors = self.core(items, codes, given)
         # A class given with --class may also be a top-k prediction: keep its first occurrence.
         keep = np.sort(np.unique(images * self.num_classes + tensors[0].numpy(),
                                  return_index=True)[1])
         if len(keep) < len(images):
             items, tensors = tf.gather(items, keep), [tf.gather(t, keep) for t in tensors]
-        classes, scores, probabilities, activations, gradients = tensors
-        cam_pass = CamPass(self, items, classes, activations, gradients, options)
+        classes, scores, probabilities, activations, gradients, regions = tensors
+        cam_pass = CamPass(self, items, (classes, regions), activations, gradients, options)
         return CamBatch(
             self.layer_path,
             images[keep],
             classes.numpy(),
             scores.numpy(),
-            probabilities.numpy() if self.head.probability else None,
-            self.head.score_kind,
+            probabilities.numpy() if head.has_probability else None,
+            head.score_kind,
             {method: METHODS[method](cam_pass).numpy() for method in methods},
+            regions.numpy() if head.task == "segment" else None,
         )
+
+
+def _as_selection(chosen) -> tuple[tf.Tensor, tf.Tensor]:
+    return chosen if isinstance(chosen, tuple) else selection(chosen)
+
+
+def _gathered(chosen: tuple, item: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return tuple(tf.gather(part, item) for part in chosen)

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from cnnviz_cli.models.extract import build_extractor
+from cnnviz_cli.models.heads import Head, detect_head
 from cnnviz_cli.techniques.optim import Fourier, Objective, OptimConfig, Pixel, optimize
 from cnnviz_cli.techniques.targets import class_scores, filter_scores
 
@@ -36,10 +37,10 @@ class Maximized:
 
     targets: np.ndarray  # filter or class indices
     images: np.ndarray  # (count, height, width, channels) in [0, 1]
-    scores: np.ndarray  # mean filter activation or class logit reached
+    scores: np.ndarray  # mean filter activation or class score (pre-activation) reached
     noise_scores: np.ndarray  # the same score on random-noise images (uniform in NOISE_RANGE)
     snapshots: np.ndarray | None  # (frames, count, height, width, channels) for animations
-    probabilities: np.ndarray | None = None  # softmax probability of the target class
+    probabilities: np.ndarray | None = None  # the head's probability of the target class
 
     @property
     def ratios(self) -> np.ndarray:
@@ -67,7 +68,7 @@ def filter_objective(model: keras.Model, layer_path: str, preprocess) -> Objecti
 
 
 def class_logits(model: keras.Model, preprocess):
-    """images in [0, 1] -> pre-softmax class scores (batch, classes)."""
+    """images in [0, 1] -> the pre-activation (first) output."""
     extractor = build_extractor(model, [], logits=True)
     logits = keras.Model(extractor.inputs, extractor.outputs[0])
     return lambda images: logits(preprocess(images * 255.0), training=False)
@@ -110,18 +111,21 @@ def maximize_filters(
 
 def maximize_classes(
     model: keras.Model, preprocess, classes: np.ndarray, image_shape: tuple[int, int, int],
-    config: MaximizeConfig,
+    config: MaximizeConfig, head: Head | None = None,
 ) -> Maximized:
-    """One image per class, each maximising the pre-softmax score; records its probability."""
+    """One image per class, each maximising its pre-activation score (`head`, by default the
+    detected head of the first output); records the head's probability when it has one."""
+    head = head or detect_head(model)
     logits = class_logits(model, preprocess)
     result = maximize(
-        lambda images, indices: class_scores(logits(images), indices), classes, image_shape, config
+        lambda images, indices: class_scores(head.all_scores(logits(images)), indices), classes,
+        image_shape, config,
     )
-    probabilities = _scores(
-        lambda images, indices: class_scores(tf.nn.softmax(logits(images)), indices),
-        result.images, result.targets, config.batch_size,
-    )
-    result.probabilities = probabilities
+    if head.has_probability:
+        result.probabilities = _scores(
+            lambda images, indices: class_scores(head.all_probabilities(logits(images)), indices),
+            result.images, result.targets, config.batch_size,
+        )
     return result
 
 

@@ -1,10 +1,12 @@
 """How well a heatmap explains a score: deletion / insertion AUC and the pointing game.
 
 Deletion (Petsiuk et al., RISE) removes pixels in order of heat, most heat first, and records the
-class probability after every step; a faithful map makes it fall fast (low AUC). Insertion adds
-pixels to an empty input in the same order; a faithful map makes it rise fast (high AUC).
-Removed pixels are 0 in the model's input space. All masked copies run in large batches through
-`CamExplainer.masked_scores`.
+head's probability of the explained class after every step (`Head.probability`: softmax,
+sigmoid per unit, for regression the value explained, for segmentation the mean probability over
+the region, which stays the one of the full input); a faithful map makes it fall fast (low AUC).
+Insertion adds pixels to an empty input in the same order; a faithful map makes it rise fast
+(high AUC). Removed pixels are 0 in the model's input space. All masked copies run in large
+batches through `CamExplainer.masked_scores`.
 """
 
 from dataclasses import dataclass
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from cnnviz_cli.techniques.cam import CamBatch, CamExplainer, class_probabilities
+from cnnviz_cli.techniques.cam import CamBatch, CamExplainer, selection
 
 
 def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -42,7 +44,7 @@ def _step_masks(ranks, item, copy, copies, size):
 
 @dataclass
 class Faithfulness:
-    """Class-probability curves while pixels are deleted / inserted in order of heat."""
+    """Probability curves while pixels are deleted / inserted in order of heat."""
 
     deletion: np.ndarray  # (items, steps + 1), from the full input to the empty one
     insertion: np.ndarray  # (items, steps + 1), from the empty input to the full one
@@ -65,17 +67,18 @@ def deletion_insertion(
     maps: np.ndarray,
     steps: int = 32,
     batch_size: int = 32,
+    regions: np.ndarray | None = None,
 ) -> Faithfulness:
     """Deletion and insertion curves of one heatmap per item.
 
     `inputs` (items, height, width, channels) are model inputs, `classes` (items,) the explained
-    classes and `maps` (items, h, w) the heatmaps, upsampled to the input size.
+    classes (`regions` their segmentation regions) and `maps` (items, h, w) the heatmaps,
+    upsampled to the input size.
     """
     ranks = heat_ranks(maps, inputs.shape[1:3])
     scores = explainer.masked_scores(
-        _step_masks, tf.convert_to_tensor(inputs, tf.float32),
-        tf.convert_to_tensor(classes, tf.int32), ranks, 2 * (steps + 1), batch_size,
-        score=class_probabilities,
+        _step_masks, tf.convert_to_tensor(inputs, tf.float32), selection(classes, regions),
+        ranks, 2 * (steps + 1), batch_size, probability=True,
     ).numpy()
     return Faithfulness(scores[:, : steps + 1], scores[:, steps + 1 :])
 
@@ -90,9 +93,11 @@ def faithfulness(
     """
     methods, count = list(cam_batch.maps), len(cam_batch.classes)
     maps = np.concatenate([upsample(cam_batch.maps[m], inputs.shape[1:3]) for m in methods])
+    regions = cam_batch.regions
     curves = deletion_insertion(
         explainer, np.tile(inputs[cam_batch.image_indices], (len(methods), 1, 1, 1)),
         np.tile(cam_batch.classes, len(methods)), maps, steps, batch_size,
+        None if regions is None else np.tile(regions, (len(methods), 1, 1)),
     )
     deletion, insertion = (
         curve.reshape(len(methods), count, -1) for curve in (curves.deletion, curves.insertion)

@@ -1,0 +1,203 @@
+"""What a model's output means, and what of it is explained: the head adapter.
+
+From the final activation that the extractor leaves out (softmax, sigmoid or none) and the
+output's shape, `detect_head` decides the task; `task=` overrides it (a linear output is
+ambiguous). A `Head` turns the pre-activation output into a score per class (what the
+techniques explain and rank, always pre-activation) and into the model's own probability of
+each class (what deletion/insertion, the gates and the report use):
+
+| task       | output                 | class c's score                     | probability         |
+|------------|------------------------|-------------------------------------|---------------------|
+| classify   | (batch, classes)       | logit c                             | softmax             |
+| binary     | (batch, 1) logit z     | class 1: z, class 0: -z             | sigmoid(score)      |
+| multilabel | (batch, labels)        | logit c                             | sigmoid per label   |
+| regress    | (batch, outputs)       | output c (negated: direction down)  | the value explained |
+| segment    | (batch, h, w, classes) | sum of logit c over the region      | its mean there      |
+| embed      | (batch, d)             | cosine similarity to the reference  | the similarity      |
+
+The segmentation region of an item is a given mask (input resolution, resized to the output's),
+or by default the pixels the model assigns to the class (computed on the unchanged input and then
+kept fixed). Every function is TensorFlow ops only, so it runs inside compiled steps.
+"""
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.models.extract import build_extractor, final_activation
+from cnnviz_cli.specs import TASKS
+from cnnviz_cli.techniques.targets import class_scores
+
+SIGNS = {"up": 1.0, "down": -1.0}  # of the specs.DIRECTIONS
+REFERENCE_RULE = ("--reference IMAGE goes with --task embed, and --task embed needs it: the "
+                  "similarity compares each input's embedding with the references' mean.")
+_RANKS = {"segment": 4}  # output rank each task needs; 2 for all others
+
+
+@dataclass(frozen=True, eq=False)  # compared (and cached) by identity
+class Head:
+    """One output's task and the functions from its pre-activation output to class scores."""
+
+    task: str
+    activation: str  # the final activation left out: softmax, sigmoid or none
+    units: int  # the size of the output's last axis
+    direction: float = 1.0  # regress: 1 explains what raises the output, -1 what lowers it
+    reference: np.ndarray | None = None  # embed: the mean embedding of the reference images
+
+    @property
+    def num_classes(self) -> int:
+        return {"binary": 2, "embed": 1}.get(self.task, self.units)
+
+    @property
+    def score_kind(self) -> str:
+        """What a recorded score is: logit, score (a linear classifier), value, similarity."""
+        if self.task == "regress":
+            return "value" if self.direction > 0 else "negated value"
+        if self.task == "embed":
+            return "cosine similarity"
+        return "score" if self.activation == "none" and self.task == "classify" else "logit"
+
+    @property
+    def has_probability(self) -> bool:
+        """Whether `probability` is the model's own probability (recorded as such)."""
+        if self.task in ("binary", "multilabel"):
+            return True
+        return self.task in ("classify", "segment") and self.activation != "none"
+
+    def describe(self) -> dict:
+        record = {"task": self.task, "activation": self.activation, "classes": self.num_classes,
+                  "score": self.score_kind}
+        return {**record, "direction": "up" if self.direction > 0 else "down"} if (
+            self.task == "regress") else record
+
+    def all_scores(self, outputs: tf.Tensor, regions: tf.Tensor | None = None) -> tf.Tensor:
+        """(batch, classes) scores of every class; segmentation sums over `regions` (batch,
+        h, w) at the output's resolution, by default over the pixels assigned to each class
+        (other heads ignore `regions`)."""
+        if self.task == "binary":
+            return tf.concat([-outputs, outputs], axis=1)
+        if self.task == "regress":
+            return self.direction * outputs
+        if self.task == "embed":
+            reference = tf.math.l2_normalize(tf.constant(self.reference, tf.float32))
+            return tf.linalg.matvec(tf.math.l2_normalize(outputs, axis=1), reference)[:, None]
+        if self.task == "segment":
+            weights = _assigned(outputs) if regions is None else regions[..., None]
+            return tf.reduce_sum(outputs * weights, axis=[1, 2])
+        return outputs
+
+    def all_probabilities(self, outputs: tf.Tensor, regions: tf.Tensor | None = None) -> tf.Tensor:
+        """(batch, classes): the head's own function of the scores (see the module table)."""
+        if self.task in ("binary", "multilabel"):
+            return tf.sigmoid(self.all_scores(outputs))
+        if self.task == "classify":
+            return tf.nn.softmax(outputs, axis=-1)
+        if self.task == "segment":
+            squash = tf.sigmoid if self.activation == "sigmoid" else tf.nn.softmax
+            weights = _assigned(outputs) if regions is None else regions[..., None]
+            total = tf.reduce_sum(squash(outputs) * weights, axis=[1, 2])
+            return tf.math.divide_no_nan(total, tf.reduce_sum(weights, axis=[1, 2]))
+        if self.task == "regress" and self.activation == "sigmoid":
+            return self.direction * tf.sigmoid(outputs)
+        return self.all_scores(outputs)
+
+    def regions(self, outputs: tf.Tensor, classes: tf.Tensor, given: tf.Tensor) -> tf.Tensor:
+        """Segmentation: each item's region at the output's resolution, its `given` mask
+        (items, h, w) where it is >= 0 (-1: none given), else its class's assigned pixels.
+        Other heads have no region and return `given` unchanged."""
+        if self.task != "segment":
+            return given
+        size = tf.shape(outputs)[1:3]
+        mask = tf.image.resize(given[..., None], size, "nearest")[..., 0]
+        labels = tf.argmax(outputs, axis=-1, output_type=tf.int32)
+        assigned = tf.cast(labels == tf.cast(classes, tf.int32)[:, None, None], tf.float32)
+        return tf.stop_gradient(tf.where(mask >= 0, mask, assigned))
+
+    def score(self, outputs: tf.Tensor, classes: tf.Tensor, regions: tf.Tensor) -> tf.Tensor:
+        """(batch,) the explained score of each item's class (and region)."""
+        return class_scores(self.all_scores(outputs, regions), classes)
+
+    def probability(self, outputs: tf.Tensor, classes: tf.Tensor, regions: tf.Tensor) -> tf.Tensor:
+        """(batch,) each item's probability (the value curves of deletion/insertion follow)."""
+        return class_scores(self.all_probabilities(outputs, regions), classes)
+
+
+def _assigned(outputs: tf.Tensor) -> tf.Tensor:
+    """(batch, h, w, classes) one-hot of the class each pixel is assigned to."""
+    return tf.one_hot(tf.argmax(outputs, axis=-1), tf.shape(outputs)[-1], dtype=outputs.dtype)
+
+
+def detect_head(
+    model: keras.Model,
+    index: int = 0,
+    task: str | None = None,
+    direction: str | None = None,
+    reference: np.ndarray | None = None,
+) -> Head:
+    """The Head of output `index`: `task` when given (checked against the output's shape), else
+    decided from the final activation and the shape. `direction` (up/down) is for regression
+    only and `reference` (the mean reference embedding) for embeddings only."""
+    shape = tuple(model.outputs[index].shape)
+    activation = final_activation(model, index)
+    chosen = task or _default_task(activation, shape)
+    if chosen not in TASKS:
+        raise CnnvizError(f"Unknown task {chosen!r}; choose from {', '.join(TASKS)}.")
+    rank = _RANKS.get(chosen, 2)
+    if len(shape) != rank or (chosen == "binary" and shape[-1] != 1):
+        need = "(batch, height, width, classes)" if rank == 4 else (
+            "(batch, 1)" if chosen == "binary" else "(batch, units)")
+        raise CnnvizError(f"--task {chosen} needs an output of shape {need}, but output "
+                          f"{index} has shape {_shape_text(shape)}; pick another --task or "
+                          "--output.")
+    if direction not in (None, *SIGNS):
+        raise CnnvizError(f"Unknown direction {direction!r}; choose up or down.")
+    if direction is not None and chosen != "regress":
+        raise CnnvizError(f"--direction applies only to a regression head (--task regress), "
+                          f"and this head is {chosen}; leave it out.")
+    if (reference is not None) != (chosen == "embed"):
+        raise CnnvizError(REFERENCE_RULE)
+    if chosen == "embed" and np.shape(reference) != (shape[-1],):
+        raise ValueError(f"reference embedding of shape {np.shape(reference)} for {shape}.")
+    return Head(chosen, activation, int(shape[-1]), SIGNS[direction or "up"],
+                None if reference is None else np.asarray(reference, np.float32))
+
+
+def _default_task(activation: str, shape: tuple) -> str:
+    if len(shape) == 4:
+        return "segment"
+    if len(shape) != 2:
+        raise CnnvizError(f"The model's output has shape {_shape_text(shape)}; cnnviz explains "
+                          "(batch, units) and (batch, height, width, classes) outputs.")
+    if activation == "sigmoid":
+        return "binary" if shape[-1] == 1 else "multilabel"
+    if activation == "none" and shape[-1] == 1:
+        return "regress"
+    return "classify"
+
+
+def _shape_text(shape: tuple) -> str:
+    return "(" + ", ".join("batch" if size is None and n == 0 else str(size)
+                           for n, size in enumerate(shape)) + ")"
+
+
+def check_threshold(head: Head, threshold: float | None) -> None:
+    """`threshold` (explain every label with probability >= it) needs a multi-label head."""
+    if threshold is None:
+        return
+    if not 0 < threshold < 1:
+        raise CnnvizError(f"--threshold {threshold:g} is not a probability strictly between 0 "
+                          "and 1; give e.g. --threshold 0.5.")
+    if head.task != "multilabel":
+        raise CnnvizError(f"--threshold applies only to a multi-label head (--task multilabel), "
+                          f"and this head is {head.task}; leave it out.")
+
+
+def mean_embedding(model: keras.Model, index: int, inputs: np.ndarray) -> np.ndarray:
+    """The mean pre-activation output `index` of preprocessed `inputs`: the embedding that
+    `--task embed` compares every input with."""
+    network = build_extractor(model, [], logits=True)
+    outputs = tf.nest.flatten(network(tf.convert_to_tensor(inputs, tf.float32), training=False))
+    return np.asarray(outputs[index]).mean(axis=0)
