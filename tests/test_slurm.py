@@ -2,8 +2,9 @@
 
 The session fixture starts munged, slurmctld and slurmd in a temporary folder (their own
 slurm.conf, state, spool and log folders, munge key and socket, free ports) and stops them
-whatever happens. The tests submit the job script and the merge command of the README's
-Slurm section, read from the README (its example paths replaced by the test's folders).
+whatever happens. The tests submit the job script and the merge line of the README's Slurm
+section, read from the README (its example paths replaced by the test's folders), and compare
+the merged folder with the job script run once outside Slurm as the only shard.
 Needs root and Debian's slurmctld, slurmd, slurm-client and munge (`.ci/run` installs them);
 elsewhere the tests are skipped with the reason.
 """
@@ -27,7 +28,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 SBIN = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "scancel", "sinfo")
+PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "scancel", "sinfo", "squeue")
 SHARDS = 3
 IMAGES = 12
 ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
@@ -44,7 +45,9 @@ def _why_not() -> str | None:
     return None
 
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))]
+UNAVAILABLE = _why_not()
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(UNAVAILABLE is not None, reason=str(UNAVAILABLE))]
 
 
 # --- the README's Slurm section ------------------------------------------------------------
@@ -134,10 +137,10 @@ class Cluster:
                    "the node did not become idle in sinfo")
 
     def _daemon(self, name: str, *arguments: str) -> None:
-        log = open(self.root / "log" / f"{name}.out", "wb")  # noqa: SIM115 (closed with the process)
-        self.daemons.append(subprocess.Popen([shutil.which(name, path=SBIN), *arguments],
-                                             env=self.env, stdout=log, stderr=subprocess.STDOUT))
-        log.close()
+        with open(self.root / "log" / f"{name}.out", "wb") as log:
+            self.daemons.append(subprocess.Popen([shutil.which(name, path=SBIN), *arguments],
+                                                 env=self.env, stdout=log,
+                                                 stderr=subprocess.STDOUT))
 
     def _wait(self, ready, timeout: float, failure: str) -> None:
         deadline = time.monotonic() + timeout
@@ -171,13 +174,19 @@ class Cluster:
         return {f.get("ArrayTaskId", f["JobId"]): f"{f['JobState']} {f['Reason']}"
                 for f in fields}
 
+    def completing(self, job: str) -> bool:
+        """Whether processes of an ended job are still running (a cancelled job's handle
+        SIGTERM)."""
+        result = self.run("squeue", "-h", "-t", "CG", "-o", "%i", "-j", job, check=False)
+        return bool(result.stdout.strip())
+
     def wait(self, job: str, timeout: float = 300) -> dict[str, str]:
         """Wait until every task of a job has ended; returns their states."""
         deadline = time.monotonic() + timeout
         while True:
             states = self.states(job)
             ended = {task: state.split()[0] for task, state in states.items()}
-            if set(ended.values()) <= ENDED:
+            if set(ended.values()) <= ENDED and not self.completing(job):
                 return ended
             assert time.monotonic() < deadline, f"job {job} still {states} after {timeout} s"
             time.sleep(0.5)
@@ -279,22 +288,35 @@ def files_by_key(manifest: dict, strip: int = 0) -> dict[str, set[str]]:
     return files
 
 
-def submit(cluster: Cluster, photos: Path, out: Path, folder: Path, *options: str) -> tuple:
-    """The README's submission in FOLDER, with --array=1-SHARDS and OPTIONS for cnnviz cam:
-    (array job id, merge job id)."""
-    write_job_script(photos, out, folder)
+def submission(photos: Path, out: Path) -> tuple[list[str], str]:
+    """The README's two submission lines: the array's sbatch command and the merge line."""
     array_line, merge_line = in_folders(readme_block("slurm submit"), photos, out).splitlines()
     command = shlex.split(re.fullmatch(r"array=\$\((sbatch .*)\)", array_line)[1])
     assert command[-1] == "cam.sh", array_line
-    environment = job_environment()
-    array = cluster.run(command[0], f"--array=1-{SHARDS}", *command[1:], *options, cwd=folder,
-                        **environment).stdout.strip()
-    submitted = cluster.run("bash", "-c", merge_line, cwd=folder, array=array, **environment)
-    return array, re.fullmatch(r"Submitted batch job (\d+)", submitted.stdout.strip())[1]
+    return command, merge_line
+
+
+def submit_array(cluster: Cluster, photos: Path, out: Path, folder: Path, *options: str) -> str:
+    """The README's job script submitted from FOLDER with --array=1-SHARDS and OPTIONS for
+    cnnviz cam; returns the array's job id."""
+    write_job_script(photos, out, folder)
+    command, _ = submission(photos, out)
+    return cluster.run(command[0], f"--array=1-{SHARDS}", *command[1:], *options, cwd=folder,
+                       **job_environment()).stdout.strip()
+
+
+def submit_merge(cluster: Cluster, photos: Path, out: Path, folder: Path, array: str) -> str:
+    """The README's merge line after the array ARRAY; returns the merge's job id."""
+    _, merge_line = submission(photos, out)
+    submitted = cluster.run("bash", "-c", merge_line, cwd=folder, array=array,
+                            **job_environment())
+    return re.fullmatch(r"Submitted batch job (\d+)", submitted.stdout.strip())[1]
 
 
 def job_logs(folder: Path) -> str:
-    return "\n".join(f"--- {path.name}\n{path.read_text()}" for path in sorted(folder.glob("*.out")))
+    """The output of every job submitted from FOLDER."""
+    return "\n".join(f"--- {path.name}\n{path.read_text()}"
+                     for path in sorted(folder.glob("*.out")))
 
 
 def check_merged(out: Path, single_run: dict[str, set[str]]) -> None:
@@ -312,9 +334,50 @@ def check_merged(out: Path, single_run: dict[str, set[str]]) -> None:
 
 def test_the_readme_job_array_and_its_merge(cluster, photos, single_run, tmp_path):
     out = tmp_path / "cam"
-    array, merge = submit(cluster, photos, out, tmp_path)
+    array = submit_array(cluster, photos, out, tmp_path)
+    merge = submit_merge(cluster, photos, out, tmp_path, array)
     merged = cluster.wait(merge)
     tasks = cluster.wait(array)
     assert merged == {merge: "COMPLETED"}, job_logs(tmp_path)
     assert tasks == {str(k): "COMPLETED" for k in range(1, SHARDS + 1)}, job_logs(tmp_path)
+    check_merged(out, single_run)
+
+
+def wait_for(ready, timeout: float, failure: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.02)
+
+
+def test_a_task_cancelled_half_way_and_requeued_finishes_only_what_was_missing(
+        cluster, photos, single_run, tmp_path):
+    out, task = tmp_path / "cam", "2"
+    shard = out / f"shard-{task}"
+    array = submit_array(cluster, photos, out, tmp_path, "--batch-size", "1")
+    merge = submit_merge(cluster, photos, out, tmp_path, array)
+
+    def one_image_written() -> bool:
+        return any({path.name for path in folder.iterdir()} == single_run.get(folder.name)
+                   for folder in shard.glob("*") if folder.is_dir())
+
+    wait_for(one_image_written, 300, f"task {task} wrote no image\n{job_logs(tmp_path)}")
+    cluster.run("scancel", f"{array}_{task}")
+    assert cluster.wait(f"{array}_{task}") == {task: "CANCELLED"}, job_logs(tmp_path)
+    finished = json.loads((shard / "manifest.json").read_text())
+    share = len(range(int(task) - 1, IMAGES, SHARDS))
+    assert 0 < len(finished["inputs"]) < share, "the task was not stopped half-way"
+    kept = {shard / record["file"] for record in finished["outputs"]}
+    stamps = {path: path.stat().st_mtime_ns for path in kept}
+
+    cluster.run("scontrol", "requeue", f"{array}_{task}")
+    cluster.run("scontrol", "update", f"JobId={array}_{task}", "StartTime=now")
+    assert cluster.wait(array) == {str(k): "COMPLETED" for k in range(1, SHARDS + 1)}
+    wait_for(lambda: cluster.states(merge) == {merge: "PENDING DependencyNeverSatisfied"}, 60,
+             f"the first merge is {cluster.states(merge)}, not stuck as the README says")
+    cluster.run("scancel", merge)
+    merge = submit_merge(cluster, photos, out, tmp_path, f"{array}_{task}")
+    assert cluster.wait(merge, timeout=60) == {merge: "COMPLETED"}, job_logs(tmp_path)
+    assert {path: path.stat().st_mtime_ns for path in kept} == stamps  # not written again
+    assert f"Skipping {len(finished['inputs'])} image(s)" in job_logs(tmp_path)
     check_merged(out, single_run)
