@@ -118,6 +118,10 @@ def cam(
     noise: float = 0.15,
     ig_steps: int = 32,
     ig_baseline: str = "blur",
+    patch: int = 16,
+    stride: int = 8,
+    fill: str = "mean",
+    masks: int = 1000,
     seed: int = 0,
     colormap: str = "turbo",
     alpha: float = 0.7,
@@ -146,13 +150,17 @@ def cam(
         images: paths, folders, globs, PIL images or uint8 arrays (or a list of these).
         methods: gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, scorecam,
             faster-scorecam, guided-gradcam, saliency, smoothgrad, integrated-gradients,
-            gradient-input, or `all` (comma lists too).
+            gradient-input, occlusion, rise, or `all` (comma lists too).
         classes: classes to explain (indices or labels) [default: each image's top-1].
         top_k: also explain the K top predictions.
         layer: a feature-map layer; `auto` = the last one before the classifier head.
         output: which output of a model with several (name or index).
         max_n, samples, noise, ig_steps, ig_baseline, seed: Faster-ScoreCAM channels,
-            SmoothGrad copies and noise, integrated-gradients steps and baseline, the seed.
+            SmoothGrad copies and noise, integrated-gradients steps and baseline, the seed
+            (SmoothGrad, the noise baseline, RISE).
+        patch, stride, fill: occlusion's square patch side and step in pixels, and what
+            hides the patch: mean (the image's mean colour), black or blur.
+        masks: RISE's number of random masks.
         colormap, alpha: the heatmaps' colour map and the overlay opacity.
         save_npy: also write the raw maps as .npy files.
         metrics: deletion and insertion AUC of every heatmap, and a ranking of the methods.
@@ -193,6 +201,7 @@ def cam(
                                for spec in classes), top_k)
         settings = CamOptions(max_channels=max_n, batch_size=run["batch_size"], samples=samples,
                               noise=noise, ig_steps=ig_steps, ig_baseline=ig_baseline, seed=seed,
+                              patch=patch, stride=stride, fill=fill, masks=masks,
                               preprocess=resolved.preprocess)
         checks = Checks({**arguments, "out": out},
                         lambda spec: resolved.class_index(spec, explainer.num_classes),
