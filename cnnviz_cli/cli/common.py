@@ -168,6 +168,11 @@ model_options = compose(
         help="Allow model files with Lambda layers (runs the code inside them: trusted files "
         "only).",
     ),
+    click.option(
+        "--custom-objects", multiple=True, metavar="FILE.py|MODULE",
+        help="Import this Python file or module before loading a model file, for its custom "
+        "layers and classes; this RUNS its code (trusted code only). Repeatable.",
+    ),
 )
 
 device_options = compose(
@@ -243,6 +248,7 @@ def load_model(options: dict):
     return load(options["model"], weights=options.get("weights"),
                 preprocess=options.get("preprocess"), labels=options.get("labels"),
                 unsafe_deserialization=options.get("unsafe_deserialization", False),
+                custom_objects=options.get("custom_objects", ()),
                 device=options["device"], gpu_memory=options["gpu_memory"],
                 precision=options.get("precision", "float32"))
 

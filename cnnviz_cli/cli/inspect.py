@@ -39,6 +39,7 @@ def layers(ctx: click.Context, model_arg: str | None, print_json: bool, **option
         model=model_arg or options["model"], weights=options["weights"],
         preprocess=options["preprocess"], labels=options["labels"],
         unsafe_deserialization=options["unsafe_deserialization"],
+        custom_objects=options["custom_objects"],
     ))
     rows = [{"index": index, "name": info.path, "type": type(info.layer).__name__,
              "output_shape": None if info.output_shape is None else list(info.output_shape),

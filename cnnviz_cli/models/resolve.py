@@ -7,7 +7,7 @@ import logging
 import sys
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -19,6 +19,7 @@ import numpy as np
 from cnnviz_cli.device import Runtime
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.io.provenance import file_sha256
+from cnnviz_cli.models.custom import custom_objects, unknown_classes
 from cnnviz_cli.models.labels import imagenet_labels, read_labels
 from cnnviz_cli.models.preprocessing import (
     Preprocess,
@@ -42,6 +43,7 @@ class ModelRequest:
     preprocess: str | None = None
     labels: str | None = None
     unsafe_deserialization: bool = False
+    custom_objects: Sequence[str] | Mapping[str, object] = ()  # see models.custom
 
 
 @dataclass
@@ -165,6 +167,9 @@ def resolve_model(request: ModelRequest) -> ResolvedModel:
             f"--weights {weights} applies to named models only: {what} brings its own weights, "
             "so give a weights file or leave --weights out."
         )
+    if kind != "file" and request.custom_objects:
+        raise CnnvizError("--custom-objects applies to model files only: a named or the demo "
+                          "model has no custom classes, so leave it out.")
     weights_file = None if weights is None or weights.lower() in BUILT_IN_WEIGHTS else Path(weights)
     if weights_file is not None:
         _check_weights_file(weights_file)
@@ -324,13 +329,15 @@ def _file_model(path: Path, request: ModelRequest) -> ResolvedModel:
         )
     if not path.is_file():
         raise CnnvizError(f"Model file {path} does not exist.")
+    objects = custom_objects(request.custom_objects)  # before loading: it defines classes
     try:
         with quiet_keras():
             model = keras.models.load_model(
-                str(path), compile=False, safe_mode=not request.unsafe_deserialization
+                str(path), compile=False, safe_mode=not request.unsafe_deserialization,
+                custom_objects=objects,
             )
     except Exception as error:
-        raise CnnvizError(describe_load_failure(path, error)) from None
+        raise CnnvizError(describe_load_failure(path, error, objects)) from None
     if not isinstance(model, keras.Model):
         raise CnnvizError(f"{path} does not hold a Keras model.")
     return ResolvedModel(
@@ -345,12 +352,18 @@ def _file_model(path: Path, request: ModelRequest) -> ResolvedModel:
     )
 
 
-def describe_load_failure(path: Path, error: Exception) -> str:
-    """One sentence on why Keras could not load the model file `path`."""
+def describe_load_failure(path: Path, error: Exception, known: Iterable[str] = ()) -> str:
+    """One sentence on why Keras could not load the model file `path` (`known`: the custom
+    class names given)."""
     text = str(error)
     if not path.name.lower().endswith(MODEL_SUFFIXES):
         return (f"{path} is not a Keras model file: cnnviz reads .keras and .h5 files "
                 "(re-save a TensorFlow SavedModel as .keras first).")
+    unknown = unknown_classes(path, known)
+    if unknown:
+        return (f"{path} uses the custom class(es) {', '.join(unknown)}, which Keras does not "
+                "know; pass --custom-objects FILE.py or MODULE that defines them (it runs that "
+                "code: trusted code only).")
     if "safe_mode" in text:
         return (
             f"{path} contains a Lambda layer whose Python code would run while loading; "
