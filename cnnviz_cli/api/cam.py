@@ -9,6 +9,7 @@ import numpy as np
 
 from cnnviz_cli.api.inputs import ImageSource, LoadedImage
 from cnnviz_cli.api.results import File, Result, collect, locals_of, open_session, part, slug
+from cnnviz_cli.errors import CnnvizError
 
 
 @dataclass
@@ -180,11 +181,23 @@ def cam(
     """
     from cnnviz_cli.api.gates import Checks
     from cnnviz_cli.api.models import load_model
+    from cnnviz_cli.models.formats import check_methods
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
-    from cnnviz_cli.techniques.cam import CamExplainer, CamOptions, Targets, resolve_methods
+    from cnnviz_cli.techniques.cam import (
+        NEEDS,
+        CamExplainer,
+        CamOptions,
+        Targets,
+        resolve_methods,
+    )
 
     resolved = load_model(model, preprocess=preprocess, labels=labels)
     chosen = resolve_methods(list(methods))
+    check_methods(resolved.details, resolved.source, chosen, NEEDS)
+    exported = "format" in resolved.details  # no layers: the methods that need none
+    if exported and layer != "auto":
+        raise CnnvizError(f"--layer applies to Keras models only: {resolved.source} is an "
+                          "exported model without layers; leave it out.")
     arguments = {**locals_of(cam, locals()), "methods": chosen,
                  "classes": [str(c) for c in classes]}
     for option in ("fail_under", "fail_over", "fail_under_each", "fail_over_each"):
@@ -192,11 +205,11 @@ def cam(
     session, run = open_session("cam", cam, arguments, resolved, out, progress,
                                 run_defaults={"batch_size": 16})
     with session:
-        info = (last_feature_map(resolved.model) if layer == "auto"
+        info = (None if exported else last_feature_map(resolved.model) if layer == "auto"
                 else find_feature_map(resolved.model, layer))
         height, width = resolved.image_size(run["size"])
-        explainer = CamExplainer(resolved.model, info.path, (height, width, resolved.channels),
-                                 output)
+        explainer = CamExplainer(resolved.model, info and info.path,
+                                 (height, width, resolved.channels), output)
         wanted = Targets(tuple(resolved.class_index(spec, explainer.num_classes)
                                for spec in classes), top_k)
         settings = CamOptions(max_channels=max_n, batch_size=run["batch_size"], samples=samples,

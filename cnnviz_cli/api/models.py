@@ -15,6 +15,7 @@ def load_model(
     labels: str | Path | Sequence[str] | None = None,
     unsafe_deserialization: bool = False,
     custom_objects: Sequence[str | Path] | Mapping[str, object] = (),
+    signature: str | None = None,
     device: str = "auto",
     gpu_memory: int | None = None,
     precision: str = "float32",
@@ -36,6 +37,8 @@ def load_model(
         custom_objects: Python files or module names to import before loading a model file
             (this runs their code), whose classes are the model's custom layers; or a
             Keras-style mapping of names to classes.
+        signature: the signature of a SavedModel folder that is the model (default:
+            serving_default).
         device: `auto` (the first GPU when TensorFlow sees one, else the CPU), `cpu`, `gpu` or
             `gpu:N`. Devices are fixed at TensorFlow's first operation: choose them in the first
             call of a process.
@@ -54,12 +57,12 @@ def load_model(
 
     model = "demo" if model is None else model
     if isinstance(model, ResolvedModel):
-        loading = (weights, unsafe_deserialization, bool(custom_objects), device, gpu_memory,
-                   precision)
-        if loading != (None, False, False, "auto", None, "float32"):
-            raise CnnvizError("weights, unsafe_deserialization, custom_objects, device, "
-                              "gpu_memory and precision apply when a model is loaded; this one "
-                              "is loaded already.")
+        loading = (weights, unsafe_deserialization, bool(custom_objects), signature, device,
+                   gpu_memory, precision)
+        if loading != (None, False, False, None, "auto", None, "float32"):
+            raise CnnvizError("weights, unsafe_deserialization, custom_objects, signature, "
+                              "device, gpu_memory and precision apply when a model is loaded; "
+                              "this one is loaded already.")
         return replace(model, **_feeding(preprocess, labels))
     runtime = configure(device, gpu_memory, precision)  # before TensorFlow's first operation
     if isinstance(model, str | Path):
@@ -68,7 +71,11 @@ def load_model(
             unsafe_deserialization=unsafe_deserialization,
             custom_objects=custom_objects if isinstance(custom_objects, Mapping)
             else tuple(str(spec) for spec in custom_objects),
+            signature=signature,
         ))
+        if "format" in resolved.details and runtime.precision != "float32":
+            raise CnnvizError(f"--precision mixed applies to Keras models only: {model} is an "
+                              "exported model that computes as it was exported.")
     else:
         resolved = _in_memory(model, weights)
     resolved = replace(resolved, model=with_precision(resolved.model, runtime.precision),

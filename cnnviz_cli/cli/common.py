@@ -148,7 +148,8 @@ class CnnvizCommand(click.Command):
 model_options = compose(
     click.option(
         "-m", "--model", default="demo", show_default=True, metavar="NAME|FILE",
-        help="A keras.applications name (see `cnnviz models`), a .keras/.h5 file, or `demo`.",
+        help="A keras.applications name (see `cnnviz models`), a .keras/.h5 file, a SavedModel "
+        "folder, a .tflite or .onnx file, or `demo`.",
     ),
     click.option(
         "--weights", metavar="imagenet|none|FILE",
@@ -172,6 +173,10 @@ model_options = compose(
         "--custom-objects", multiple=True, metavar="FILE.py|MODULE",
         help="Import this Python file or module before loading a model file, for its custom "
         "layers and classes; this RUNS its code (trusted code only). Repeatable.",
+    ),
+    click.option(
+        "--signature", metavar="NAME",
+        help="The function of a SavedModel folder that is the model [default: serving_default].",
     ),
 )
 
@@ -249,6 +254,7 @@ def load_model(options: dict):
                 preprocess=options.get("preprocess"), labels=options.get("labels"),
                 unsafe_deserialization=options.get("unsafe_deserialization", False),
                 custom_objects=options.get("custom_objects", ()),
+                signature=options.get("signature"),
                 device=options["device"], gpu_memory=options["gpu_memory"],
                 precision=options.get("precision", "float32"))
 

@@ -39,8 +39,11 @@ def layers(ctx: click.Context, model_arg: str | None, print_json: bool, **option
         model=model_arg or options["model"], weights=options["weights"],
         preprocess=options["preprocess"], labels=options["labels"],
         unsafe_deserialization=options["unsafe_deserialization"],
-        custom_objects=options["custom_objects"],
+        custom_objects=options["custom_objects"], signature=options["signature"],
     ))
+    if "format" in resolved.details:
+        _print_ports(resolved, print_json)
+        return
     rows = [{"index": index, "name": info.path, "type": type(info.layer).__name__,
              "output_shape": None if info.output_shape is None else list(info.output_shape),
              "params": info.layer.count_params(), "feature_map": info.is_feature_map}
@@ -49,6 +52,22 @@ def layers(ctx: click.Context, model_arg: str | None, print_json: bool, **option
         click.echo(json.dumps({"model": resolved.describe(), "layers": rows}, indent=2))
         return
     _print_layers(f"{resolved.source}: input {resolved.input_shape}", rows)
+
+
+def _print_ports(resolved, print_json: bool) -> None:
+    """The inputs and outputs of an exported model (it has no layers to list)."""
+    from cnnviz_cli.models.formats import FORMAT_NAMES
+
+    details = resolved.details
+    if print_json:
+        click.echo(json.dumps({"model": resolved.describe(), "layers": []}, indent=2))
+        return
+    layout = ", channels first (transposed)" if details["channels_first"] else ""
+    click.echo(f"{resolved.source}: {FORMAT_NAMES[details['format']]} model{layout}, no layers")
+    for kind in ("inputs", "outputs"):
+        for port in details[kind]:
+            shape = "x".join("?" if size is None else str(size) for size in port["shape"])
+            click.echo(f"  {kind[:-1]:<7} {port['name']}  {shape}  {port['dtype']}")
 
 
 def _print_layers(title: str, rows: list[dict]) -> None:

@@ -20,6 +20,7 @@ from cnnviz_cli.device import Runtime
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.io.provenance import file_sha256
 from cnnviz_cli.models.custom import custom_objects, unknown_classes
+from cnnviz_cli.models.formats import FORMAT_SUFFIXES, exported_model
 from cnnviz_cli.models.labels import imagenet_labels, read_labels
 from cnnviz_cli.models.preprocessing import (
     Preprocess,
@@ -44,6 +45,7 @@ class ModelRequest:
     labels: str | None = None
     unsafe_deserialization: bool = False
     custom_objects: Sequence[str] | Mapping[str, object] = ()  # see models.custom
+    signature: str | None = None  # the function of a SavedModel folder (see models.formats)
 
 
 @dataclass
@@ -198,7 +200,7 @@ def _source_kind(spec: str) -> str:
     """`demo`, `file` or `name` (a keras.applications model); an unknown name is an error."""
     if spec.lower() == "demo":
         return "demo"
-    if spec.lower().endswith(MODEL_SUFFIXES) or Path(spec).exists():
+    if spec.lower().endswith(MODEL_SUFFIXES + FORMAT_SUFFIXES) or Path(spec).exists():
         return "file"
     if canonical_name(spec) is not None:
         return "name"
@@ -322,13 +324,13 @@ def first_sentence(error: BaseException) -> str:
 
 
 def _file_model(path: Path, request: ModelRequest) -> ResolvedModel:
-    if path.is_dir():
-        raise CnnvizError(
-            f"{path} is a folder, not a model file; give a .keras or .h5 file (re-save a "
-            "TensorFlow SavedModel as .keras first)."
-        )
-    if not path.is_file():
+    if not path.exists():
         raise CnnvizError(f"Model file {path} does not exist.")
+    if path.is_dir() or path.suffix.lower() in FORMAT_SUFFIXES:
+        return _exported_model(path, request)
+    if request.signature is not None:
+        raise CnnvizError(f"--signature applies to SavedModel folders only, and {path} is a "
+                          "Keras model file; leave it out.")
     objects = custom_objects(request.custom_objects)  # before loading: it defines classes
     try:
         with quiet_keras():
@@ -352,13 +354,27 @@ def _file_model(path: Path, request: ModelRequest) -> ResolvedModel:
     )
 
 
+def _exported_model(path: Path, request: ModelRequest) -> ResolvedModel:
+    """A SavedModel folder, .tflite or .onnx file (models.formats), fed like a model file."""
+    if request.custom_objects or request.unsafe_deserialization:
+        raise CnnvizError(f"--custom-objects and --unsafe-deserialization apply to Keras model "
+                          f"files only, and {path} is an exported model; leave them out.")
+    model, details = exported_model(path, request.signature)
+    return ResolvedModel(
+        model=model, source=str(path), weights="file", preprocess=resolve_preprocess("none"),
+        preprocess_name="none", labels=None, details=details,
+        file=path / "saved_model.pb" if path.is_dir() else path,
+        preprocess_origin="default for model files",
+    )
+
+
 def describe_load_failure(path: Path, error: Exception, known: Iterable[str] = ()) -> str:
     """One sentence on why Keras could not load the model file `path` (`known`: the custom
     class names given)."""
     text = str(error)
     if not path.name.lower().endswith(MODEL_SUFFIXES):
-        return (f"{path} is not a Keras model file: cnnviz reads .keras and .h5 files "
-                "(re-save a TensorFlow SavedModel as .keras first).")
+        return (f"{path} is not a Keras model file: cnnviz reads .keras and .h5 files, "
+                "SavedModel folders, .tflite and .onnx files.")
     unknown = unknown_classes(path, known)
     if unknown:
         return (f"{path} uses the custom class(es) {', '.join(unknown)}, which Keras does not "
