@@ -183,17 +183,11 @@ def cam(
     from cnnviz_cli.api.models import load_model
     from cnnviz_cli.models.formats import check_methods
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
-    from cnnviz_cli.techniques.cam import (
-        NEEDS,
-        CamExplainer,
-        CamOptions,
-        Targets,
-        resolve_methods,
-    )
+    from cnnviz_cli.techniques.cam import CamExplainer, CamOptions, Targets, resolve_methods
 
     resolved = load_model(model, preprocess=preprocess, labels=labels)
     chosen = resolve_methods(list(methods))
-    check_methods(resolved.details, resolved.source, chosen, NEEDS)
+    check_methods(resolved.details, resolved.source, chosen)
     exported = "format" in resolved.details  # no layers: the methods that need none
     if exported and layer != "auto":
         raise CnnvizError(f"--layer applies to Keras models only: {resolved.source} is an "

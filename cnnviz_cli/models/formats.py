@@ -262,10 +262,10 @@ def model_format(details: dict) -> str:
     return details.get("format", "keras")
 
 
-def check_methods(details: dict, source: str, methods: list[str], needs: dict) -> None:
+def check_methods(details: dict, source: str, methods: list[str]) -> None:
     """Refuse cam methods the model's format cannot give, in one sentence."""
     kind = model_format(details)
-    refused = [method for method in methods if needs[method] not in GIVES[kind]]
+    refused = [method for method in methods if method not in _working(kind)]
     if refused:
         raise CnnvizError(
             f"{_listed(refused)} cannot run on the {FORMAT_NAMES[kind]} {source}, which "

@@ -215,6 +215,12 @@ def _source_kind(spec: str) -> str:
 def _check_image_input(resolved: ResolvedModel) -> None:
     inputs = resolved.model.inputs
     shape = tuple(inputs[0].shape)
+    if len(inputs) == 1 and len(shape) == 4 and shape[1] in (1, 3) and shape[-1] not in (1, 3):
+        raise CnnvizError(
+            f"The model takes channels-first input {shape}; cnnviz explains Keras models in "
+            "channels_last layout (rebuild it with data_format='channels_last'), or export it "
+            "as a SavedModel or ONNX file, whose channels-first input cnnviz transposes."
+        )
     if len(inputs) != 1 or len(shape) != 4 or shape[-1] not in (1, 3):
         raise CnnvizError(
             f"The model takes input {[tuple(i.shape) for i in inputs]}, not one batch of "
