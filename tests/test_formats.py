@@ -224,12 +224,13 @@ def test_perturbation_maps_of_exported_models_equal_the_keras_models(exported, p
                                    atol=1e-4 * reference[method].max(), err_msg=method)
 
 
-def test_metrics_work_for_a_forward_only_model(run_cli, exported, tmp_path):
+@pytest.mark.parametrize("name", ["model.onnx", "model.tflite"])
+def test_metrics_work_for_a_forward_only_model(run_cli, exported, tmp_path, name):
     from PIL import Image
 
     Image.fromarray(np.full((SIZE, SIZE, 3), 200, np.uint8)).save(tmp_path / "grey.png")
-    out = tmp_path / "out"
-    run_cli("cam", tmp_path / "grey.png", "-m", exported / "model.onnx", "--method",
+    out = tmp_path / "out"  # one image: the first pass has the batch size the file declares
+    run_cli("cam", tmp_path / "grey.png", "-m", exported / name, "--method",
             "occlusion", "--patch", "4", "--stride", "4", "--metrics", "-q", "-o", out)
     entry = next(e for e in json.loads((out / "manifest.json").read_text())["outputs"]
                  if e.get("kind") == "overlay")
@@ -312,3 +313,9 @@ def test_a_channels_first_keras_model_is_refused_in_one_sentence(keras, tmp_path
     keras.Model(inputs, outputs).save(tmp_path / "first.keras")
     one_sentence(run_cli("layers", tmp_path / "first.keras", expect=2).output,
                  "takes channels-first input", "export it as a SavedModel or ONNX file")
+
+
+def test_signature_chooses_the_savedmodels_function(run_cli, exported):
+    result = run_cli("layers", exported / "saved", "--signature", "serve", "--json")
+    model = json.loads(result.output)["model"]
+    assert model["format"] == "savedmodel" and model["signature"] == "serve"

@@ -176,12 +176,13 @@ def _tflite(path: Path) -> Adapter:
         raise CnnvizError(f"Cannot read the TFLite model {path}: {_first_line(error)}.") from None
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     _one_input(path, "TFLite model", [detail["name"] for detail in inputs])
-    source = inputs[0]
+    source, allocated = inputs[0], []  # the batch shape the tensors are allocated for
 
     def invoke(batch: np.ndarray) -> list[np.ndarray]:
-        if tuple(interpreter.get_input_details()[0]["shape"]) != batch.shape:
+        if allocated != [batch.shape]:
             interpreter.resize_tensor_input(source["index"], batch.shape)
             interpreter.allocate_tensors()
+            allocated[:] = [batch.shape]
         interpreter.set_tensor(source["index"], batch)
         interpreter.invoke()
         return [interpreter.get_tensor(detail["index"]) for detail in outputs]
