@@ -23,9 +23,10 @@ def load_model(
     """Resolve a model once, to pass to any technique (or let each technique do it).
 
     Args:
-        model: a keras.applications name (see `cnnviz models`), a .keras/.h5 file, `demo` (the
-            bundled shapes classifier; the default), a `keras.Model` in memory (used as it is,
-            never rebuilt or changed), or what an earlier `load_model` returned.
+        model: a keras.applications name (see `cnnviz models`), a .keras/.h5 file, a
+            SavedModel folder, a .tflite or .onnx file (see the README's model formats), `demo`
+            (the bundled shapes classifier; the default), a `keras.Model` in memory (used as it
+            is, never rebuilt or changed), or what an earlier `load_model` returned.
         weights: for a name, `imagenet` (default) or `none`; or a weights file to load into a
             named, demo or file model.
         preprocess: a preset (none, unit, symmetric, caffe, torch), a model name, or a callable

@@ -20,7 +20,8 @@ def layers(ctx: click.Context, model_arg: str | None, print_json: bool, **option
 
     MODEL is a name or file (same as -m, give one of the two; default: the demo model).
     Nested models are expanded and their layers addressed as outer/inner. Names are never
-    shortened, so any of them can be pasted into -l.
+    shortened, so any of them can be pasted into -l. An exported model (SavedModel folder,
+    .tflite, .onnx) has no layers to list: its inputs and outputs are printed instead.
 
     \b
     Example:
