@@ -5,12 +5,18 @@ import json
 import numpy as np
 import pytest
 
-from cnnviz_cli.techniques.cam import METHODS, CamExplainer, CamOptions, Targets, resolve_methods
+from cnnviz_cli.techniques.cam import (
+    METHODS,
+    NEEDS,
+    CamExplainer,
+    CamOptions,
+    Targets,
+    resolve_methods,
+)
 from cnnviz_cli.techniques.metrics import deletion_insertion, pointing_game
 
 SIZE, CHANNELS, FILTERS, CLASSES = 6, 3, 4, 3
-ATTRIBUTIONS = {"saliency", "smoothgrad", "integrated-gradients", "gradient-input"}  # own tests
-CAM_METHODS = [name for name in METHODS if name not in ATTRIBUTIONS]
+CAM_METHODS = [name for name in METHODS if NEEDS[name] == "layer"]  # the others have own tests
 
 
 # ---------- a tiny model with known weights and its NumPy forward pass ----------

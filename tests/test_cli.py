@@ -36,8 +36,8 @@ def test_installed_entry_point_runs(tmp_path):
     bad = subprocess.run([executable, "layers", "not_a_model"], capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
-        "Error: Unknown model 'not_a_model': give a model file (.keras, .h5) or a name from "
-        "`cnnviz models`."]
+        "Error: Unknown model 'not_a_model': give a model file (.keras, .h5, .tflite, .onnx), "
+        "a SavedModel folder or a name from `cnnviz models`."]
     listed = subprocess.run([executable, "layers", "--json"], capture_output=True, text=True)
     assert listed.returncode == 0 and json.loads(listed.stdout)["layers"]
     assert listed.stderr == ""  # no TensorFlow start-up notes

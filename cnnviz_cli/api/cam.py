@@ -9,6 +9,7 @@ import numpy as np
 
 from cnnviz_cli.api.inputs import ImageSource, LoadedImage
 from cnnviz_cli.api.results import File, Result, collect, locals_of, open_session, part, slug
+from cnnviz_cli.errors import CnnvizError
 
 
 @dataclass
@@ -124,6 +125,10 @@ def cam(
     noise: float = 0.15,
     ig_steps: int = 32,
     ig_baseline: str = "blur",
+    patch: int = 16,
+    stride: int = 8,
+    fill: str = "mean",
+    masks: int = 1000,
     seed: int = 0,
     colormap: str = "turbo",
     alpha: float = 0.7,
@@ -152,7 +157,7 @@ def cam(
         images: paths, folders, globs, PIL images or uint8 arrays (or a list of these).
         methods: gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, scorecam,
             faster-scorecam, guided-gradcam, saliency, smoothgrad, integrated-gradients,
-            gradient-input, or `all` (comma lists too).
+            gradient-input, occlusion, rise, or `all` (comma lists too).
         classes: classes to explain (indices or labels) [default: each image's top-1].
         top_k: also explain the K top predictions.
         threshold: a multi-label head: also explain every label of probability >= threshold.
@@ -163,7 +168,11 @@ def cam(
         direction: a regression head: `up` (what raises the output, the default) or `down`.
         reference: with task="embed", images whose mean embedding the inputs are compared with.
         max_n, samples, noise, ig_steps, ig_baseline, seed: Faster-ScoreCAM channels,
-            SmoothGrad copies and noise, integrated-gradients steps and baseline, the seed.
+            SmoothGrad copies and noise, integrated-gradients steps and baseline, the seed
+            (SmoothGrad, the noise baseline, RISE).
+        patch, stride, fill: occlusion's square patch side and step in pixels, and what
+            hides the patch: mean (the image's mean colour), black or blur.
+        masks: RISE's number of random masks.
         colormap, alpha: the heatmaps' colour map and the overlay opacity.
         save_npy: also write the raw maps as .npy files.
         metrics: deletion and insertion AUC of every heatmap, and a ranking of the methods.
@@ -185,6 +194,7 @@ def cam(
     from cnnviz_cli.api.heads import model_head
     from cnnviz_cli.api.models import load_model
     from cnnviz_cli.api.results import image_words
+    from cnnviz_cli.models.formats import check_methods
     from cnnviz_cli.models.heads import check_threshold
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
     from cnnviz_cli.techniques.cam import (
@@ -197,6 +207,11 @@ def cam(
 
     resolved = load_model(model, preprocess=preprocess, labels=labels)
     chosen = resolve_methods(list(methods))
+    check_methods(resolved.details, resolved.source, chosen)
+    exported = "format" in resolved.details  # no layers: the methods that need none
+    if exported and layer != "auto":
+        raise CnnvizError(f"--layer applies to Keras models only: {resolved.source} is an "
+                          "exported model without layers; leave it out.")
     arguments = {**locals_of(cam, locals()), "methods": chosen,
                  "classes": [str(c) for c in classes],
                  "reference": None if reference is None else image_words(reference)}
@@ -206,17 +221,19 @@ def cam(
                                 run_defaults={"batch_size": 16})
     with session:
         height, width = resolved.image_size(run["size"])
-        info = (last_feature_map(resolved.model, (height, width)) if layer == "auto"
+        info = (None if exported
+                else last_feature_map(resolved.model, (height, width)) if layer == "auto"
                 else find_feature_map(resolved.model, layer))
         head = model_head(resolved, output_index(resolved.model, output), task, direction,
                           reference, (height, width), run["max_pixels"])
         check_threshold(head, threshold)
-        explainer = CamExplainer(resolved.model, info.path, (height, width, resolved.channels),
-                                 output, head)
+        explainer = CamExplainer(resolved.model, info and info.path,
+                                 (height, width, resolved.channels), output, head)
         wanted = Targets(tuple(resolved.class_index(spec, explainer.num_classes)
                                for spec in classes), top_k, threshold=threshold)
         settings = CamOptions(max_channels=max_n, batch_size=run["batch_size"], samples=samples,
                               noise=noise, ig_steps=ig_steps, ig_baseline=ig_baseline, seed=seed,
+                              patch=patch, stride=stride, fill=fill, masks=masks,
                               preprocess=resolved.preprocess)
         checks = Checks({**arguments, "out": out},
                         lambda spec: resolved.class_index(spec, explainer.num_classes),

@@ -1,6 +1,6 @@
 """`load_model`: a model by name, by file or in memory, ready for every technique."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +14,8 @@ def load_model(
     preprocess: str | Callable | None = None,
     labels: str | Path | Sequence[str] | None = None,
     unsafe_deserialization: bool = False,
+    custom_objects: Sequence[str | Path] | Mapping[str, object] = (),
+    signature: str | None = None,
     device: str = "auto",
     gpu_memory: int | None = None,
     precision: str = "float32",
@@ -21,9 +23,10 @@ def load_model(
     """Resolve a model once, to pass to any technique (or let each technique do it).
 
     Args:
-        model: a keras.applications name (see `cnnviz models`), a .keras/.h5 file, `demo` (the
-            bundled shapes classifier; the default), a `keras.Model` in memory (used as it is,
-            never rebuilt or changed), or what an earlier `load_model` returned.
+        model: a keras.applications name (see `cnnviz models`), a .keras/.h5 file, a
+            SavedModel folder, a .tflite or .onnx file (see the README's model formats), `demo`
+            (the bundled shapes classifier; the default), a `keras.Model` in memory (used as it
+            is, never rebuilt or changed), or what an earlier `load_model` returned.
         weights: for a name, `imagenet` (default) or `none`; or a weights file to load into a
             named, demo or file model.
         preprocess: a preset (none, unit, symmetric, caffe, torch), a model name, or a callable
@@ -32,6 +35,11 @@ def load_model(
             through it). Default: the model's own; `none` for files and models in memory.
         labels: class names, as a list or a file (text, one a line, or JSON).
         unsafe_deserialization: allow model files whose Lambda layers run code when loaded.
+        custom_objects: Python files or module names to import before loading a model file
+            (this runs their code), whose classes are the model's custom layers; or a
+            Keras-style mapping of names to classes.
+        signature: the signature of a SavedModel folder that is the model (default:
+            serving_default).
         device: `auto` (the first GPU when TensorFlow sees one, else the CPU), `cpu`, `gpu` or
             `gpu:N`. Devices are fixed at TensorFlow's first operation: choose them in the first
             call of a process.
@@ -50,17 +58,25 @@ def load_model(
 
     model = "demo" if model is None else model
     if isinstance(model, ResolvedModel):
-        loading = (weights, unsafe_deserialization, device, gpu_memory, precision)
-        if loading != (None, False, "auto", None, "float32"):
-            raise CnnvizError("weights, unsafe_deserialization, device, gpu_memory and precision "
-                              "apply when a model is loaded; this one is loaded already.")
+        loading = (weights, unsafe_deserialization, bool(custom_objects), signature, device,
+                   gpu_memory, precision)
+        if loading != (None, False, False, None, "auto", None, "float32"):
+            raise CnnvizError("weights, unsafe_deserialization, custom_objects, signature, "
+                              "device, gpu_memory and precision apply when a model is loaded; "
+                              "this one is loaded already.")
         return replace(model, **_feeding(preprocess, labels))
     runtime = configure(device, gpu_memory, precision)  # before TensorFlow's first operation
     if isinstance(model, str | Path):
         resolved = resolve_model(ModelRequest(
             model=str(model), weights=None if weights is None else str(weights),
             unsafe_deserialization=unsafe_deserialization,
+            custom_objects=custom_objects if isinstance(custom_objects, Mapping)
+            else tuple(str(spec) for spec in custom_objects),
+            signature=signature,
         ))
+        if "format" in resolved.details and runtime.precision != "float32":
+            raise CnnvizError(f"--precision mixed applies to Keras models only: {model} is an "
+                              "exported model that computes as it was exported.")
     else:
         resolved = _in_memory(model, weights)
     resolved = replace(resolved, model=with_precision(resolved.model, runtime.precision),

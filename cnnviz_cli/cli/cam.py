@@ -19,7 +19,7 @@ from cnnviz_cli.cli.heads import cam_head_options
 
 METHOD_NAMES = (
     "gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, scorecam, faster-scorecam, "
-    "guided-gradcam, saliency, smoothgrad, integrated-gradients, gradient-input"
+    "guided-gradcam, saliency, smoothgrad, integrated-gradients, gradient-input, occlusion, rise"
 )
 
 
@@ -30,9 +30,13 @@ RULES = [
              lambda params: mentions(params["method_specs"], "smoothgrad")),
     OnlyWhen(("ig_steps", "ig_baseline"), "when --method includes integrated-gradients",
              lambda params: mentions(params["method_specs"], "integrated-gradients")),
-    OnlyWhen(("seed",), "when --method includes smoothgrad, or integrated-gradients with "
-             "--ig-baseline noise",
-             lambda params: mentions(params["method_specs"], "smoothgrad") or (
+    OnlyWhen(("patch", "stride", "fill"), "when --method includes occlusion",
+             lambda params: mentions(params["method_specs"], "occlusion")),
+    OnlyWhen(("masks",), "when --method includes rise",
+             lambda params: mentions(params["method_specs"], "rise")),
+    OnlyWhen(("seed",), "when --method includes smoothgrad or rise, or integrated-gradients "
+             "with --ig-baseline noise",
+             lambda params: mentions(params["method_specs"], "smoothgrad", "rise") or (
                  mentions(params["method_specs"], "integrated-gradients")
                  and params["ig_baseline"] == "noise")),
     OnlyWhen(("metric_steps",), "with --metrics", lambda params: params["metrics"]),
@@ -63,8 +67,17 @@ RULES = [
               help="Integrated gradients: points on the path from the baseline to the input.")
 @click.option("--ig-baseline", type=click.Choice(["black", "blur", "noise"]), default="blur",
               show_default=True, help="Integrated gradients: the image the path starts from.")
+@click.option("--patch", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Occlusion: side of the square patch slid over the input, in pixels.")
+@click.option("--stride", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Occlusion: pixels between patch positions.")
+@click.option("--fill", type=click.Choice(["mean", "black", "blur"]), default="mean",
+              show_default=True,
+              help="Occlusion: what hides the patch: the image's mean colour, black, or a blur.")
+@click.option("--masks", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="RISE: random masks scored per image (seeded with --seed).")
 @click.option("--seed", type=int, default=0, show_default=True,
-              help="SmoothGrad noise and the noise baseline.")
+              help="SmoothGrad noise, the noise baseline and the RISE masks.")
 @click.option("--colormap", default="turbo", show_default=True,
               help="Matplotlib colour map of the heatmaps.")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.7, show_default=True,
@@ -84,8 +97,9 @@ def cam(ctx: click.Context, **options) -> None:
     (<out>/<image>/cam-<method>-<label>.png), the bare heatmap (...-heatmap.png) and, with
     several methods, a side-by-side panel (cam-panel-<label>.png). The score explained is
     pre-activation (a final softmax or sigmoid is left out); --task says what the head is
-    (README: "Model heads"). --batch-size counts images per compiled pass:
-    input images, or changed copies for ScoreCAM, --metrics and the gradient attributions.
+    (README: "Model heads"). --batch-size counts images per compiled pass: input images, or
+    changed copies for ScoreCAM, --metrics, the gradient attributions and the perturbation
+    methods (occlusion, rise), which need only the model's scores.
     Exit 3 when a gate (--fail-under/--fail-over) fails, after everything is written.
 
     \b
@@ -103,7 +117,9 @@ def cam(ctx: click.Context, **options) -> None:
         direction=options["direction"], reference=list(options["reference"]) or None,
         max_n=options["max_n"], samples=options["samples"],
         noise=options["noise"], ig_steps=options["ig_steps"], ig_baseline=options["ig_baseline"],
-        seed=options["seed"], colormap=options["colormap"], alpha=options["alpha"],
+        patch=options["patch"], stride=options["stride"], fill=options["fill"],
+        masks=options["masks"], seed=options["seed"], colormap=options["colormap"],
+        alpha=options["alpha"],
         save_npy=options["save_npy"], metrics=options["metrics"],
         metric_steps=options["metric_steps"], targets=options["targets"],
         baseline=options["baseline"], fail_under=options["fail_under"],

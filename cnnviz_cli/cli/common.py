@@ -148,7 +148,8 @@ class CnnvizCommand(click.Command):
 model_options = compose(
     click.option(
         "-m", "--model", default="demo", show_default=True, metavar="NAME|FILE",
-        help="A keras.applications name (see `cnnviz models`), a .keras/.h5 file, or `demo`.",
+        help="A keras.applications name (see `cnnviz models`), a .keras/.h5 file, a SavedModel "
+        "folder, a .tflite or .onnx file, or `demo`.",
     ),
     click.option(
         "--weights", metavar="imagenet|none|FILE",
@@ -167,6 +168,15 @@ model_options = compose(
         "--unsafe-deserialization", is_flag=True,
         help="Allow model files with Lambda layers (runs the code inside them: trusted files "
         "only).",
+    ),
+    click.option(
+        "--custom-objects", multiple=True, metavar="FILE.py|MODULE",
+        help="Import this Python file or module before loading a model file, for its custom "
+        "layers and classes; this RUNS its code (trusted code only). Repeatable.",
+    ),
+    click.option(
+        "--signature", metavar="NAME",
+        help="The function of a SavedModel folder that is the model [default: serving_default].",
     ),
 )
 
@@ -243,6 +253,8 @@ def load_model(options: dict):
     return load(options["model"], weights=options.get("weights"),
                 preprocess=options.get("preprocess"), labels=options.get("labels"),
                 unsafe_deserialization=options.get("unsafe_deserialization", False),
+                custom_objects=options.get("custom_objects", ()),
+                signature=options.get("signature"),
                 device=options["device"], gpu_memory=options["gpu_memory"],
                 precision=options.get("precision", "float32"))
 

@@ -23,7 +23,9 @@ def layers(ctx: click.Context, model_arg: str | None, print_json: bool, **option
     as code in a functional model (the `x + y` of a residual block) are listed too. A feature
     map is a (height, width, channels) output larger than 1x1 at the model's input size (224
     for models of any size). The auto column names the commands whose `-l auto` picks the
-    layer. Names are never shortened, so any of them can be pasted into -l.
+    layer. Names are never shortened, so any of them can be pasted into -l. An exported model
+    (SavedModel folder, .tflite, .onnx) has no layers to list: its inputs and outputs are
+    printed instead.
 
     \b
     Example:
@@ -47,7 +49,11 @@ def layers(ctx: click.Context, model_arg: str | None, print_json: bool, **option
         model=model_arg or options["model"], weights=options["weights"],
         preprocess=options["preprocess"], labels=options["labels"],
         unsafe_deserialization=options["unsafe_deserialization"],
+        custom_objects=options["custom_objects"], signature=options["signature"],
     ))
+    if "format" in resolved.details:
+        _print_ports(resolved, print_json)
+        return
     size = resolved.image_size()
     maps = {info.path for info in feature_map_layers(resolved.model, size)}
     picks: dict[str, list[str]] = {}
@@ -64,6 +70,22 @@ def layers(ctx: click.Context, model_arg: str | None, print_json: bool, **option
         click.echo(json.dumps({"model": resolved.describe(), "layers": rows}, indent=2))
         return
     _print_layers(f"{resolved.source}: input {resolved.input_shape}", rows)
+
+
+def _print_ports(resolved, print_json: bool) -> None:
+    """The inputs and outputs of an exported model (it has no layers to list)."""
+    from cnnviz_cli.models.formats import FORMAT_NAMES
+
+    details = resolved.details
+    if print_json:
+        click.echo(json.dumps({"model": resolved.describe(), "layers": []}, indent=2))
+        return
+    layout = ", channels first (transposed)" if details["channels_first"] else ""
+    click.echo(f"{resolved.source}: {FORMAT_NAMES[details['format']]} model{layout}, no layers")
+    for kind in ("inputs", "outputs"):
+        for port in details[kind]:
+            shape = "x".join("?" if size is None else str(size) for size in port["shape"])
+            click.echo(f"  {kind[:-1]:<7} {port['name']}  {shape}  {port['dtype']}")
 
 
 def _print_layers(title: str, rows: list[dict]) -> None:

@@ -8,7 +8,7 @@ import os
 import sys
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -20,6 +20,8 @@ import numpy as np
 from cnnviz_cli.device import Runtime
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.io.provenance import file_sha256
+from cnnviz_cli.models.custom import custom_objects, unknown_classes
+from cnnviz_cli.models.formats import FORMAT_SUFFIXES, exported_model
 from cnnviz_cli.models.labels import imagenet_labels, read_labels
 from cnnviz_cli.models.preprocessing import (
     Preprocess,
@@ -43,6 +45,8 @@ class ModelRequest:
     preprocess: str | None = None
     labels: str | None = None
     unsafe_deserialization: bool = False
+    custom_objects: Sequence[str] | Mapping[str, object] = ()  # see models.custom
+    signature: str | None = None  # the function of a SavedModel folder (see models.formats)
 
 
 @dataclass
@@ -166,6 +170,9 @@ def resolve_model(request: ModelRequest) -> ResolvedModel:
             f"--weights {weights} applies to named models only: {what} brings its own weights, "
             "so give a weights file or leave --weights out."
         )
+    if kind != "file" and request.custom_objects:
+        raise CnnvizError("--custom-objects applies to model files only: a named or the demo "
+                          "model has no custom classes, so leave it out.")
     weights_file = None if weights is None or weights.lower() in BUILT_IN_WEIGHTS else Path(weights)
     if weights_file is not None:
         _check_weights_file(weights_file)
@@ -199,7 +206,8 @@ def _source_kind(spec: str) -> str:
     if spec.lower() == "demo":
         return "demo"
     separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
-    if spec.lower().endswith(MODEL_SUFFIXES) or any(mark in spec for mark in separators):
+    suffixes = MODEL_SUFFIXES + FORMAT_SUFFIXES
+    if spec.lower().endswith(suffixes) or any(mark in spec for mark in separators):
         return "file"
     if canonical_name(spec) is not None:
         return "name"
@@ -208,14 +216,20 @@ def _source_kind(spec: str) -> str:
     close = difflib.get_close_matches(spec.lower(), model_names(), n=3)
     hint = f" Closest: {', '.join(close)}." if close else ""
     raise CnnvizError(
-        f"Unknown model {spec!r}: give a model file (.keras, .h5) or a name from "
-        f"`cnnviz models`.{hint}"
+        f"Unknown model {spec!r}: give a model file (.keras, .h5, .tflite, .onnx), a "
+        f"SavedModel folder or a name from `cnnviz models`.{hint}"
     )
 
 
 def _check_image_input(resolved: ResolvedModel) -> None:
     inputs = resolved.model.inputs
     shape = tuple(inputs[0].shape)
+    if len(inputs) == 1 and len(shape) == 4 and shape[1] in (1, 3) and shape[-1] not in (1, 3):
+        raise CnnvizError(
+            f"The model takes channels-first input {shape}; cnnviz explains Keras models in "
+            "channels_last layout (rebuild it with data_format='channels_last'), or export it "
+            "as a SavedModel or ONNX file, whose channels-first input cnnviz transposes."
+        )
     if len(inputs) != 1 or len(shape) != 4 or shape[-1] not in (1, 3):
         raise CnnvizError(
             f"The model takes input {[tuple(i.shape) for i in inputs]}, not one batch of "
@@ -325,20 +339,22 @@ def first_sentence(error: BaseException) -> str:
 
 
 def _file_model(path: Path, request: ModelRequest) -> ResolvedModel:
-    if path.is_dir():
-        raise CnnvizError(
-            f"{path} is a folder, not a model file; give a .keras or .h5 file (re-save a "
-            "TensorFlow SavedModel as .keras first)."
-        )
-    if not path.is_file():
+    if not path.exists():
         raise CnnvizError(f"Model file {path} does not exist.")
+    if path.is_dir() or path.suffix.lower() in FORMAT_SUFFIXES:
+        return _exported_model(path, request)
+    if request.signature is not None:
+        raise CnnvizError(f"--signature applies to SavedModel folders only, and {path} is a "
+                          "Keras model file; leave it out.")
+    objects = custom_objects(request.custom_objects)  # before loading: it defines classes
     try:
         with quiet_keras():
             model = keras.models.load_model(
-                str(path), compile=False, safe_mode=not request.unsafe_deserialization
+                str(path), compile=False, safe_mode=not request.unsafe_deserialization,
+                custom_objects=objects,
             )
     except Exception as error:
-        raise CnnvizError(describe_load_failure(path, error)) from None
+        raise CnnvizError(describe_load_failure(path, error, objects)) from None
     if not isinstance(model, keras.Model):
         raise CnnvizError(f"{path} does not hold a Keras model.")
     return ResolvedModel(
@@ -353,12 +369,32 @@ def _file_model(path: Path, request: ModelRequest) -> ResolvedModel:
     )
 
 
-def describe_load_failure(path: Path, error: Exception) -> str:
-    """One sentence on why Keras could not load the model file `path`."""
+def _exported_model(path: Path, request: ModelRequest) -> ResolvedModel:
+    """A SavedModel folder, .tflite or .onnx file (models.formats), fed like a model file."""
+    if request.custom_objects or request.unsafe_deserialization:
+        raise CnnvizError(f"--custom-objects and --unsafe-deserialization apply to Keras model "
+                          f"files only, and {path} is an exported model; leave them out.")
+    model, details = exported_model(path, request.signature)
+    return ResolvedModel(
+        model=model, source=str(path), weights="file", preprocess=resolve_preprocess("none"),
+        preprocess_name="none", labels=None, details=details,
+        file=path / "saved_model.pb" if path.is_dir() else path,
+        preprocess_origin="default for model files",
+    )
+
+
+def describe_load_failure(path: Path, error: Exception, known: Iterable[str] = ()) -> str:
+    """One sentence on why Keras could not load the model file `path` (`known`: the custom
+    class names given)."""
     text = str(error)
     if not path.name.lower().endswith(MODEL_SUFFIXES):
-        return (f"{path} is not a Keras model file: cnnviz reads .keras and .h5 files "
-                "(re-save a TensorFlow SavedModel as .keras first).")
+        return (f"{path} is not a Keras model file: cnnviz reads .keras and .h5 files, "
+                "SavedModel folders, .tflite and .onnx files.")
+    unknown = unknown_classes(path, known)
+    if unknown:
+        return (f"{path} uses the custom class(es) {', '.join(unknown)}, which Keras does not "
+                "know; pass --custom-objects FILE.py or MODULE that defines them (it runs that "
+                "code: trusted code only).")
     if "safe_mode" in text:
         return (
             f"{path} contains a Lambda layer whose Python code would run while loading; "

@@ -118,7 +118,11 @@ class CamOptions:
     noise: float = 0.15  # SmoothGrad: noise standard deviation / the item's value range
     ig_steps: int = 32  # integrated gradients: points on the path from the baseline
     ig_baseline: str = "blur"  # integrated gradients: a name in IG_BASELINES
-    seed: int = 0  # SmoothGrad noise and the noise baseline
+    seed: int = 0  # SmoothGrad noise, the noise baseline and the RISE masks
+    patch: int = 16  # occlusion: side of the square patch, in input pixels
+    stride: int = 8  # occlusion: step between patch positions
+    fill: str = "mean"  # occlusion: a name in FILLS (techniques.perturbation)
+    masks: int = 1000  # RISE: random masks per item
     preprocess: Callable = tf.identity  # pixels in [0, 255] -> model input (baselines)
 
 
@@ -156,13 +160,18 @@ class CamPass:
 
 Method = Callable[[CamPass], tf.Tensor]
 METHODS: dict[str, Method] = {}
+NEEDS: dict[str, str] = {}  # method -> what of the model it uses: layer, gradient or forward
 
 
-def register(name: str) -> Callable[[Method], Method]:
-    """Add a method: a function from a `CamPass` to (items, height, width) maps."""
+def register(name: str, needs: str = "layer") -> Callable[[Method], Method]:
+    """Add a method: a function from a `CamPass` to (items, height, width) maps.
+
+    `needs` says what it uses: `layer` (a layer's activations and gradients), `gradient`
+    (input gradients only) or `forward` (scores of changed inputs only).
+    """
 
     def add(method: Method) -> Method:
-        METHODS[name] = method
+        METHODS[name], NEEDS[name] = method, needs
         return method
 
     return add
@@ -389,13 +398,13 @@ def _evidence(attributions: tf.Tensor) -> tf.Tensor:
     return tf.nn.relu(tf.reduce_sum(attributions, axis=-1))
 
 
-@register("saliency")
+@register("saliency", needs="gradient")
 def _saliency(cam_pass: CamPass) -> tf.Tensor:
     """Simonyan et al.: the input gradient of the score."""
     return _sensitivity(cam_pass.input_gradients)
 
 
-@register("smoothgrad")
+@register("smoothgrad", needs="gradient")
 def _smoothgrad(cam_pass: CamPass) -> tf.Tensor:
     """Smilkov et al.: input gradients averaged over `samples` noisy copies of the input."""
     options = cam_pass.options
@@ -403,7 +412,7 @@ def _smoothgrad(cam_pass: CamPass) -> tf.Tensor:
     return _sensitivity(cam_pass.mean_input_gradients(_noisy, sources, options.samples))
 
 
-@register("integrated-gradients")
+@register("integrated-gradients", needs="gradient")
 def _integrated_gradients(cam_pass: CamPass) -> tf.Tensor:
     """Sundararajan et al., from the `ig_baseline` image."""
     options = cam_pass.options
@@ -414,7 +423,7 @@ def _integrated_gradients(cam_pass: CamPass) -> tf.Tensor:
     ))
 
 
-@register("gradient-input")
+@register("gradient-input", needs="gradient")
 def _gradient_input(cam_pass: CamPass) -> tf.Tensor:
     """Shrikumar et al.: the input times its gradient."""
     return _evidence(cam_pass.inputs * cam_pass.input_gradients)
@@ -439,11 +448,17 @@ def _chunk(step: tf.Tensor, batch_size: tf.Tensor, items: tf.Tensor, copies: tf.
     return flat // copies, flat % copies
 
 
+def _masked_inputs(make_masks, inputs, sources, item, copy, copies):
+    """The items of a pass times their masks `make_masks(sources, item, copy, copies, size)`."""
+    masks = make_masks(sources, item, copy, copies, tf.shape(inputs)[1:3])
+    return tf.gather(inputs, item) * masks
+
+
 @dataclass
 class CamBatch:
     """The maps of several methods for a batch of items (one image and class each)."""
 
-    layer_path: str
+    layer_path: str | None
     image_indices: np.ndarray  # (items,) the input image each item explains
     classes: np.ndarray  # (items,)
     scores: np.ndarray  # (items,) the explained score (pre-activation)
@@ -471,15 +486,20 @@ class CamBatch:
 
 
 class CamExplainer:
-    """Compiled CAM passes for one model, layer, output (and its `Head`) and input shape."""
+    """Compiled CAM passes for one model, layer, output (and its `Head`) and input shape.
+
+    Without a layer (`layer_path` None) the activations are the inputs themselves: enough for
+    the methods that need no layer (`NEEDS`).
+    """
 
     def __init__(
-        self, model: keras.Model, layer_path: str, input_shape: tuple, output: str | None = None,
-        head: Head | None = None,
+        self, model: keras.Model, layer_path: str | None, input_shape: tuple,
+        output: str | None = None, head: Head | None = None,
     ):
         self.model, self.layer_path = model, layer_path
         self.output_index = output_index(model, output)
-        self._network = build_extractor(model, [layer_path], logits=True)
+        self._taps = [] if layer_path is None else [layer_path]
+        self._network = build_extractor(model, self._taps, logits=True)
         self.head = head or detect_head(model, self.output_index)
         self.num_classes = self.head.num_classes
         self._loops: dict[tuple, Callable] = {}
@@ -509,7 +529,9 @@ class CamExplainer:
     def forward(self, inputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(activations of the layer, pre-activation outputs of the chosen output) for a batch."""
         outputs = self._network(inputs, training=False)
-        return outputs[0], outputs[1 + self.output_index]
+        outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
+        logits = outputs[len(self._taps) + self.output_index]
+        return (outputs[0] if self._taps else inputs), logits
 
     def masked_scores(
         self,
@@ -532,6 +554,27 @@ class CamExplainer:
         score = self.head.probability if probability else self.head.score
         loop = self._compiled(self._masked_loop, make_masks, score)
         return loop(inputs, _as_selection(chosen), sources, *sizes)
+
+    def perturbed_scores(
+        self,
+        make_inputs: Callable,
+        inputs: tf.Tensor,
+        chosen,
+        sources,
+        copies: int,
+        batch_size: int,
+    ) -> tf.Tensor:
+        """Scores of `copies` changed copies of every item (`chosen`: each item's class or a
+        `selection`), `batch_size` copies per pass.
+
+        `make_inputs(inputs, sources, item, copy, copies)` builds the model inputs of one pass
+        (as for `mean_input_gradients`). Returns (items, copies) scores; the whole loop is one
+        compiled function.
+        """
+        sizes = tf.constant(copies, tf.int32), tf.constant(batch_size, tf.int32)
+        loop = self._compiled(self._perturbed_loop, make_inputs, self.head.score)
+        return loop(tf.convert_to_tensor(inputs, tf.float32), _as_selection(chosen), sources,
+                    *sizes)
 
     def mean_input_gradients(
         self,
@@ -562,13 +605,16 @@ class CamExplainer:
         return self._loops[key]
 
     def _masked_loop(self, make_masks, score, inputs, chosen, sources, copies, batch_size):
+        return self._perturbed_loop(partial(_masked_inputs, make_masks), score, inputs, chosen,
+                                    sources, copies, batch_size)
+
+    def _perturbed_loop(self, make_inputs, score, inputs, chosen, sources, copies, batch_size):
         items = tf.shape(inputs)[0]
         steps = _pass_count(items, copies, batch_size)
         results = tf.TensorArray(tf.float32, size=steps, infer_shape=False)
         for step in tf.range(steps):
             item, copy = _chunk(step, batch_size, items, copies)
-            masks = make_masks(sources, item, copy, copies, tf.shape(inputs)[1:3])
-            _, outputs = self.forward(tf.gather(inputs, item) * masks)
+            _, outputs = self.forward(make_inputs(inputs, sources, item, copy, copies))
             results = results.write(step, score(outputs, *_gathered(chosen, item)))
         return tf.reshape(results.concat(), [items, copies])
 
@@ -633,3 +679,6 @@ def _as_selection(chosen) -> tuple[tf.Tensor, tf.Tensor]:
 
 def _gathered(chosen: tuple, item: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tuple(tf.gather(part, item) for part in chosen)
+
+
+from cnnviz_cli.techniques import perturbation  # noqa: E402, F401  (registers occlusion, rise)

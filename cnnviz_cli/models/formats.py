@@ -1,0 +1,299 @@
+"""Exported models as a Keras function: SavedModel folders, `.tflite` and `.onnx` files.
+
+Each format is an adapter with one image input (channels-last for cnnviz; a channels-first
+input is transposed on the way in) and its outputs, wrapped in a `keras.Model` of one layer.
+The techniques then see what they see of any model, a function from inputs to scores, only
+without inner layers: a SavedModel gives input gradients, TFLite and ONNX models give scores
+only (forward-only), so each format supports the cam methods whose `NEEDS` it meets.
+"""
+
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cnnviz_cli.errors import CnnvizError
+
+FORMAT_SUFFIXES = (".tflite", ".onnx")
+FORMAT_NAMES = {"savedmodel": "SavedModel", "tflite": "TFLite model", "onnx": "ONNX model"}
+GIVES = {"keras": {"layer", "gradient", "forward"}, "savedmodel": {"gradient", "forward"},
+         "tflite": {"forward"}, "onnx": {"forward"}}  # what of the model each format exposes
+LAYER_COMMANDS = ("activations", "filters", "maximize", "dream", "reconstruct")
+# TFLite's own kernels, without the default delegate that announces itself on stderr
+QUIET_RESOLVER = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+INSTALL_ONNX = "pip install 'cnnviz[onnx]' (or pip install onnxruntime)"
+
+
+@dataclass(frozen=True)
+class Port:
+    """An input or output tensor of an exported model, as the file declares it."""
+
+    name: str
+    shape: tuple  # None for a free dimension
+    dtype: str
+
+    def record(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass
+class Adapter:
+    """A loaded exported model: `run(NCHW or NHWC float32 batch) -> outputs` in its own layout."""
+
+    format: str
+    source: Path
+    input: Port
+    outputs: list[Port]
+    run: Callable[[tf.Tensor], list[tf.Tensor]]
+    signature: str | None = None
+    owner: object = None  # what keeps the loaded model alive (a SavedModel's variables)
+
+    @property
+    def channels_first(self) -> bool:
+        """A (batch, 1 or 3, height, width) input whose last dimension is not a colour axis."""
+        shape = self.input.shape
+        return len(shape) == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3)
+
+    @property
+    def image_shape(self) -> tuple:
+        """(height, width, channels) of the input, channels last."""
+        shape = self.input.shape
+        return (shape[2], shape[3], shape[1]) if self.channels_first else tuple(shape[1:])
+
+    def __call__(self, images: tf.Tensor) -> list[tf.Tensor]:
+        inputs = tf.transpose(images, [0, 3, 1, 2]) if self.channels_first else images
+        return [tf.cast(output, tf.float32) for output in self.run(inputs)]
+
+    def details(self) -> dict:
+        """What the manifest and `cnnviz layers` record about the exported model."""
+        extra = {"signature": self.signature} if self.signature else {}
+        return {"format": self.format, **extra, "channels_first": self.channels_first,
+                "inputs": [self.input.record()], "outputs": [o.record() for o in self.outputs]}
+
+
+class ExportedModel(keras.layers.Layer):
+    """The whole exported model as one Keras layer (its state stays in the adapter)."""
+
+    def __init__(self, adapter: Adapter, **kwargs):
+        super().__init__(name=adapter.format, trainable=False, **kwargs)
+        self._adapter = adapter
+
+    def call(self, images):
+        return self._adapter(images)
+
+    def compute_output_spec(self, images):
+        return [keras.KerasTensor((images.shape[0], *port.shape[1:]), "float32")
+                for port in self._adapter.outputs]
+
+
+def exported_model(path: Path, signature: str | None = None) -> tuple[keras.Model, dict]:
+    """The SavedModel folder, `.tflite` or `.onnx` file at `path` as a Keras model, and the
+    details the manifest records; one CnnvizError sentence when it cannot be used."""
+    suffix = path.suffix.lower()
+    if signature is not None and not path.is_dir():
+        raise CnnvizError(f"--signature applies to SavedModel folders only, and {path} is a "
+                          "file; leave it out.")
+    adapter = (_saved_model(path, signature) if path.is_dir()
+               else {".tflite": _tflite, ".onnx": _onnx}[suffix](path))
+    if len(adapter.input.shape) != 4 or adapter.image_shape[-1] not in (1, 3):
+        raise CnnvizError(f"The {FORMAT_NAMES[adapter.format]} {path} takes input "
+                          f"{adapter.input.shape}, not a batch of images with 1 or 3 channels.")
+    if not adapter.input.dtype.startswith("float"):
+        raise CnnvizError(f"The {FORMAT_NAMES[adapter.format]} {path} takes "
+                          f"{adapter.input.dtype} input (a quantised model); cnnviz explains "
+                          "models with float input.")
+    inputs = keras.Input(adapter.image_shape, name="image")
+    outputs = ExportedModel(adapter)(inputs)
+    names = _unique([re.sub(r"\W", "_", port.name).strip("_") or "output"
+                     for port in adapter.outputs])
+    outputs = [keras.layers.Identity(name=name)(tensor)
+               for name, tensor in zip(names, outputs, strict=True)]
+    return keras.Model(inputs, outputs, name=path.stem or "exported"), adapter.details()
+
+
+def _unique(names: list[str]) -> list[str]:
+    return [name if names.index(name) == index else f"{name}_{index}"
+            for index, name in enumerate(names)]
+
+
+def _one_input(path: Path, kind: str, names: list[str]) -> None:
+    if len(names) != 1:
+        raise CnnvizError(f"The {kind} {path} takes {len(names)} inputs "
+                          f"({', '.join(names)}); cnnviz explains models with one image input.")
+
+
+def _saved_model(path: Path, signature: str | None) -> Adapter:
+    if not (path / "saved_model.pb").is_file():
+        raise CnnvizError(f"{path} is a folder but not a TensorFlow SavedModel (it has no "
+                          "saved_model.pb); give a SavedModel folder or a model file.")
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as error:  # TensorFlow raises many kinds on damaged folders
+        raise CnnvizError(f"Cannot load the SavedModel {path}: {_first_line(error)}.") from None
+    signatures = dict(loaded.signatures)
+    if not signatures:
+        raise CnnvizError(f"The SavedModel {path} has no serving signature, so cnnviz cannot "
+                          "tell which function is the model; export it with model.export(folder) "
+                          "(Keras 3) or save it with a signature.")
+    if signature is None:
+        signature = "serving_default" if "serving_default" in signatures or len(
+            signatures) != 1 else next(iter(signatures))
+    if signature not in signatures:
+        raise CnnvizError(f"The SavedModel {path} has no signature {signature!r}; it has "
+                          f"{', '.join(sorted(signatures))}: choose one with --signature NAME.")
+    function = signatures[signature]
+    specs = function.structured_input_signature[1]
+    _one_input(path, "SavedModel", sorted(specs))
+    (name, spec), = specs.items()
+    outputs = sorted(function.structured_outputs.items())
+
+    def run(inputs):
+        results = function(**{name: tf.cast(inputs, spec.dtype)})
+        return [results[key] for key, _ in outputs]
+
+    return Adapter("savedmodel", path, _port(name, spec.shape, spec.dtype.name),
+                   [_port(key, value.shape, value.dtype.name) for key, value in outputs], run,
+                   signature, loaded)
+
+
+def _port(name: str, shape, dtype: str) -> Port:
+    dims = shape.as_list() if hasattr(shape, "as_list") else list(shape)
+    return Port(name, tuple(d if isinstance(d, int) and d > 0 else None for d in dims), dtype)
+
+
+def _tflite(path: Path) -> Adapter:
+    try:
+        with warnings.catch_warnings():  # its deprecation notice, once per process
+            warnings.simplefilter("ignore")
+            interpreter = tf.lite.Interpreter(
+                model_path=str(path), experimental_op_resolver_type=QUIET_RESOLVER)
+    except Exception as error:  # ValueError on damaged files
+        raise CnnvizError(f"Cannot read the TFLite model {path}: {_first_line(error)}.") from None
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    _one_input(path, "TFLite model", [detail["name"] for detail in inputs])
+    source, allocated = inputs[0], []  # the batch shape the tensors are allocated for
+
+    def invoke(batch: np.ndarray) -> list[np.ndarray]:
+        if allocated != [batch.shape]:
+            interpreter.resize_tensor_input(source["index"], batch.shape)
+            interpreter.allocate_tensors()
+            allocated[:] = [batch.shape]
+        interpreter.set_tensor(source["index"], batch)
+        interpreter.invoke()
+        return [interpreter.get_tensor(detail["index"]) for detail in outputs]
+
+    def run(images):
+        return _numpy_call(invoke, images, len(outputs))
+
+    return Adapter("tflite", path, _detail_port(source),
+                   [_detail_port(detail) for detail in outputs], run)
+
+
+def _detail_port(detail: dict) -> Port:
+    shape = detail.get("shape_signature", detail["shape"])
+    return _port(detail["name"], [int(d) for d in shape], np.dtype(detail["dtype"]).name)
+
+
+def _numpy_call(invoke: Callable, images: tf.Tensor, count: int) -> list[tf.Tensor]:
+    """`invoke(numpy batch) -> numpy outputs` as a graph op (one call per batch, no gradient)."""
+    results = tf.numpy_function(lambda batch: [np.asarray(out, np.float32)
+                                               for out in invoke(batch)],
+                                [images], [tf.float32] * count, stateful=True)
+    return list(results)
+
+
+ONNX_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64",
+              "tensor(float16)": "float16"}
+
+
+def _onnx(path: Path) -> Adapter:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise CnnvizError(f"Reading the ONNX model {path} needs onnxruntime: "
+                          f"{INSTALL_ONNX}.") from None
+    try:
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        session = onnxruntime.InferenceSession(str(path), options,
+                                               providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime's own exception types
+        raise CnnvizError(f"Cannot read the ONNX model {path} (damaged, or not an ONNX file): "
+                          f"{_first_line(error)}.") from None
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    _one_input(path, "ONNX model", [node.name for node in inputs])
+    source = inputs[0]
+    port = _port(source.name, [d if isinstance(d, int) else None for d in source.shape],
+                 ONNX_TYPES.get(source.type, source.type))
+    fixed = port.shape[0]  # a batch size the file fixes: run in chunks of it
+    dtype = np.dtype(port.dtype) if port.dtype in ONNX_TYPES.values() else np.float32
+
+    def invoke(batch: np.ndarray) -> list[np.ndarray]:
+        size = fixed or len(batch)
+        parts = [session.run(None, {source.name: _padded(batch[start:start + size], size)
+                                    .astype(dtype)}) for start in range(0, len(batch), size)]
+        return [np.concatenate(group)[:len(batch)] for group in zip(*parts, strict=True)]
+
+    def run(images):
+        return _numpy_call(invoke, images, len(outputs))
+
+    return Adapter("onnx", path, port,
+                   [_port(node.name, [d if isinstance(d, int) else None for d in node.shape],
+                          ONNX_TYPES.get(node.type, node.type)) for node in outputs], run)
+
+
+def _padded(batch: np.ndarray, size: int) -> np.ndarray:
+    """`batch` with copies of its last item appended up to `size` items."""
+    missing = size - len(batch)
+    return batch if missing <= 0 else np.concatenate([batch, np.repeat(batch[-1:], missing, 0)])
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0].rstrip(".") if lines else type(error).__name__
+
+
+def model_format(details: dict) -> str:
+    """The format of a resolved model from its details: keras, savedmodel, tflite or onnx."""
+    return details.get("format", "keras")
+
+
+def check_methods(details: dict, source: str, methods: list[str]) -> None:
+    """Refuse cam methods the model's format cannot give, in one sentence."""
+    kind = model_format(details)
+    refused = [method for method in methods if method not in _working(kind)]
+    if refused:
+        raise CnnvizError(
+            f"{_listed(refused)} cannot run on the {FORMAT_NAMES[kind]} {source}, which "
+            f"{_exposes(kind)}: {_listed(_working(kind))} work here, and a .keras file of the "
+            "model gives every method.")
+
+
+def check_command(details: dict, source: str, command: str) -> None:
+    """Refuse the commands that need the model's layers when its format has none."""
+    kind = model_format(details)
+    if command in LAYER_COMMANDS and "layer" not in GIVES[kind]:
+        raise CnnvizError(
+            f"cnnviz {command} needs the model's layers, and the {FORMAT_NAMES[kind]} {source} "
+            f"{_exposes(kind)}: cnnviz cam --method {_listed(_working(kind))} work here, and a "
+            ".keras file of the model gives every command.")
+
+
+def _working(kind: str) -> list[str]:
+    from cnnviz_cli.techniques.cam import NEEDS
+
+    return [method for method, need in NEEDS.items() if need in GIVES[kind]]
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _exposes(kind: str) -> str:
+    return ("gives input gradients but no layers" if "gradient" in GIVES[kind]
+            else "gives scores only (no layers or gradients)")
