@@ -525,6 +525,25 @@ class CamExplainer:
         loop = self._compiled(self._masked_loop, make_masks, score)
         return loop(inputs, classes, sources, *sizes)
 
+    def changed_scores(
+        self,
+        make_inputs: Callable,
+        inputs: tf.Tensor,
+        classes: tf.Tensor,
+        sources,
+        copies: int,
+        batch_size: int,
+        score: Callable = class_logits,
+    ) -> tf.Tensor:
+        """Scores of `copies` changed copies of every item, `batch_size` copies per forward pass.
+
+        `make_inputs(inputs, sources, item, copy, copies)` builds the model inputs of one pass,
+        as for `mean_input_gradients`. Returns (items, copies); one compiled loop.
+        """
+        sizes = tf.constant(copies, tf.int32), tf.constant(batch_size, tf.int32)
+        loop = self._compiled(self._changed_loop, make_inputs, score)
+        return loop(inputs, classes, sources, *sizes)
+
     def mean_input_gradients(
         self,
         make_inputs: Callable,
@@ -552,13 +571,19 @@ class CamExplainer:
         return self._loops[key]
 
     def _masked_loop(self, make_masks, score, inputs, classes, sources, copies, batch_size):
+        def masked(inputs, sources, item, copy, copies):
+            masks = make_masks(sources, item, copy, copies, tf.shape(inputs)[1:3])
+            return tf.gather(inputs, item) * masks
+
+        return self._changed_loop(masked, score, inputs, classes, sources, copies, batch_size)
+
+    def _changed_loop(self, make_inputs, score, inputs, classes, sources, copies, batch_size):
         items = tf.shape(inputs)[0]
         steps = _pass_count(items, copies, batch_size)
         results = tf.TensorArray(tf.float32, size=steps, infer_shape=False)
         for step in tf.range(steps):
             item, copy = _chunk(step, batch_size, items, copies)
-            masks = make_masks(sources, item, copy, copies, tf.shape(inputs)[1:3])
-            _, logits = self.forward(tf.gather(inputs, item) * masks)
+            _, logits = self.forward(make_inputs(inputs, sources, item, copy, copies))
             results = results.write(step, score(logits, tf.gather(classes, item)))
         return tf.reshape(results.concat(), [items, copies])
 
