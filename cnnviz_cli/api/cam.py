@@ -4,11 +4,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cnnviz_cli.api.inputs import ImageSource, LoadedImage
 from cnnviz_cli.api.results import File, Result, collect, locals_of, open_session, part, slug
+
+if TYPE_CHECKING:
+    from cnnviz_cli.techniques.trust import Cascade
 
 
 @dataclass
@@ -19,6 +23,7 @@ class CamItem:
     record: dict  # input, layer, class, label, score, probability, score_kind
     maps: dict[str, np.ndarray]
     fields: dict[str, dict]  # per method: heatmap statistics, metrics, region, baseline
+    sanity: "Cascade | None" = None  # the maps of the randomised models (sanity=True)
 
     @property
     def label(self) -> str:
@@ -68,9 +73,12 @@ class CamResult(Result):
         return all(row["passed"] for row in self.gates)
 
     def _overlay(self, item: CamItem, method: str) -> np.ndarray:
+        return self._heat(item, item.maps[method])
+
+    def _heat(self, item: CamItem, heat: np.ndarray) -> np.ndarray:
         from cnnviz_cli.render.cam import heat_overlay
 
-        return heat_overlay(item.image.original, item.maps[method], self.options["colormap"],
+        return heat_overlay(item.image.original, heat, self.options["colormap"],
                             self.options["alpha"])
 
     def _panel(self, item: CamItem) -> np.ndarray:
@@ -99,6 +107,18 @@ class CamResult(Result):
             yield File(f"{image.key}/cam-panel-{slug(item.label)}.png",
                        {**item.record, "kind": "panel", "methods": list(item.maps)},
                        partial(self._panel, item))
+        if item.sanity is not None:
+            yield File(f"{image.key}/cam-sanity-{slug(item.label)}.png",
+                       {**item.record, "kind": "sanity", "methods": list(item.maps),
+                        "layers": item.sanity.labels}, partial(self._sanity, item))
+
+    def _sanity(self, item: CamItem) -> np.ndarray:
+        from cnnviz_cli.render.cam import sanity_figure
+
+        cascade = item.sanity
+        rows = {method: [self._heat(item, heat) for heat in (item.maps[method], *maps)]
+                for method, maps in cascade.maps.items()}
+        return sanity_figure(rows, cascade, f"Sanity check · {item.image.title} · {item.label}")
 
     def _picture(self, item: CamItem) -> np.ndarray:
         return self._panel(item)
@@ -122,8 +142,9 @@ def cam(
     colormap: str = "turbo",
     alpha: float = 0.7,
     save_npy: bool = False,
-    metrics: bool = False,
+    metrics: bool | Sequence[str] = False,
     metric_steps: int = 32,
+    sanity: bool = False,
     targets: str | Path | None = None,
     baseline: str | Path | None = None,
     fail_under: Sequence = (),
@@ -155,8 +176,13 @@ def cam(
             SmoothGrad copies and noise, integrated-gradients steps and baseline, the seed.
         colormap, alpha: the heatmaps' colour map and the overlay opacity.
         save_npy: also write the raw maps as .npy files.
-        metrics: deletion and insertion AUC of every heatmap, and a ranking of the methods.
+        metrics: True: deletion and insertion AUC of every heatmap, and a ranking of the
+            methods; or metric names: deletion, insertion, road, mufidelity, stability,
+            randomisation, random-logit, sparseness, complexity (means per method in
+            `metrics["trust"]`).
         metric_steps: points along the deletion and insertion curves.
+        sanity: the sanity-check figure of every item: the maps after re-initialising ever
+            more layers of a copy of the model (computes randomisation).
         targets: a CSV of per-image classes and regions (pointing game, energy inside).
         baseline: an earlier `save_npy` run's folder to compare every map with.
         fail_under, fail_over, fail_under_each, fail_over_each: gates as `METRIC=VALUE`
@@ -172,9 +198,11 @@ def cam(
     """
     from cnnviz_cli.api.gates import Checks
     from cnnviz_cli.api.models import load_model
+    from cnnviz_cli.api.trust import TRUST_METRICS, resolve_metrics
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
     from cnnviz_cli.techniques.cam import CamExplainer, CamOptions, Targets, resolve_methods
 
+    chosen_metrics = resolve_metrics(metrics, sanity)
     resolved = load_model(model, preprocess=preprocess, labels=labels)
     chosen = resolve_methods(list(methods))
     arguments = {**locals_of(cam, locals()), "methods": chosen,
@@ -194,15 +222,27 @@ def cam(
         settings = CamOptions(max_channels=max_n, batch_size=run["batch_size"], samples=samples,
                               noise=noise, ig_steps=ig_steps, ig_baseline=ig_baseline, seed=seed,
                               preprocess=resolved.preprocess)
-        checks = Checks({**arguments, "out": out},
-                        lambda spec: resolved.class_index(spec, explainer.num_classes),
+        measured = {**arguments, "out": out, "metrics": chosen_metrics}
+        checks = Checks(measured, lambda spec: resolved.class_index(spec, explainer.num_classes),
                         session.warn, images)
+        names = [name for name in chosen_metrics if name in TRUST_METRICS]
+        measured["trust"] = _trust_metrics(explainer, names, settings, (height, width,
+                                                                        resolved.channels))
         for batch in session.batches(images, run):
             items = _explain(explainer, resolved, batch, checks.targets_for(batch, wanted),
-                             chosen, settings, checks, arguments, run["batch_size"])
+                             chosen, settings, checks, measured, run["batch_size"])
             session.keep(part(session, CamResult, items))
         records = _records(session)
         return collect(session, CamResult, metrics=checks.finish(records))
+
+
+def _trust_metrics(explainer, names: list[str], settings, input_shape: tuple):
+    """The TrustMetrics of `names` (None without any)."""
+    if not names:
+        return None
+    from cnnviz_cli.techniques.trust import TrustMetrics
+
+    return TrustMetrics(explainer, names, settings, input_shape)
 
 
 def _gate_text(spec) -> str:
@@ -226,7 +266,8 @@ def _explain(explainer, resolved, batch: list[LoadedImage], targets, methods: li
     inputs = resolved.prepare(np.stack([image.resized for image in batch]))
     result = explainer(inputs, targets, methods, settings)
     scores = (faithfulness(explainer, inputs, result, options["metric_steps"], batch_size)
-              if options["metrics"] else {})
+              if "deletion" in options["metrics"] else {})
+    trusted, cascade = options["trust"](inputs, result) if options["trust"] else ({}, None)
     checked = checks.measure(batch, result)
     items = []
     for item, image_index in enumerate(result.image_indices):
@@ -241,6 +282,8 @@ def _explain(explainer, resolved, batch: list[LoadedImage], targets, methods: li
             if method in scores:
                 fields[method]["deletion_auc"] = float(scores[method].deletion_auc[item])
                 fields[method]["insertion_auc"] = float(scores[method].insertion_auc[item])
+            fields[method].update(trusted[method][item] if trusted else {})
         maps = {method: maps[item] for method, maps in result.maps.items()}
-        items.append(CamItem(batch[image_index], record, maps, fields))
+        sanity = cascade.of_item(item) if cascade and options["sanity"] else None
+        items.append(CamItem(batch[image_index], record, maps, fields, sanity))
     return items

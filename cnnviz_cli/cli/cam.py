@@ -2,6 +2,7 @@
 
 import click
 
+from cnnviz_cli.api.trust import FAITHFULNESS_METRICS, TRUST_METRICS
 from cnnviz_cli.cli.common import (
     CnnvizCommand,
     OnlyWhen,
@@ -72,6 +73,15 @@ RULES = [
               help="Deletion and insertion AUC of every heatmap (and a ranking of the methods).")
 @click.option("--metric-steps", type=click.IntRange(min=2), default=32, show_default=True,
               help="Pixel fractions evaluated along the deletion and insertion curves.")
+@click.option("--metric", "metric_names", multiple=True,
+              type=click.Choice(list(TRUST_METRICS), case_sensitive=False),
+              help="A trust metric of every heatmap, repeatable: "
+              + "; ".join(f"{name}: {metric.meaning}" for name, metric in TRUST_METRICS.items())
+              + " (means per method in a table).")
+@click.option("--sanity", is_flag=True,
+              help="Also draw <out>/<image>/cam-sanity-<label>.png: per method, the map after "
+              "re-initialising the layers of a copy of the model from the top down, step by "
+              "step, with its similarity to the trained model's (computes randomisation).")
 @gate_options
 @output_options
 @click.pass_context
@@ -90,6 +100,8 @@ def cam(ctx: click.Context, **options) -> None:
       cnnviz cam sample_images/ --method gradcam,scorecam,layercam --metrics -o out/
       cnnviz cam val/ --targets val.csv --save-npy -o old/
       cnnviz cam val/ --targets val.csv --baseline old/ --fail-under pointing=0.9 -o new/
+      cnnviz cam sample_images/star.png --method gradcam,saliency --sanity -o out/
+      cnnviz cam val/ --metric road --metric randomisation --fail-over randomisation=0.5 -o trust/
     """
     from cnnviz_cli import api
 
@@ -99,7 +111,7 @@ def cam(ctx: click.Context, **options) -> None:
         output=options["output_spec"], max_n=options["max_n"], samples=options["samples"],
         noise=options["noise"], ig_steps=options["ig_steps"], ig_baseline=options["ig_baseline"],
         seed=options["seed"], colormap=options["colormap"], alpha=options["alpha"],
-        save_npy=options["save_npy"], metrics=options["metrics"],
+        save_npy=options["save_npy"], metrics=_metrics(options), sanity=options["sanity"],
         metric_steps=options["metric_steps"], targets=options["targets"],
         baseline=options["baseline"], fail_under=options["fail_under"],
         fail_over=options["fail_over"], fail_under_each=options["fail_under_each"],
@@ -110,3 +122,10 @@ def cam(ctx: click.Context, **options) -> None:
     if failed:
         click.echo(f"{failed} of {len(result.gates)} gate(s) failed.", err=True)
         raise click.exceptions.Exit(GATE_EXIT_CODE)
+
+
+def _metrics(options: dict) -> bool | list[str]:
+    """--metrics (deletion and insertion) and the --metric names, as the API takes them."""
+    if not options["metric_names"]:
+        return options["metrics"]
+    return [*(FAITHFULNESS_METRICS if options["metrics"] else ()), *options["metric_names"]]

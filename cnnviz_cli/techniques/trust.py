@@ -31,7 +31,7 @@ from cnnviz_cli.techniques.cam import (
     CamOptions,
     Targets,
     class_probabilities,
-    smoothgrad_noise,
+    gaussian_blur,
 )
 from cnnviz_cli.techniques.metrics import heat_ranks, upsample
 
@@ -64,29 +64,31 @@ def entropy(maps: np.ndarray) -> np.ndarray:
 NEIGHBOURS = np.array([[1, 2, 1], [2, 0, 2], [1, 2, 1]], np.float32) / 12
 
 
-def _neighbour_mean(images: tf.Tensor) -> tf.Tensor:
-    """The NEIGHBOURS-weighted mean of every pixel's neighbours inside the image."""
-    channels = images.shape[-1]
-    kernel = tf.constant(NEIGHBOURS[:, :, None, None])
-    total = tf.nn.depthwise_conv2d(images, tf.tile(kernel, [1, 1, channels, 1]), [1] * 4, "SAME")
-    weight = tf.nn.depthwise_conv2d(tf.ones_like(images[:1, ..., :1]), kernel, [1] * 4, "SAME")
-    return total / weight
+def _neighbour_sum(images: tf.Tensor) -> tf.Tensor:
+    """The NEIGHBOURS-weighted sum of every pixel's neighbours (0 outside the image), as
+    shifted slices: ([1, 2, 1] x [1, 2, 1] - 4 x centre) / 12."""
+    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    rows = padded[:, :-2] + 2 * padded[:, 1:-1] + padded[:, 2:]
+    both = rows[:, :, :-2] + 2 * rows[:, :, 1:-1] + rows[:, :, 2:]
+    return (both - 4 * images) / 12
 
 
 def _coarse_fill(images: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
-    """Removed pixels (keep = 0) set to the mean of the kept ones in the smallest enclosing
-    cell of a pyramid of 2, 4, 8 ... pixel cells: the start of the imputation."""
-    height, width = images.shape[1:3]
-    value, known, size = images * keep, keep, 2
-    while size < 2 * max(height, width):
-        total = tf.nn.avg_pool2d(images * keep, size, size, "SAME")
-        weight = tf.nn.avg_pool2d(keep, size, size, "SAME")
-        mean = tf.image.resize(tf.math.divide_no_nan(total, weight), (height, width), "nearest")
-        found = tf.image.resize(tf.cast(weight > 0, tf.float32), (height, width), "nearest")
-        value += (1 - known) * found * mean
-        known += (1 - known) * found
-        size *= 2
-    return value
+    """Removed pixels (keep = 0) set to the mean of the kept ones in the smallest cell around
+    them of a pyramid of 2, 4, 8 ... pixel cells: the start of the imputation."""
+    levels = [(images * keep, keep)]
+    while max(levels[-1][1].shape[1:3]) > 1:
+        total, weight = levels[-1]
+        levels.append((tf.nn.avg_pool2d(total, 2, 2, "SAME"),
+                       tf.nn.avg_pool2d(weight, 2, 2, "SAME")))
+    filled = None
+    for total, weight in reversed(levels):
+        mean = tf.math.divide_no_nan(total, weight)
+        if filled is not None:
+            coarse = tf.image.resize(filled, total.shape[1:3], "nearest")
+            mean = tf.where(weight > 0, mean, coarse)
+        filled = mean
+    return filled
 
 
 def impute(images: tf.Tensor, removed: tf.Tensor, iterations: int = IMPUTE_ITERATIONS):
@@ -94,15 +96,16 @@ def impute(images: tf.Tensor, removed: tf.Tensor, iterations: int = IMPUTE_ITERA
     each becomes the mean of its 8 neighbours, weighted 1/6 (sides) and 1/12 (corners), solved
     by Jacobi iterations from `_coarse_fill`. Kept pixels are unchanged."""
     keep = 1.0 - removed
+    weight = _neighbour_sum(tf.ones_like(images[:1, ..., :1]))  # less at the border
     filled = _coarse_fill(images, keep)
     for _ in range(iterations):
-        filled = keep * images + removed * _neighbour_mean(filled)
+        filled = keep * images + removed * _neighbour_sum(filled) / weight
     return filled
 
 
 def _road_inputs(inputs, sources, item, copy, copies):
     """ROAD copies: the first half remove the most relevant pixels, the second the least."""
-    ranks, seed = sources
+    ranks, noise = sources
     half = copies // 2
     pixels = tf.shape(ranks)[1] * tf.shape(ranks)[2]
     fraction = tf.gather(tf.constant(ROAD_FRACTIONS, tf.float32), copy % half)
@@ -113,8 +116,7 @@ def _road_inputs(inputs, sources, item, copy, copies):
     images = tf.gather(inputs, item)
     spread = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True) - tf.reduce_min(
         images, axis=[1, 2, 3], keepdims=True)
-    noise = smoothgrad_noise(copy % half, tf.shape(inputs)[1:], seed)
-    return impute(images, removed) + removed * ROAD_NOISE * spread * noise
+    return impute(images, removed) + removed * spread * tf.gather(noise, copy % half)
 
 
 def road(explainer: CamExplainer, inputs: np.ndarray, classes: np.ndarray, maps: np.ndarray,
@@ -122,9 +124,11 @@ def road(explainer: CamExplainer, inputs: np.ndarray, classes: np.ndarray, maps:
     """ROAD of one map per item: mean probability with the least relevant ROAD_FRACTIONS
     imputed minus with the most relevant imputed, (items,); higher is more faithful."""
     ranks = tf.constant(heat_ranks(maps, inputs.shape[1:3]))
+    noise = ROAD_NOISE * np.random.default_rng(seed).standard_normal(
+        (len(ROAD_FRACTIONS), *inputs.shape[1:]), np.float32)  # one image per fraction
     scores = explainer.changed_scores(
         _road_inputs, tf.constant(inputs, tf.float32), tf.constant(classes, tf.int32),
-        (ranks, tf.constant(seed, tf.int64)), 2 * len(ROAD_FRACTIONS), batch_size,
+        (ranks, tf.constant(noise)), 2 * len(ROAD_FRACTIONS), batch_size,
         score=class_probabilities,
     ).numpy()
     half = len(ROAD_FRACTIONS)
@@ -185,13 +189,27 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 
 def ssim(first: np.ndarray, second: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Structural similarity of each pair of maps, both upsampled to `size` and scaled to a
-    maximum of 1, (n,)."""
-    pairs = [upsample(maps, size) for maps in (first, second)]
-    scaled = [np.divide(m, m.max(axis=(1, 2), keepdims=True), out=np.zeros_like(m),
-                        where=m.max(axis=(1, 2), keepdims=True) > 0) for m in pairs]
-    window = min(11, *size)
-    return tf.image.ssim(scaled[0][..., None], scaled[1][..., None], 1.0,
-                         filter_size=window).numpy()
+    maximum of 1, (n,): the mean over pixels of Wang et al.'s SSIM in a Gaussian window
+    (sigma 1.5, 11 taps, reflected at the edges)."""
+    pair = (tf.constant(np.asarray(maps, np.float32)[..., None]) for maps in (first, second))
+    return _ssim(*pair, tuple(int(side) for side in size)).numpy()
+
+
+@tf.function(reduce_retracing=True)
+def _ssim(first, second, size):
+    def scaled(maps):
+        maps = tf.image.resize(maps, size, "bilinear")
+        return tf.math.divide_no_nan(maps, tf.reduce_max(maps, axis=[1, 2, 3], keepdims=True))
+
+    x, y = scaled(first), scaled(second)
+    means = gaussian_blur(tf.concat([x, y, x * x, y * y, x * y], axis=-1), 1.5)
+    mean_x, mean_y, square_x, square_y, product = tf.unstack(means, axis=-1)
+    variance_x, variance_y = square_x - mean_x**2, square_y - mean_y**2
+    covariance = product - mean_x * mean_y
+    c1, c2 = 0.01**2, 0.03**2
+    index = ((2 * mean_x * mean_y + c1) * (2 * covariance + c2)) / (
+        (mean_x**2 + mean_y**2 + c1) * (variance_x + variance_y + c2))
+    return tf.reduce_mean(index, axis=[1, 2])
 
 
 def _weighted_layers(model: keras.Model) -> list:
@@ -266,6 +284,13 @@ class Cascade:
     maps: dict[str, np.ndarray]  # method -> (steps, items, h, w)
     spearman: dict[str, np.ndarray]  # method -> (steps, items)
     ssim: dict[str, np.ndarray]  # method -> (steps, items)
+
+    def of_item(self, item: int) -> "Cascade":
+        """The cascade of one item: maps (steps, h, w), similarities (steps,)."""
+        def pick(values: dict) -> dict:
+            return {method: array[:, item] for method, array in values.items()}
+
+        return Cascade(self.labels, pick(self.maps), pick(self.spearman), pick(self.ssim))
 
 
 class TrustMetrics:
@@ -361,5 +386,7 @@ class TrustMetrics:
             self.randomiser.labels, maps,
             {m: np.stack([rank_correlation(cam_batch.maps[m], s) for s in maps[m]])
              for m in methods},
-            {m: np.stack([ssim(cam_batch.maps[m], s, size) for s in maps[m]]) for m in methods},
+            {m: ssim(np.tile(cam_batch.maps[m], (len(steps), 1, 1)),
+                     maps[m].reshape(-1, *maps[m].shape[2:]), size).reshape(len(steps), -1)
+             for m in methods},
         )
