@@ -200,7 +200,7 @@ def test_cam_records_tables_and_gates_trust_metrics(run_cli, sample_dir, tmp_pat
     out = tmp_path / "out"
     result = run_cli("cam", sample_dir / "star.png", "--size", "64", "--method",
                      "gradcam,saliency", "--metric", "sparseness", "--metric", "complexity",
-                     "--sanity", "--fail-under", "sparseness=0.99", "--fail-over",
+                     "--sanity", "--seed", "3", "--fail-under", "sparseness=0.99", "--fail-over",
                      "randomisation=0.9", "-o", out, expect=3)
     assert "Trust metrics" in result.output
     manifest = json.loads((out / "manifest.json").read_text())
@@ -222,6 +222,7 @@ def test_cam_records_tables_and_gates_trust_metrics(run_cli, sample_dir, tmp_pat
     (["--metric", "roads"], "Invalid value for '--metric'"),
     (["--fail-over", "stability=0.5"], "--fail-over stability needs --metric stability"),
     (["--metric", "road", "--fail-under", "stability=0.5"], "stability is better when lower"),
+    (["--metric", "sparseness", "--seed", "3"], "--seed applies only when"),
 ])
 def test_bad_metric_options_exit_2_before_any_work(run_cli, sample_dir, tmp_path, args,
                                                    message):

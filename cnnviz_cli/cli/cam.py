@@ -23,6 +23,8 @@ METHOD_NAMES = (
 )
 
 
+SEEDED_METRICS = {"road", "mufidelity", "stability", "randomisation", "random-logit"}
+
 RULES = [
     OnlyWhen(("max_n",), "when --method includes faster-scorecam",
              lambda params: mentions(params["method_specs"], "faster-scorecam")),
@@ -31,10 +33,11 @@ RULES = [
     OnlyWhen(("ig_steps", "ig_baseline"), "when --method includes integrated-gradients",
              lambda params: mentions(params["method_specs"], "integrated-gradients")),
     OnlyWhen(("seed",), "when --method includes smoothgrad, or integrated-gradients with "
-             "--ig-baseline noise",
+             "--ig-baseline noise, or with --sanity or a --metric that draws at random",
              lambda params: mentions(params["method_specs"], "smoothgrad") or (
                  mentions(params["method_specs"], "integrated-gradients")
-                 and params["ig_baseline"] == "noise")),
+                 and params["ig_baseline"] == "noise") or params["sanity"]
+             or bool(set(params["metric_names"]) & SEEDED_METRICS)),
     OnlyWhen(("metric_steps",), "with --metrics", lambda params: params["metrics"]),
 ]
 
@@ -63,7 +66,8 @@ RULES = [
 @click.option("--ig-baseline", type=click.Choice(["black", "blur", "noise"]), default="blur",
               show_default=True, help="Integrated gradients: the image the path starts from.")
 @click.option("--seed", type=int, default=0, show_default=True,
-              help="SmoothGrad noise and the noise baseline.")
+              help="SmoothGrad noise, the noise baseline and the random draws of the trust "
+              "metrics.")
 @click.option("--colormap", default="turbo", show_default=True,
               help="Matplotlib colour map of the heatmaps.")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.7, show_default=True,
