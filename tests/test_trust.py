@@ -230,3 +230,16 @@ def test_bad_metric_options_exit_2_before_any_work(run_cli, sample_dir, tmp_path
     result = run_cli("cam", sample_dir / "star.png", *args, "-o", out, expect=2)
     assert message in result.output and "Traceback" not in result.output
     assert not (out / "manifest.json").exists()
+
+
+def test_api_takes_metric_names_and_refuses_unknown_ones(sample_dir):
+    import cnnviz_cli
+
+    result = cnnviz_cli.cam("demo", sample_dir / "pair.png", methods=["gradcam", "eigencam"],
+                            top_k=2, metrics=["complexity"], size=64)
+    for row in result.trust:
+        values = [record["complexity"] for record in result.records()
+                  if record["kind"] == "overlay" and record["method"] == row["method"]]
+        assert row["maps"] == 2 and row["complexity"] == pytest.approx(np.mean(values))
+    with pytest.raises(CnnvizError, match="Unknown metric"):
+        cnnviz_cli.cam("no-such-model", sample_dir / "pair.png", metrics=["entropy"])

@@ -33,7 +33,8 @@ class CamItem:
 @dataclass(repr=False)
 class CamResult(Result):
     """Heatmaps per (image, class) and method, the numbers the manifest records, the method
-    ranking (`ranking`, with metrics=True) and the gates (`gates`, `passed`)."""
+    ranking (`ranking`, with metrics=True), the trust metrics' table (`trust`) and the gates
+    (`gates`, `passed`)."""
 
     command = "cam"
 
@@ -62,6 +63,11 @@ class CamResult(Result):
         from cnnviz_cli.io.manifests import FAITHFULNESS
 
         return self.metrics.get(FAITHFULNESS, [])
+
+    @property
+    def trust(self) -> list[dict]:
+        """Per method, the means of the trust metrics computed (metrics=[names])."""
+        return self.metrics.get("trust", [])
 
     @property
     def gates(self) -> list[dict]:
@@ -194,7 +200,7 @@ def cam(
 
     Returns:
         A CamResult: per (image, class) item `maps`, `classes`, `labels`, `scores`,
-        `probabilities`; `ranking`, `gates` and `passed`.
+        `probabilities`; `ranking`, `trust`, `gates` and `passed`.
     """
     from cnnviz_cli.api.gates import Checks
     from cnnviz_cli.api.models import load_model
