@@ -89,7 +89,7 @@ def print_trust(rows: list[dict]) -> None:
 
     names = [name for name in TRUST_METRICS if any(name in row for row in rows)]
     table = Table(title="Trust metrics (mean over heatmaps)")
-    table.add_column("method")
+    table.add_column("method", no_wrap=True)
     table.add_column("maps", justify="right")
     for name in names:
         arrow = "↑" if TRUST_METRICS[name].higher_is_better else "↓"
@@ -97,7 +97,10 @@ def print_trust(rows: list[dict]) -> None:
     for row in rows:
         table.add_row(row["method"], str(row["maps"]),
                       *(f"{row[name]:.3f}" if name in row else "" for name in names))
-    Console(stderr=True).print(table)
+    console = Console(stderr=True)
+    if not console.is_terminal:  # a log: as wide as the table, not 80 columns
+        console.width = max(console.width, console.measure(table).maximum)
+    console.print(table)
 
 
 def report_checks(result, quiet: bool) -> int:
