@@ -98,8 +98,8 @@ def print_trust(rows: list[dict]) -> None:
         table.add_row(row["method"], str(row["maps"]),
                       *(f"{row[name]:.3f}" if name in row else "" for name in names))
     console = Console(stderr=True)
-    if not console.is_terminal:  # a log: as wide as the table, not 80 columns
-        console.width = max(console.width, console.measure(table).maximum)
+    if not console.is_terminal:  # a log: the table at its natural width, not 80 columns
+        console.width = 200
     console.print(table)
 
 
