@@ -77,7 +77,7 @@ RULES = [
               help="Deletion and insertion AUC of every heatmap (and a ranking of the methods).")
 @click.option("--metric-steps", type=click.IntRange(min=2), default=32, show_default=True,
               help="Pixel fractions evaluated along the deletion and insertion curves.")
-@click.option("--metric", "metric_names", multiple=True,
+@click.option("--metric", "metric_names", multiple=True, metavar="NAME",
               type=click.Choice(list(TRUST_METRICS), case_sensitive=False),
               help="A trust metric of every heatmap, repeatable: "
               + "; ".join(f"{name}: {metric.meaning}" for name, metric in TRUST_METRICS.items())
