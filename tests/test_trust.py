@@ -243,3 +243,24 @@ def test_api_takes_metric_names_and_refuses_unknown_ones(sample_dir):
         assert row["maps"] == 2 and row["complexity"] == pytest.approx(np.mean(values))
     with pytest.raises(CnnvizError, match="Unknown metric"):
         cnnviz_cli.cam("no-such-model", sample_dir / "pair.png", metrics=["entropy"])
+
+
+def test_randomisation_of_a_nested_model_leaves_it_unchanged(nested_model):
+    from cnnviz_cli.models.layers import last_feature_map
+    from cnnviz_cli.techniques.cam import CamExplainer, CamOptions, Targets
+    from cnnviz_cli.techniques.trust import TrustMetrics
+
+    before = [w.copy() for w in nested_model.get_weights()]
+    explainer = CamExplainer(nested_model, last_feature_map(nested_model).path, (16, 16, 3))
+    inputs = np.random.default_rng(5).uniform(0, 1, (2, 16, 16, 3)).astype(np.float32)
+    options = CamOptions(batch_size=8)
+    cam_batch = explainer(inputs, Targets(), ["gradcam"], options)
+    trust = TrustMetrics(explainer, ["randomisation"], options, (16, 16, 3))
+    _, cascade = trust(inputs, cam_batch)
+    assert cascade.labels == ["logits", "conv2", "conv1"]
+    # the first step re-initialises only the head: the copy's maps differ from the trained
+    assert not np.allclose(cascade.maps["gradcam"][0], cam_batch.maps["gradcam"])
+    after = nested_model.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    np.testing.assert_allclose(explainer(inputs, Targets(), ["gradcam"], options).maps["gradcam"],
+                               cam_batch.maps["gradcam"], atol=1e-6)
