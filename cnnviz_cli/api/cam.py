@@ -185,7 +185,7 @@ def cam(
         metrics: True: deletion and insertion AUC of every heatmap, and a ranking of the
             methods; or metric names: deletion, insertion, road, mufidelity, stability,
             randomisation, random-logit, sparseness, complexity (means per method in
-            `metrics["trust"]`).
+            `trust`).
         metric_steps: points along the deletion and insertion curves.
         sanity: the sanity-check figure of every item: the maps after re-initialising ever
             more layers of a copy of the model (computes randomisation).
@@ -204,7 +204,7 @@ def cam(
     """
     from cnnviz_cli.api.gates import Checks
     from cnnviz_cli.api.models import load_model
-    from cnnviz_cli.api.trust import TRUST_METRICS, resolve_metrics
+    from cnnviz_cli.api.trust import resolve_metrics
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
     from cnnviz_cli.techniques.cam import CamExplainer, CamOptions, Targets, resolve_methods
 
@@ -231,9 +231,8 @@ def cam(
         measured = {**arguments, "out": out, "metrics": chosen_metrics}
         checks = Checks(measured, lambda spec: resolved.class_index(spec, explainer.num_classes),
                         session.warn, images)
-        names = [name for name in chosen_metrics if name in TRUST_METRICS]
-        measured["trust"] = _trust_metrics(explainer, names, settings, (height, width,
-                                                                        resolved.channels))
+        measured["trust"] = _trust_metrics(explainer, chosen_metrics, settings,
+                                           (height, width, resolved.channels))
         for batch in session.batches(images, run):
             items = _explain(explainer, resolved, batch, checks.targets_for(batch, wanted),
                              chosen, settings, checks, measured, run["batch_size"])
@@ -242,8 +241,11 @@ def cam(
         return collect(session, CamResult, metrics=checks.finish(records))
 
 
-def _trust_metrics(explainer, names: list[str], settings, input_shape: tuple):
-    """The TrustMetrics of `names` (None without any)."""
+def _trust_metrics(explainer, metrics: list[str], settings, input_shape: tuple):
+    """The TrustMetrics of the trust metrics among `metrics` (None without any)."""
+    from cnnviz_cli.api.trust import TRUST_METRICS
+
+    names = [name for name in metrics if name in TRUST_METRICS]
     if not names:
         return None
     from cnnviz_cli.techniques.trust import TrustMetrics
