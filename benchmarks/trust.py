@@ -5,13 +5,11 @@ relevant first): its reference is a bare compiled forward pass over as many inpu
 32. Randomisation explains the items once per step of the cascade with a re-initialised copy of
 the model: its reference is one bare compiled forward+backward pass per step.
 
-Run: `python -m benchmarks.trust`, or `python -m benchmarks.trust table` for the "which method
-to trust" table of the README (every method and metric on generated demo images).
+Run: `python -m benchmarks.trust`.
 """
 
 import math
 import os
-import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -78,27 +76,6 @@ def measure() -> list[dict]:
     return rows
 
 
-def trust_table(count: int = 24, size: int = 128, seed: int = 0) -> list[dict]:
-    """The per-method means of every trust metric on `count` generated two-shape images."""
-    from PIL import Image
-
-    from cnnviz_cli import api
-    from cnnviz_cli.api.trust import TRUST_METRICS
-    from cnnviz_cli.demo.shapes import make_pairs
-
-    images = [Image.fromarray(image) for image in make_pairs(count, size, seed)[0]]
-    result = api.cam("demo", images, methods=["all"], metrics=list(TRUST_METRICS))
-    return result.metrics["trust"]
-
-
 if __name__ == "__main__":
-    if sys.argv[1:] == ["table"]:
-        from cnnviz_cli.api.trust import TRUST_METRICS
-
-        print("| method | " + " | ".join(TRUST_METRICS) + " |")
-        for row in trust_table():
-            print(f"| {row['method']} | "
-                  + " | ".join(f"{row[name]:.2f}" for name in TRUST_METRICS) + " |")
-    else:
-        for row in measure():
-            print(row)
+    for row in measure():
+        print(row)

@@ -352,23 +352,24 @@ class TrustMetrics:
         return dict(zip(methods, values.reshape(len(methods), count), strict=True))
 
     def _stability(self, cam_batch: CamBatch, items: np.ndarray) -> dict[str, np.ndarray]:
-        """Per method: max over noisy copies of |map(noisy) - map| / |map|, (items,)."""
+        """Per method: max over noisy copies of |map(noisy) - map| / |map|, (items,); one
+        explainer pass per copy, so memory stays that of a batch."""
         rng = np.random.default_rng(self.options.seed)
         spread = np.ptp(items, axis=(1, 2, 3)).reshape(-1, 1, 1, 1)
-        noise = rng.uniform(-1, 1, (STABILITY_SAMPLES, *items.shape)) * STABILITY_RADIUS * spread
-        noisy = (items[None] + noise).reshape(-1, *items.shape[1:]).astype(np.float32)
-        classes = np.tile(cam_batch.classes, STABILITY_SAMPLES)
-        again = self.explainer(noisy, Targets(per_image=tuple(int(c) for c in classes)),
-                               list(cam_batch.maps), self.options)
-        changes = {}
-        for method, maps in cam_batch.maps.items():
-            copies = again.maps[method].reshape(STABILITY_SAMPLES, *maps.shape)
-            norm = np.linalg.norm(maps.reshape(len(maps), -1), axis=1)
-            difference = np.linalg.norm((copies - maps).reshape(*copies.shape[:2], -1), axis=2)
-            scale = np.where(norm > 0, norm, np.linalg.norm(
-                copies.reshape(*copies.shape[:2], -1), axis=2))
-            ratio = np.divide(difference, scale, out=np.zeros_like(difference), where=scale > 0)
-            changes[method] = ratio.max(axis=0)
+        targets = Targets(per_image=tuple(int(index) for index in cam_batch.classes))
+        changes = {method: np.zeros(len(items)) for method in cam_batch.maps}
+        for _ in range(STABILITY_SAMPLES):
+            noise = rng.uniform(-1, 1, items.shape) * STABILITY_RADIUS * spread
+            again = self.explainer((items + noise).astype(np.float32), targets,
+                                   list(cam_batch.maps), self.options)
+            for method, maps in cam_batch.maps.items():
+                flat, noisy = (m.reshape(len(items), -1) for m in (maps, again.maps[method]))
+                norm = np.linalg.norm(flat, axis=1)
+                scale = np.where(norm > 0, norm, np.linalg.norm(noisy, axis=1))
+                difference = np.linalg.norm(noisy - flat, axis=1)
+                ratio = np.divide(difference, scale, out=np.zeros_like(difference),
+                                  where=scale > 0)
+                changes[method] = np.maximum(changes[method], ratio)
         return changes
 
     def _other_classes(self, classes: np.ndarray) -> np.ndarray:
