@@ -4,12 +4,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cnnviz_cli.api.inputs import ImageSource, LoadedImage
 from cnnviz_cli.api.results import File, Result, collect, locals_of, open_session, part, slug
 from cnnviz_cli.errors import CnnvizError
+
+if TYPE_CHECKING:
+    from cnnviz_cli.techniques.trust import Cascade
 
 
 @dataclass
@@ -21,6 +25,7 @@ class CamItem:
     maps: dict[str, np.ndarray]
     fields: dict[str, dict]  # per method: heatmap statistics, metrics, region, baseline
     region: np.ndarray | None = None  # segmentation: the pixels whose score is explained
+    sanity: "Cascade | None" = None  # the maps of the randomised models (sanity=True)
 
     @property
     def label(self) -> str:
@@ -30,7 +35,8 @@ class CamItem:
 @dataclass(repr=False)
 class CamResult(Result):
     """Heatmaps per (image, class) and method, the numbers the manifest records, the method
-    ranking (`ranking`, with metrics=True) and the gates (`gates`, `passed`)."""
+    ranking (`ranking`, with metrics=True), the trust metrics' table (`trust`) and the gates
+    (`gates`, `passed`)."""
 
     command = "cam"
 
@@ -61,6 +67,11 @@ class CamResult(Result):
         return self.metrics.get(FAITHFULNESS, [])
 
     @property
+    def trust(self) -> list[dict]:
+        """Per method, the means of the trust metrics computed (metrics=[names])."""
+        return self.metrics.get("trust", [])
+
+    @property
     def gates(self) -> list[dict]:
         return self.metrics.get("gates", [])
 
@@ -70,11 +81,16 @@ class CamResult(Result):
         return all(row["passed"] for row in self.gates)
 
     def _overlay(self, item: CamItem, method: str) -> np.ndarray:
-        from cnnviz_cli.render.cam import heat_overlay, outline
+        from cnnviz_cli.render.cam import outline
 
-        picture = heat_overlay(item.image.original, item.maps[method], self.options["colormap"],
-                               self.options["alpha"])
+        picture = self._heat(item, item.maps[method])
         return picture if item.region is None else outline(picture, item.region)
+
+    def _heat(self, item: CamItem, heat: np.ndarray) -> np.ndarray:
+        from cnnviz_cli.render.cam import heat_overlay
+
+        return heat_overlay(item.image.original, heat, self.options["colormap"],
+                            self.options["alpha"])
 
     def _panel(self, item: CamItem) -> np.ndarray:
         from cnnviz_cli.render.cam import method_panel
@@ -102,6 +118,18 @@ class CamResult(Result):
             yield File(f"{image.key}/cam-panel-{slug(item.label)}.png",
                        {**item.record, "kind": "panel", "methods": list(item.maps)},
                        partial(self._panel, item))
+        if item.sanity is not None:
+            yield File(f"{image.key}/cam-sanity-{slug(item.label)}.png",
+                       {**item.record, "kind": "sanity", "methods": list(item.maps),
+                        "layers": item.sanity.labels}, partial(self._sanity, item))
+
+    def _sanity(self, item: CamItem) -> np.ndarray:
+        from cnnviz_cli.render.cam import sanity_figure
+
+        cascade = item.sanity
+        rows = {method: [self._heat(item, heat) for heat in (item.maps[method], *maps)]
+                for method, maps in cascade.maps.items()}
+        return sanity_figure(rows, cascade, f"Sanity check · {item.image.title} · {item.label}")
 
     def _picture(self, item: CamItem) -> np.ndarray:
         return self._panel(item)
@@ -133,8 +161,9 @@ def cam(
     colormap: str = "turbo",
     alpha: float = 0.7,
     save_npy: bool = False,
-    metrics: bool = False,
+    metrics: bool | Sequence[str] = False,
     metric_steps: int = 32,
+    sanity: bool = False,
     targets: str | Path | None = None,
     baseline: str | Path | None = None,
     fail_under: Sequence = (),
@@ -175,8 +204,13 @@ def cam(
         masks: RISE's number of random masks.
         colormap, alpha: the heatmaps' colour map and the overlay opacity.
         save_npy: also write the raw maps as .npy files.
-        metrics: deletion and insertion AUC of every heatmap, and a ranking of the methods.
+        metrics: True: deletion and insertion AUC of every heatmap, and a ranking of the
+            methods; or metric names: deletion, insertion, road, mufidelity, stability,
+            randomisation, random-logit, sparseness, complexity (means per method in
+            `trust`).
         metric_steps: points along the deletion and insertion curves.
+        sanity: the sanity-check figure of every item: the maps after re-initialising ever
+            more layers of a copy of the model (computes randomisation).
         targets: a CSV of per-image classes and regions (pointing game, energy inside).
         baseline: an earlier `save_npy` run's folder to compare every map with.
         fail_under, fail_over, fail_under_each, fail_over_each: gates as `METRIC=VALUE`
@@ -188,12 +222,13 @@ def cam(
 
     Returns:
         A CamResult: per (image, class) item `maps`, `classes`, `labels`, `scores`,
-        `probabilities`; `ranking`, `gates` and `passed`.
+        `probabilities`; `ranking`, `trust`, `gates` and `passed`.
     """
     from cnnviz_cli.api.gates import Checks
     from cnnviz_cli.api.heads import model_head
     from cnnviz_cli.api.models import load_model
     from cnnviz_cli.api.results import image_words
+    from cnnviz_cli.api.trust import resolve_metrics
     from cnnviz_cli.models.formats import check_methods
     from cnnviz_cli.models.heads import check_threshold
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
@@ -205,6 +240,7 @@ def cam(
         resolve_methods,
     )
 
+    chosen_metrics = resolve_metrics(metrics, sanity)
     resolved = load_model(model, preprocess=preprocess, labels=labels)
     chosen = resolve_methods(list(methods))
     check_methods(resolved.details, resolved.source, chosen)
@@ -235,17 +271,31 @@ def cam(
                               noise=noise, ig_steps=ig_steps, ig_baseline=ig_baseline, seed=seed,
                               patch=patch, stride=stride, fill=fill, masks=masks,
                               preprocess=resolved.preprocess)
-        checks = Checks({**arguments, "out": out},
-                        lambda spec: resolved.class_index(spec, explainer.num_classes),
+        measured = {**arguments, "out": out, "metrics": chosen_metrics}
+        checks = Checks(measured, lambda spec: resolved.class_index(spec, explainer.num_classes),
                         session.warn, images)
+        measured["trust"] = _trust_metrics(explainer, chosen_metrics, settings,
+                                           (height, width, resolved.channels))
         for batch in session.batches(images, run):
             targets = checks.targets_for(batch, wanted, head.task == "segment")
             items = _explain(explainer, resolved, batch, targets, chosen, settings, checks,
-                             arguments, run["batch_size"])
+                             measured, run["batch_size"])
             session.keep(part(session, CamResult, items))
         records = _records(session)
         return collect(session, CamResult, metrics={"head": head.describe(),
                                                     **checks.finish(records)})
+
+
+def _trust_metrics(explainer, metrics: list[str], settings, input_shape: tuple):
+    """The TrustMetrics of the trust metrics among `metrics` (None without any)."""
+    from cnnviz_cli.api.trust import TRUST_METRICS
+
+    names = [name for name in metrics if name in TRUST_METRICS]
+    if not names:
+        return None
+    from cnnviz_cli.techniques.trust import TrustMetrics
+
+    return TrustMetrics(explainer, names, settings, input_shape)
 
 
 def _gate_text(spec) -> str:
@@ -269,7 +319,9 @@ def _explain(explainer, resolved, batch: list[LoadedImage], targets, methods: li
     inputs = resolved.prepare(np.stack([image.resized for image in batch]))
     result = explainer(inputs, targets, methods, settings)
     scores = (faithfulness(explainer, inputs, result, options["metric_steps"], batch_size)
-              if options["metrics"] and len(result.classes) else {})
+              if "deletion" in options["metrics"] and len(result.classes) else {})
+    trusted, cascade = (options["trust"](inputs, result) if options["trust"] and len(result.classes)
+                        else ({}, None))
     checked = checks.measure(batch, result)
     items = []
     for item, image_index in enumerate(result.image_indices):
@@ -284,7 +336,9 @@ def _explain(explainer, resolved, batch: list[LoadedImage], targets, methods: li
             if method in scores:
                 fields[method]["deletion_auc"] = float(scores[method].deletion_auc[item])
                 fields[method]["insertion_auc"] = float(scores[method].insertion_auc[item])
+            fields[method].update(trusted[method][item] if trusted else {})
         maps = {method: maps[item] for method, maps in result.maps.items()}
         region = None if result.regions is None else result.regions[item]
-        items.append(CamItem(batch[image_index], record, maps, fields, region))
+        sanity = cascade.of_item(item) if cascade and options["sanity"] else None
+        items.append(CamItem(batch[image_index], record, maps, fields, region, sanity))
     return items

@@ -5,7 +5,8 @@ targets give the image a region, and its agreement with the baseline run's map o
 image, method and class (`baseline_corr`, `baseline_iou`, or `"baseline": "missing"`). At the
 end each gate is evaluated per method on the records (so resumed runs count the carried ones)
 and written into the manifest and the report. The faithfulness ranking of the methods
-(metrics=True) is made from the records the same way.
+(metrics=True) and the table of the trust metrics (api.trust) are made from the records the
+same way.
 """
 
 import math
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from cnnviz_cli.api.trust import TRUST_METRICS, trust_table
 from cnnviz_cli.errors import CnnvizError
 
 
@@ -32,6 +34,8 @@ GATE_METRICS = {
     "energy": GateMetric("region_energy", True, "--targets with masks or boxes"),
     "baseline-corr": GateMetric("baseline_corr", True, "--baseline"),
     "baseline-iou": GateMetric("baseline_iou", True, "--baseline"),
+    **{name: GateMetric(metric.field, metric.higher_is_better, f"--metric {name}")
+       for name, metric in TRUST_METRICS.items()},
 }
 HIGHER = ", ".join(name for name, metric in GATE_METRICS.items() if metric.higher_is_better)
 LOWER = ", ".join(name for name, metric in GATE_METRICS.items() if not metric.higher_is_better)
@@ -150,8 +154,10 @@ class Checks:
         self.table = read_targets(Path(targets), class_index) if targets else None
         self.baseline = BaselineMaps(Path(baseline)) if baseline else None
         self.missing = 0  # heatmaps without a counterpart in the baseline
-        computed = {"--metrics": options["metrics"], "--baseline": self.baseline is not None,
-                    "--targets with masks or boxes": bool(self.table and self.table.has_regions)}
+        computed = {"--metrics": "deletion" in options["metrics"],
+                    "--baseline": self.baseline is not None,
+                    "--targets with masks or boxes": bool(self.table and self.table.has_regions),
+                    **{f"--metric {name}": name in options["metrics"] for name in TRUST_METRICS}}
         for gate in self.gates:
             if not computed[GATE_METRICS[gate.metric].needs]:
                 raise CnnvizError(
@@ -251,6 +257,9 @@ class Checks:
         ranking = faithfulness_ranking(records)
         if ranking:
             self.metrics[FAITHFULNESS] = ranking
+        trust = trust_table(records)
+        if trust:
+            self.metrics["trust"] = trust
         if self.gates:
             self.metrics["gates"] = evaluate_gates(self.gates, records)
         return self.metrics

@@ -2,6 +2,7 @@
 
 import click
 
+from cnnviz_cli.api.trust import FAITHFULNESS_METRICS, TRUST_METRICS
 from cnnviz_cli.cli.common import (
     CnnvizCommand,
     OnlyWhen,
@@ -23,6 +24,8 @@ METHOD_NAMES = (
 )
 
 
+SEEDED_METRICS = {"road", "mufidelity", "stability", "randomisation", "random-logit"}
+
 RULES = [
     OnlyWhen(("max_n",), "when --method includes faster-scorecam",
              lambda params: mentions(params["method_specs"], "faster-scorecam")),
@@ -35,10 +38,11 @@ RULES = [
     OnlyWhen(("masks",), "when --method includes rise",
              lambda params: mentions(params["method_specs"], "rise")),
     OnlyWhen(("seed",), "when --method includes smoothgrad or rise, or integrated-gradients "
-             "with --ig-baseline noise",
+             "with --ig-baseline noise, or with --sanity or a --metric that draws at random",
              lambda params: mentions(params["method_specs"], "smoothgrad", "rise") or (
                  mentions(params["method_specs"], "integrated-gradients")
-                 and params["ig_baseline"] == "noise")),
+                 and params["ig_baseline"] == "noise") or params["sanity"]
+             or bool(set(params["metric_names"]) & SEEDED_METRICS)),
     OnlyWhen(("metric_steps",), "with --metrics", lambda params: params["metrics"]),
 ]
 
@@ -77,7 +81,8 @@ RULES = [
 @click.option("--masks", type=click.IntRange(min=1), default=1000, show_default=True,
               help="RISE: random masks scored per image (seeded with --seed).")
 @click.option("--seed", type=int, default=0, show_default=True,
-              help="SmoothGrad noise, the noise baseline and the RISE masks.")
+              help="SmoothGrad noise, the noise baseline, the RISE masks and the random "
+              "draws of the trust metrics.")
 @click.option("--colormap", default="turbo", show_default=True,
               help="Matplotlib colour map of the heatmaps.")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.7, show_default=True,
@@ -87,6 +92,15 @@ RULES = [
               help="Deletion and insertion AUC of every heatmap (and a ranking of the methods).")
 @click.option("--metric-steps", type=click.IntRange(min=2), default=32, show_default=True,
               help="Pixel fractions evaluated along the deletion and insertion curves.")
+@click.option("--metric", "metric_names", multiple=True, metavar="NAME",
+              type=click.Choice(list(TRUST_METRICS), case_sensitive=False),
+              help="A trust metric of every heatmap, repeatable: "
+              + "; ".join(f"{name}: {metric.meaning}" for name, metric in TRUST_METRICS.items())
+              + " (means per method in a table).")
+@click.option("--sanity", is_flag=True,
+              help="Also draw <out>/<image>/cam-sanity-<label>.png: per method, the map after "
+              "re-initialising the layers of a copy of the model from the top down, step by "
+              "step, with its similarity to the trained model's (computes randomisation).")
 @gate_options
 @output_options
 @click.pass_context
@@ -107,6 +121,8 @@ def cam(ctx: click.Context, **options) -> None:
       cnnviz cam sample_images/ --method gradcam,scorecam,layercam --metrics -o out/
       cnnviz cam val/ --targets val.csv --save-npy -o old/
       cnnviz cam val/ --targets val.csv --baseline old/ --fail-under pointing=0.9 -o new/
+      cnnviz cam sample_images/star.png --method gradcam,saliency --sanity -o out/
+      cnnviz cam val/ --metric road --metric randomisation --fail-over randomisation=0.5 -o trust/
     """
     from cnnviz_cli import api
 
@@ -119,8 +135,8 @@ def cam(ctx: click.Context, **options) -> None:
         noise=options["noise"], ig_steps=options["ig_steps"], ig_baseline=options["ig_baseline"],
         patch=options["patch"], stride=options["stride"], fill=options["fill"],
         masks=options["masks"], seed=options["seed"], colormap=options["colormap"],
-        alpha=options["alpha"],
-        save_npy=options["save_npy"], metrics=options["metrics"],
+        alpha=options["alpha"], save_npy=options["save_npy"], metrics=_metrics(options),
+        sanity=options["sanity"],
         metric_steps=options["metric_steps"], targets=options["targets"],
         baseline=options["baseline"], fail_under=options["fail_under"],
         fail_over=options["fail_over"], fail_under_each=options["fail_under_each"],
@@ -131,3 +147,10 @@ def cam(ctx: click.Context, **options) -> None:
     if failed:
         click.echo(f"{failed} of {len(result.gates)} gate(s) failed.", err=True)
         raise click.exceptions.Exit(GATE_EXIT_CODE)
+
+
+def _metrics(options: dict) -> bool | list[str]:
+    """--metrics (deletion and insertion) and the --metric names, as the API takes them."""
+    if not options["metric_names"]:
+        return options["metrics"]
+    return [*(FAITHFULNESS_METRICS if options["metrics"] else ()), *options["metric_names"]]

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from cnnviz_cli.api.gates import HIGHER, LOWER, parse_gate
+from cnnviz_cli.api.trust import TRUST_METRICS
 from cnnviz_cli.cli.common import compose
 from cnnviz_cli.errors import CnnvizError
 
@@ -82,10 +83,34 @@ def print_ranking(rows: list[dict]) -> None:
     Console(stderr=True).print(table)
 
 
+def print_trust(rows: list[dict]) -> None:
+    """The trust metrics' means per method (api.trust.trust_table) as a table on stderr."""
+    from rich.console import Console
+    from rich.table import Table
+
+    names = [name for name in TRUST_METRICS if any(name in row for row in rows)]
+    table = Table(title="Trust metrics (mean over heatmaps)")
+    table.add_column("method", no_wrap=True)
+    table.add_column("maps", justify="right")
+    for name in names:
+        arrow = "↑" if TRUST_METRICS[name].higher_is_better else "↓"
+        table.add_column(f"{name} {arrow}", justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(row["method"], str(row["maps"]),
+                      *(f"{row[name]:.3f}" if name in row else "" for name in names))
+    console = Console(stderr=True)
+    if not console.is_terminal:  # a log: the table at its natural width, not 80 columns
+        console.width = 200
+    console.print(table)
+
+
 def report_checks(result, quiet: bool) -> int:
-    """Print the ranking and gates of a cam result; return how many gates failed."""
+    """Print the ranking, trust metrics and gates of a cam result; return how many gates
+    failed."""
     if result.ranking and not quiet:
         print_ranking(result.ranking)
+    if result.metrics.get("trust") and not quiet:
+        print_trust(result.metrics["trust"])
     failed = sum(not row["passed"] for row in result.gates)
     if result.gates and (failed or not quiet):
         print_gates(result.gates)

@@ -16,7 +16,7 @@ DEMO_DESCRIPTION = "bundled shapes classifier, any input size"
 @click.option("--json", "print_json", is_flag=True, help="Print the model and its layers as JSON.")
 @click.pass_context
 def layers(ctx: click.Context, model_arg: str | None, print_json: bool, **options) -> None:
-    """List a model's layers, marking those usable as feature maps and what `-l auto` picks.
+    """List a model's layers, its feature maps and `-l auto` picks.
 
     MODEL is a name or file (same as -m, give one of the two; default: the demo model).
     Nested models are expanded and their layers addressed as outer/inner; operations written

@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image
 
 from cnnviz_cli.render.colour import as_rgb, colorize, normalize, resize_map
-from cnnviz_cli.render.grid import strip
+from cnnviz_cli.render.grid import column_heads, grid, strip
 
 PANEL_HEIGHT = 224
 
@@ -58,3 +58,25 @@ def method_panel(
     size = (round(width * PANEL_HEIGHT / height), PANEL_HEIGHT)
     first = np.asarray(Image.fromarray(as_rgb(image)).resize(size, Image.Resampling.LANCZOS))
     return strip([first, *overlays], ["input", *methods], title)
+
+
+SANITY_TILE = 160  # px, the height of a map in the sanity-check figure
+
+
+def sanity_figure(rows: dict[str, list[np.ndarray]], cascade, title: str) -> np.ndarray:
+    """One row per method: its map over the image, then the maps of the model copies whose
+    layers are re-initialised down to each of `cascade.labels`, each with its Spearman
+    correlation and SSIM to the first (a techniques.trust.Cascade of one item)."""
+    tiles, captions = [], []
+    for method, overlays in rows.items():
+        height, width = overlays[0].shape[:2]
+        size = (round(width * SANITY_TILE / height), SANITY_TILE)
+        tiles += [np.asarray(Image.fromarray(tile).resize(size, Image.Resampling.LANCZOS))
+                  for tile in overlays]
+        pairs = zip(cascade.spearman[method], cascade.ssim[method], strict=True)
+        captions += [method] + [f"rank {rho:+.2f} · SSIM {same:.2f}" for rho, same in pairs]
+    columns = len(cascade.labels) + 1
+    body = grid(tiles, captions, columns=columns)
+    title += " · re-initialised from the top down to the layer named (rank: Spearman)"
+    heads = ["trained model", *cascade.labels]
+    return np.concatenate([column_heads(heads, tiles[0].shape[1], body.shape[1], title), body])

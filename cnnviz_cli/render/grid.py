@@ -53,6 +53,23 @@ def grid(
     return np.asarray(canvas)
 
 
+def column_heads(heads: list[str], tile_width: int, width: int, title: str | None = None,
+                 padding: int = 4) -> np.ndarray:
+    """A strip of `width` px with a title line and one head per column of a `grid` of tiles
+    `tile_width` px wide (the same padding), each fitted to its column."""
+    font_size = max(10, min(16, tile_width // 8))
+    line = font_size + 6
+    canvas = Image.new("RGB", (width, line * (2 if title else 1) + padding), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((padding, 4), title, fill=TEXT, font=_font(font_size + 2))
+    for column, head in enumerate(heads):
+        text = _fit(draw, head, tile_width, _font(font_size))
+        x = padding + column * (tile_width + padding)
+        draw.text((x, line * bool(title) + padding), text, fill=TEXT, font=_font(font_size))
+    return np.asarray(canvas)
+
+
 def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> str:
     while text and draw.textlength(text, font=font) > width:
         text = text[:-2] + "…" if len(text) > 2 else ""

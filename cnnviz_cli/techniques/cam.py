@@ -563,16 +563,18 @@ class CamExplainer:
         sources,
         copies: int,
         batch_size: int,
+        probability: bool = False,
     ) -> tf.Tensor:
-        """Scores of `copies` changed copies of every item (`chosen`: each item's class or a
-        `selection`), `batch_size` copies per pass.
+        """Scores (with `probability`: probabilities) of `copies` changed copies of every item
+        (`chosen`: each item's class or a `selection`), `batch_size` copies per pass.
 
         `make_inputs(inputs, sources, item, copy, copies)` builds the model inputs of one pass
         (as for `mean_input_gradients`). Returns (items, copies) scores; the whole loop is one
         compiled function.
         """
         sizes = tf.constant(copies, tf.int32), tf.constant(batch_size, tf.int32)
-        loop = self._compiled(self._perturbed_loop, make_inputs, self.head.score)
+        score = self.head.probability if probability else self.head.score
+        loop = self._compiled(self._perturbed_loop, make_inputs, score)
         return loop(tf.convert_to_tensor(inputs, tf.float32), _as_selection(chosen), sources,
                     *sizes)
 

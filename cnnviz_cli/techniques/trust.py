@@ -1,0 +1,391 @@
+"""Can a heatmap be trusted? Seven metrics of the maps of a CamBatch.
+
+- `road` (Rong et al.): the class probability after imputing a share of the pixels, least
+  relevant first minus most relevant first, averaged over 10-90 %. Imputation is linear (each
+  removed pixel is the weighted mean of its 8 neighbours) plus a little noise, so the removed
+  pixels leak no shape; all copies run in compiled passes (`CamExplainer.perturbed_scores`).
+- `mufidelity` (Bhatt et al.): the correlation, over random subsets of grid cells, between the
+  heat inside a subset and the drop of the explained score when it is set to 0.
+- `stability` (max-sensitivity): the largest change of the map, relative to its norm, over
+  noisy copies of the input (uniform noise of 5 % of the input's range, seeded).
+- `randomisation` (Adebayo et al., cascading): the Spearman correlation (and SSIM) between the
+  map and the maps of a copy of the model whose layers are re-initialised from the top down;
+  the number recorded is the similarity after every layer is re-initialised.
+- `random-logit`: the Spearman correlation between the map and the map of a random other class.
+- `sparseness` (Gini index) and `complexity` (entropy of the map normalised to sum 1), of the
+  maps at the model's input size.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.techniques.agreement import correlation
+from cnnviz_cli.techniques.cam import (
+    CamBatch,
+    CamExplainer,
+    CamOptions,
+    Targets,
+    gaussian_blur,
+)
+from cnnviz_cli.techniques.metrics import heat_ranks, upsample
+
+ROAD_FRACTIONS = tuple(np.round(np.linspace(0.1, 0.9, 9), 2))  # shares of pixels imputed
+ROAD_NOISE = 0.01  # imputation noise, as a fraction of the item's value range
+IMPUTE_ITERATIONS = 8  # Jacobi steps after the coarse-to-fine fill
+SUBSETS, GRID, SUBSET_FRACTION = 64, 8, 0.2  # MuFidelity: subsets of cells of a grid x grid
+STABILITY_SAMPLES, STABILITY_RADIUS = 8, 0.05
+MAX_CASCADE_STEPS = 8  # randomisation: at most this many groups of layers, top down
+
+
+def gini(maps: np.ndarray) -> np.ndarray:
+    """Gini index of each map's absolute values, (n,): 0 for a flat map, near 1 for one peak."""
+    flat = np.sort(np.abs(np.asarray(maps, np.float64)).reshape(len(maps), -1), axis=1)
+    count = flat.shape[1]
+    weights = 2 * np.arange(1, count + 1) - count - 1
+    total = flat.sum(axis=1)
+    return np.divide(flat @ weights, count * total, out=np.zeros_like(total), where=total > 0)
+
+
+def entropy(maps: np.ndarray) -> np.ndarray:
+    """Shannon entropy (nats) of each map's absolute values normalised to sum 1, (n,); a map
+    without heat counts as flat (log of its size)."""
+    flat = np.abs(np.asarray(maps, np.float64)).reshape(len(maps), -1)
+    flat = np.where(flat.sum(axis=1, keepdims=True) > 0, flat, 1.0)
+    share = flat / flat.sum(axis=1, keepdims=True)
+    return -np.sum(share * np.log(np.where(share > 0, share, 1.0)), axis=1)
+
+
+NEIGHBOURS = np.array([[1, 2, 1], [2, 0, 2], [1, 2, 1]], np.float32) / 12
+
+
+def _neighbour_sum(images: tf.Tensor) -> tf.Tensor:
+    """The NEIGHBOURS-weighted sum of every pixel's neighbours (0 outside the image), as
+    shifted slices: ([1, 2, 1] x [1, 2, 1] - 4 x centre) / 12."""
+    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    rows = padded[:, :-2] + 2 * padded[:, 1:-1] + padded[:, 2:]
+    both = rows[:, :, :-2] + 2 * rows[:, :, 1:-1] + rows[:, :, 2:]
+    return (both - 4 * images) / 12
+
+
+def _coarse_fill(images: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
+    """Removed pixels (keep = 0) set to the mean of the kept ones in the smallest cell around
+    them of a pyramid of 2, 4, 8 ... pixel cells: the start of the imputation."""
+    levels = [(images * keep, keep)]
+    while max(levels[-1][1].shape[1:3]) > 1:
+        total, weight = levels[-1]
+        levels.append((tf.nn.avg_pool2d(total, 2, 2, "SAME"),
+                       tf.nn.avg_pool2d(weight, 2, 2, "SAME")))
+    filled = None
+    for total, weight in reversed(levels):
+        mean = tf.math.divide_no_nan(total, weight)
+        if filled is not None:
+            coarse = tf.image.resize(filled, total.shape[1:3], "nearest")
+            mean = tf.where(weight > 0, mean, coarse)
+        filled = mean
+    return filled
+
+
+def impute(images: tf.Tensor, removed: tf.Tensor, iterations: int = IMPUTE_ITERATIONS):
+    """Rong et al.'s linear imputation of the `removed` pixels ((n, h, w, 1), 1 = removed):
+    each becomes the mean of its 8 neighbours, weighted 1/6 (sides) and 1/12 (corners), solved
+    by Jacobi iterations from `_coarse_fill`. Kept pixels are unchanged."""
+    keep = 1.0 - removed
+    weight = _neighbour_sum(tf.ones_like(images[:1, ..., :1]))  # less at the border
+    filled = _coarse_fill(images, keep)
+    for _ in range(iterations):
+        filled = keep * images + removed * _neighbour_sum(filled) / weight
+    return filled
+
+
+def _road_inputs(inputs, sources, item, copy, copies):
+    """ROAD copies: the first half remove the most relevant pixels, the second the least."""
+    ranks, noise = sources
+    half = copies // 2
+    pixels = tf.shape(ranks)[1] * tf.shape(ranks)[2]
+    fraction = tf.gather(tf.constant(ROAD_FRACTIONS, tf.float32), copy % half)
+    count = tf.cast(tf.round(fraction * tf.cast(pixels, tf.float32)), tf.int32)[:, None, None]
+    rank = tf.gather(ranks, item)
+    removed = tf.where((copy < half)[:, None, None], rank < count, rank >= pixels - count)
+    removed = tf.cast(removed, tf.float32)[..., None]
+    images = tf.gather(inputs, item)
+    spread = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True) - tf.reduce_min(
+        images, axis=[1, 2, 3], keepdims=True)
+    return impute(images, removed) + removed * spread * tf.gather(noise, copy % half)
+
+
+def road(explainer: CamExplainer, inputs: np.ndarray, classes: np.ndarray, maps: np.ndarray,
+         batch_size: int = 32, seed: int = 0) -> np.ndarray:
+    """ROAD of one map per item: mean probability with the least relevant ROAD_FRACTIONS
+    imputed minus with the most relevant imputed, (items,); higher is more faithful."""
+    ranks = tf.constant(heat_ranks(maps, inputs.shape[1:3]))
+    noise = ROAD_NOISE * np.random.default_rng(seed).standard_normal(
+        (len(ROAD_FRACTIONS), *inputs.shape[1:]), np.float32)  # one image per fraction
+    scores = explainer.perturbed_scores(
+        _road_inputs, tf.constant(inputs, tf.float32), tf.constant(classes, tf.int32),
+        (ranks, tf.constant(noise)), 2 * len(ROAD_FRACTIONS), batch_size, probability=True,
+    ).numpy()
+    half = len(ROAD_FRACTIONS)
+    return scores[:, half:].mean(axis=1) - scores[:, :half].mean(axis=1)
+
+
+def removed_subsets(size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """(SUBSETS, height, width) float masks, 1 on the removed pixels: SUBSET_FRACTION of the
+    cells of a GRID x GRID grid (at most one cell per pixel) per subset, seeded."""
+    rng = np.random.default_rng(seed)
+    rows, columns = (min(GRID, side) for side in size)
+    chosen = max(1, round(SUBSET_FRACTION * rows * columns))
+    cells = np.zeros((SUBSETS, rows * columns), np.float32)
+    for subset in cells:
+        subset[rng.choice(rows * columns, chosen, replace=False)] = 1.0
+    cells = cells.reshape(SUBSETS, rows, columns)
+    return cells[:, np.arange(size[0]) * rows // size[0]][:, :, np.arange(size[1]) * columns
+                                                            // size[1]]
+
+
+def _subset_masks(removed, item, copy, copies, size):
+    del item, copies, size
+    return 1.0 - tf.gather(removed, copy)[..., None]
+
+
+def mufidelity(explainer: CamExplainer, inputs: np.ndarray, classes: np.ndarray,
+               scores: np.ndarray, maps: np.ndarray, batch_size: int = 32,
+               seed: int = 0) -> np.ndarray:
+    """MuFidelity of one map per item, (items,): the Pearson correlation over `removed_subsets`
+    between the map's heat (at the input size) inside a subset and the drop of the explained
+    score `scores` when the subset is set to 0."""
+    removed = removed_subsets(inputs.shape[1:3], seed)
+    masked = explainer.masked_scores(
+        _subset_masks, tf.constant(inputs, tf.float32), tf.constant(classes, tf.int32),
+        tf.constant(removed), SUBSETS, batch_size,
+    ).numpy()
+    heat = upsample(maps, inputs.shape[1:3]).reshape(len(maps), -1) @ removed.reshape(
+        SUBSETS, -1).T
+    drops = np.asarray(scores)[:, None] - masked
+    return np.array([_pearson(h, d) for h, d in zip(heat, drops, strict=True)])
+
+
+def rank_correlation(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each pair of same-size maps (ties share their mean rank), (n,)."""
+    return np.array([_pearson(_ranks(a.ravel()), _ranks(b.ravel()))
+                     for a, b in zip(first, second, strict=True)])
+
+
+def _pearson(first: np.ndarray, second: np.ndarray) -> float:
+    """`agreement.correlation` of two vectors (a constant one: 1 if both are, else 0)."""
+    return correlation(first[None], second[None])
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    return (np.cumsum(counts) - (counts - 1) / 2)[inverse]
+
+
+def ssim(first: np.ndarray, second: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Structural similarity of each pair of maps, both upsampled to `size` and scaled to a
+    maximum of 1, (n,): the mean over pixels of Wang et al.'s SSIM in a Gaussian window
+    (sigma 1.5, 11 taps, reflected at the edges)."""
+    pair = (tf.constant(np.asarray(maps, np.float32)[..., None]) for maps in (first, second))
+    return _ssim(*pair, tuple(int(side) for side in size)).numpy()
+
+
+@tf.function(reduce_retracing=True)
+def _ssim(first, second, size):
+    def scaled(maps):
+        maps = tf.image.resize(maps, size, "bilinear")
+        return tf.math.divide_no_nan(maps, tf.reduce_max(maps, axis=[1, 2, 3], keepdims=True))
+
+    x, y = scaled(first), scaled(second)
+    means = gaussian_blur(tf.concat([x, y, x * x, y * y, x * y], axis=-1), 1.5)
+    mean_x, mean_y, square_x, square_y, product = tf.unstack(means, axis=-1)
+    variance_x, variance_y = square_x - mean_x**2, square_y - mean_y**2
+    covariance = product - mean_x * mean_y
+    c1, c2 = 0.01**2, 0.03**2
+    index = ((2 * mean_x * mean_y + c1) * (2 * covariance + c2)) / (
+        (mean_x**2 + mean_y**2 + c1) * (variance_x + variance_y + c2))
+    return tf.reduce_mean(index, axis=[1, 2])
+
+
+def _weighted_layers(model: keras.Model) -> list:
+    """The layers holding weights, nested models unfolded, in the model's order."""
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            layers += _weighted_layers(layer)
+        elif layer.weights:
+            layers.append(layer)
+    return layers
+
+
+def _reinitialised(initial: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A fresh value of a variable: Glorot-uniform for kernels (2-D and more, seeded), the
+    layer's own initial value (a clone's: zeros, ones) for biases and normalisation."""
+    if initial.ndim < 2:
+        return initial
+    receptive = int(np.prod(initial.shape[:-2]))
+    limit = np.sqrt(6.0 / (receptive * (initial.shape[-2] + initial.shape[-1])))
+    return rng.uniform(-limit, limit, initial.shape).astype(initial.dtype)
+
+
+class Randomiser:
+    """A copy of a model whose layers are re-initialised from the top down, step by step.
+
+    The model itself is never changed. Each step re-initialises the next group of layers (one
+    layer per step for up to MAX_CASCADE_STEPS layers) and explains the same items again with
+    the copy's own compiled explainer; weights are assigned, nothing is traced again.
+    """
+
+    def __init__(self, explainer: CamExplainer, input_shape: tuple, seed: int = 0):
+        model = explainer.model
+        try:
+            clone = keras.models.clone_model(model, recursive=True)
+        except Exception as error:  # noqa: BLE001 - Keras raises many kinds here
+            raise CnnvizError(f"randomisation needs a copy of the model, which Keras cannot make "
+                              f"({type(error).__name__}: {error}); use a Functional or "
+                              "Sequential model.") from None
+        originals, self.layers = _weighted_layers(model), _weighted_layers(clone)
+        rng = np.random.default_rng(seed)
+        self.random = [[_reinitialised(np.asarray(w), rng) for w in layer.get_weights()]
+                       for layer in self.layers]
+        self.trained = [layer.get_weights() for layer in originals]
+        for layer, weights in zip(self.layers, self.trained, strict=True):
+            layer.set_weights(weights)
+        top_down = np.arange(len(self.layers))[::-1]
+        self.steps = np.array_split(top_down, min(MAX_CASCADE_STEPS, len(self.layers)))
+        self.labels = [self.layers[step[-1]].name for step in self.steps]
+        self.explainer = CamExplainer(clone, explainer.layer_path, input_shape,
+                                      explainer.output_index, explainer.head)
+
+    def cascade(self, inputs: np.ndarray, classes: np.ndarray, methods: list[str],
+                options: CamOptions) -> list[CamBatch]:
+        """The maps of every step, one item per input (its class from `classes`)."""
+        for layer, weights in zip(self.layers, self.trained, strict=True):
+            layer.set_weights(weights)
+        targets = Targets(per_image=tuple(int(index) for index in classes))
+        batches = []
+        for step in self.steps:
+            for index in step:
+                self.layers[index].set_weights(self.random[index])
+            batches.append(self.explainer(inputs, targets, methods, options))
+        return batches
+
+
+@dataclass
+class Cascade:
+    """The randomisation check of a CamBatch: per step, the maps and their similarities."""
+
+    labels: list[str]  # per step, the deepest layer re-initialised so far
+    maps: dict[str, np.ndarray]  # method -> (steps, items, h, w)
+    spearman: dict[str, np.ndarray]  # method -> (steps, items)
+    ssim: dict[str, np.ndarray]  # method -> (steps, items)
+
+    def of_item(self, item: int) -> "Cascade":
+        """The cascade of one item: maps (steps, h, w), similarities (steps,)."""
+        def pick(values: dict) -> dict:
+            return {method: array[:, item] for method, array in values.items()}
+
+        return Cascade(self.labels, pick(self.maps), pick(self.spearman), pick(self.ssim))
+
+
+class TrustMetrics:
+    """The trust metrics `names` (api.trust.TRUST_METRICS) of the heatmaps of CamBatches."""
+
+    def __init__(self, explainer: CamExplainer, names: list[str], options: CamOptions,
+                 input_shape: tuple):
+        self.explainer, self.names, self.options = explainer, names, options
+        if "random-logit" in names and explainer.num_classes < 2:
+            raise CnnvizError("random-logit needs a model output with two or more classes.")
+        self.randomiser = Randomiser(explainer, input_shape, options.seed) \
+            if "randomisation" in names else None
+
+    def __call__(self, inputs: np.ndarray, cam_batch: CamBatch):
+        """(per method, per item: the record fields; the Cascade, or None without
+        randomisation) of a CamBatch of the preprocessed `inputs`."""
+        items, methods = inputs[cam_batch.image_indices], list(cam_batch.maps)
+        fields = {method: [{} for _ in cam_batch.classes] for method in methods}
+
+        def record(name: str, values: dict[str, np.ndarray]) -> None:
+            for method, numbers in values.items():
+                for item, number in enumerate(numbers):
+                    fields[method][item][name] = np.asarray(number).tolist()
+
+        size = items.shape[1:3]
+        if "road" in self.names:
+            record("road", self._every_method(cam_batch, items, lambda i, c, s, m: road(
+                self.explainer, i, c, m, self.options.batch_size, self.options.seed)))
+        if "mufidelity" in self.names:
+            record("mufidelity", self._every_method(cam_batch, items, lambda i, c, s, m: mufidelity(
+                self.explainer, i, c, s, m, self.options.batch_size, self.options.seed)))
+        if "stability" in self.names:
+            record("stability", self._stability(cam_batch, items))
+        if "random-logit" in self.names:
+            others = self._other_classes(cam_batch.classes)
+            again = self.explainer(items, Targets(per_image=tuple(others)), methods, self.options)
+            record("random_logit", {m: rank_correlation(cam_batch.maps[m], again.maps[m])
+                                    for m in methods})
+            record("random_logit_class", {m: others for m in methods})
+        for name, measure in (("sparseness", gini), ("complexity", entropy)):
+            if name in self.names:
+                record(name, {m: measure(upsample(cam_batch.maps[m], size)) for m in methods})
+        cascade = None
+        if self.randomiser is not None:
+            cascade = self._cascade(cam_batch, items)
+            record("randomisation", {m: values[-1] for m, values in cascade.spearman.items()})
+            record("randomisation_ssim", {m: values[-1] for m, values in cascade.ssim.items()})
+            record("randomisation_curve", {m: values.T for m, values in cascade.spearman.items()})
+        return fields, cascade
+
+    def _every_method(self, cam_batch: CamBatch, items: np.ndarray,
+                      measure: Callable) -> dict[str, np.ndarray]:
+        """`measure(inputs, classes, scores, maps)` of all methods' maps in one batched run."""
+        methods, count = list(cam_batch.maps), len(cam_batch.classes)
+        maps = np.concatenate([upsample(cam_batch.maps[m], items.shape[1:3]) for m in methods])
+        values = measure(np.tile(items, (len(methods), 1, 1, 1)),
+                         np.tile(cam_batch.classes, len(methods)),
+                         np.tile(cam_batch.scores, len(methods)), maps)
+        return dict(zip(methods, values.reshape(len(methods), count), strict=True))
+
+    def _stability(self, cam_batch: CamBatch, items: np.ndarray) -> dict[str, np.ndarray]:
+        """Per method: max over noisy copies of |map(noisy) - map| / |map|, (items,); one
+        explainer pass per copy, so memory stays that of a batch."""
+        rng = np.random.default_rng(self.options.seed)
+        spread = np.ptp(items, axis=(1, 2, 3)).reshape(-1, 1, 1, 1)
+        targets = Targets(per_image=tuple(int(index) for index in cam_batch.classes))
+        changes = {method: np.zeros(len(items)) for method in cam_batch.maps}
+        for _ in range(STABILITY_SAMPLES):
+            noise = rng.uniform(-1, 1, items.shape) * STABILITY_RADIUS * spread
+            again = self.explainer((items + noise).astype(np.float32), targets,
+                                   list(cam_batch.maps), self.options)
+            for method, maps in cam_batch.maps.items():
+                flat, noisy = (m.reshape(len(items), -1) for m in (maps, again.maps[method]))
+                norm = np.linalg.norm(flat, axis=1)
+                scale = np.where(norm > 0, norm, np.linalg.norm(noisy, axis=1))
+                difference = np.linalg.norm(noisy - flat, axis=1)
+                ratio = np.divide(difference, scale, out=np.zeros_like(difference),
+                                  where=scale > 0)
+                changes[method] = np.maximum(changes[method], ratio)
+        return changes
+
+    def _other_classes(self, classes: np.ndarray) -> np.ndarray:
+        """A random class other than each item's own (seeded)."""
+        rng = np.random.default_rng(self.options.seed)
+        count = self.explainer.num_classes
+        return (classes + rng.integers(1, count, len(classes))) % count
+
+    def _cascade(self, cam_batch: CamBatch, items: np.ndarray) -> Cascade:
+        methods = list(cam_batch.maps)
+        steps = self.randomiser.cascade(items, cam_batch.classes, methods, self.options)
+        maps = {m: np.stack([step.maps[m] for step in steps]) for m in methods}
+        size = items.shape[1:3]
+        return Cascade(
+            self.randomiser.labels, maps,
+            {m: np.stack([rank_correlation(cam_batch.maps[m], s) for s in maps[m]])
+             for m in methods},
+            {m: ssim(np.tile(cam_batch.maps[m], (len(steps), 1, 1)),
+                     maps[m].reshape(-1, *maps[m].shape[2:]), size).reshape(len(steps), -1)
+             for m in methods},
+        )
