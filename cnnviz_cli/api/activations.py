@@ -110,8 +110,9 @@ def activations(
     with session:
         chosen = resolve_feature_maps(resolved.model, tuple(layers))
         height, width = resolved.image_size(run["size"])
-        extractor = ActivationExtractor(resolved.model, [info.path for info in chosen],
-                                        (height, width, resolved.channels))
+        paths, shape = [info.path for info in chosen], (height, width, resolved.channels)
+        extractor = resolved.reuse(("activations", *paths, shape),
+                                   lambda: ActivationExtractor(resolved.model, paths, shape))
         for batch in session.batches(images, run):
             computed = extractor(resolved.prepare(np.stack([image.resized for image in batch])))
             items = [ActivationsItem(image, {layer.layer_path: layer.maps[index]

@@ -187,8 +187,9 @@ def cam(
         info = (last_feature_map(resolved.model) if layer == "auto"
                 else find_feature_map(resolved.model, layer))
         height, width = resolved.image_size(run["size"])
-        explainer = CamExplainer(resolved.model, info.path, (height, width, resolved.channels),
-                                 output)
+        shape = (height, width, resolved.channels)
+        explainer = resolved.reuse(("cam", info.path, shape, output),
+                                   lambda: CamExplainer(resolved.model, info.path, shape, output))
         wanted = Targets(tuple(resolved.class_index(spec, explainer.num_classes)
                                for spec in classes), top_k)
         settings = CamOptions(max_channels=max_n, batch_size=run["batch_size"], samples=samples,

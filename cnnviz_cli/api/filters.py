@@ -119,7 +119,7 @@ def filters(
         A FiltersResult with `kernels` and `norms` (lists of them, with checkpoints).
     """
     from cnnviz_cli.api.models import load_model
-    from cnnviz_cli.models.checkpoints import checkpoint_layers
+    from cnnviz_cli.models.checkpoints import checkpoint_weights, trainable_copy
     from cnnviz_cli.models.layers import CONV_TYPES, find_layer, iter_layers
     from cnnviz_cli.techniques.filters import filter_order, kernel_tensor, select_kernels
 
@@ -136,11 +136,13 @@ def filters(
         selected = None if str(channel) == "mean" else _channel(channel)
         kernel = kernel_tensor(info.layer)
         indices = filter_order(kernel, order, max_filters)
-        layers = [info.layer]
+        states = [None]
         if checkpoints:
-            layers = checkpoint_layers(resolved.model, info.path, [Path(c) for c in checkpoints],
-                                       safe_mode=not unsafe_deserialization)
-        shown = [select_kernels(kernel_tensor(one), indices, selected) for one in layers]
+            copy = trainable_copy(resolved.model)
+            info = find_layer(copy, info.path)
+            states = checkpoint_weights(copy, [Path(c) for c in checkpoints],
+                                        safe_mode=not unsafe_deserialization)
+        shown = [select_kernels(kernel_tensor(info.layer), indices, selected) for _ in states]
         item = FiltersItem(info.path, list(kernel.shape), shown, arguments["checkpoints"])
         session.keep(part(session, FiltersResult, [item]), retain=True)
         return collect(session, FiltersResult)

@@ -139,7 +139,8 @@ def maximize(
     from cnnviz_cli.errors import CnnvizError
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
     from cnnviz_cli.specs import filter_spec, parse_filters
-    from cnnviz_cli.techniques.maximize import maximize_classes, maximize_filters
+    from cnnviz_cli.techniques.maximize import filter_objective, maximize_classes
+    from cnnviz_cli.techniques.maximize import maximize as run_maximize
 
     resolved = load_model(model, preprocess=preprocess, labels=labels)
     arguments = locals_of(maximize, locals())
@@ -164,8 +165,10 @@ def maximize(
                     else find_feature_map(resolved.model, layer))
             targets = parse_filters(filters, int(info.output_shape[-1]), info.path)
             with session.status(f"Maximising {len(targets)} filters of {info.path}"):
-                result = maximize_filters(resolved.model, info.path, resolved.preprocess,
-                                          targets, shape, config)
+                objective = resolved.reuse(
+                    ("maximize", info.path, resolved.preprocess),
+                    lambda: filter_objective(resolved.model, info.path, resolved.preprocess))
+                result = run_maximize(objective, targets, shape, config)
             item = MaximizeItem(info.path, targets, [str(i) for i in targets], result)
         session.keep(part(session, MaximizeResult, [item]), retain=True)
         return collect(session, MaximizeResult)
