@@ -8,7 +8,16 @@ from pathlib import Path
 import numpy as np
 
 from cnnviz_cli.api.inputs import ImageSource, LoadedImage
-from cnnviz_cli.api.results import File, Result, collect, locals_of, open_session, part, slug
+from cnnviz_cli.api.results import (
+    File,
+    Result,
+    Series,
+    collect,
+    locals_of,
+    open_session,
+    part,
+    slug,
+)
 
 
 @dataclass
@@ -103,6 +112,16 @@ class CamResult(Result):
     def _picture(self, item: CamItem) -> np.ndarray:
         return self._panel(item)
 
+    def _series(self, item: CamItem):
+        from cnnviz_cli.render.report import score_text
+
+        record = item.record
+        numbers = {name: record[name] for name in ("score", "probability")
+                   if record[name] is not None}
+        for method in item.maps:
+            yield Series(f"{item.image.key}/{method}", partial(self._overlay, item, method),
+                         f"{item.label} · {score_text(record)}", numbers)
+
 
 def cam(
     model,
@@ -132,6 +151,7 @@ def cam(
     fail_over_each: Sequence = (),
     preprocess=None,
     labels=None,
+    checkpoints: Sequence[str | Path] = (),
     out: str | Path | None = None,
     progress: bool = False,
     **run,
@@ -162,6 +182,8 @@ def cam(
         fail_under, fail_over, fail_under_each, fail_over_each: gates as `METRIC=VALUE`
             strings; `passed` tells whether all hold.
         preprocess, labels: as for `load_model`.
+        checkpoints: model or weights files saved during training, in order: the technique
+            runs on each; one strip (a row per checkpoint) and GIF per picture followed.
         out: write the files while computing (memory stays flat; the result then keeps none).
         progress: show a progress bar and messages on stderr.
         **run: size, batch_size (16), max_pixels, skip_existing, fail_fast, shard.
@@ -170,7 +192,8 @@ def cam(
         A CamResult: per (image, class) item `maps`, `classes`, `labels`, `scores`,
         `probabilities`; `ranking`, `gates` and `passed`.
     """
-    from cnnviz_cli.api.gates import Checks
+    from cnnviz_cli.api.evolution import over_checkpoints, refuse_with_checkpoints
+    from cnnviz_cli.api.gates import GATE_OPTIONS, Checks
     from cnnviz_cli.api.models import load_model
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
     from cnnviz_cli.techniques.cam import CamExplainer, CamOptions, Targets, resolve_methods
@@ -179,8 +202,12 @@ def cam(
     chosen = resolve_methods(list(methods))
     arguments = {**locals_of(cam, locals()), "methods": chosen,
                  "classes": [str(c) for c in classes]}
-    for option in ("fail_under", "fail_over", "fail_under_each", "fail_over_each"):
+    for option in GATE_OPTIONS:
         arguments[option] = [_gate_text(spec) for spec in arguments[option]]
+    if checkpoints:
+        refuse_with_checkpoints(arguments, ("metrics", "targets", "baseline", "save_npy",
+                                            *GATE_OPTIONS))
+        return over_checkpoints(cam, resolved, arguments, checkpoints, out, progress)
     session, run = open_session("cam", cam, arguments, resolved, out, progress,
                                 run_defaults={"batch_size": 16})
     with session:

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnviz_cli.api.results import File, Result, collect, locals_of, open_session, part, slug
+from cnnviz_cli.api.results import (
+    File,
+    Result,
+    Series,
+    collect,
+    locals_of,
+    open_session,
+    part,
+    slug,
+)
 
 
 @dataclass
@@ -60,6 +69,15 @@ class FiltersResult(Result):
         yield File(f"{name}-checkpoints.png", history, partial(_table, item, colormap))
         yield File(f"{name}-checkpoints.gif", history, partial(_frames, item, colormap),
                    kind="gif", frame_ms=700)
+
+
+    def _series(self, item: FiltersItem):
+        if item.checkpoints:
+            yield from super()._series(item)
+            return
+        file = next(self._files(item))
+        yield Series(item.layer, file.render,
+                     numbers={"mean_norm": float(np.mean(item.shown[0].norms))})
 
 
 def _rows(item: FiltersItem, colormap: str) -> list[list[np.ndarray]]:

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnviz_cli.api.results import File, Result, collect, locals_of, open_session, part, slug
+from cnnviz_cli.api.results import (
+    File,
+    Result,
+    Series,
+    collect,
+    locals_of,
+    open_session,
+    part,
+    slug,
+)
 
 GRID_TILE = 96  # pixels: small synthesised images are enlarged to this in grids
 
@@ -75,6 +84,11 @@ class MaximizeResult(Result):
             yield File(f"{stem}.gif", summary, partial(_frames, result.snapshots, numbers,
                                                        labels, title), kind="gif")
 
+    def _series(self, item: MaximizeItem):
+        scores = item.maximized.scores
+        yield Series(item.layer or "classes", lambda: self._picture(item),
+                     numbers={"mean_score": float(np.mean(scores))})
+
     def _picture(self, item: MaximizeItem) -> np.ndarray:
         return next(file for file in self._files(item) if file.name.endswith("-grid.png")).render()
 
@@ -110,6 +124,7 @@ def maximize(
     batch_size: int = 16,
     preprocess=None,
     labels=None,
+    checkpoints: Sequence[str | Path] = (),
     out: str | Path | None = None,
     progress: bool = False,
 ) -> MaximizeResult:
@@ -129,12 +144,15 @@ def maximize(
         gif: also draw an animation, one frame every `gif` steps (0: none).
         batch_size: filters or classes optimised together.
         preprocess, labels: as for `load_model`.
+        checkpoints: model or weights files saved during training, in order: the technique
+            runs on each; one strip (a row per checkpoint) and GIF per picture followed.
         out: also write the files the command writes into this folder.
         progress: show a spinner and messages on stderr.
 
     Returns:
         A MaximizeResult with `images`, `scores`, `noise_scores` and `targets`.
     """
+    from cnnviz_cli.api.evolution import over_checkpoints
     from cnnviz_cli.api.models import load_model
     from cnnviz_cli.errors import CnnvizError
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
@@ -149,6 +167,8 @@ def maximize(
                           "--class, which maximises classes instead.")
     filters = filter_spec(filters)
     arguments.update(filters=filters, classes=[str(c) for c in classes])
+    if checkpoints:
+        return over_checkpoints(maximize, resolved, arguments, checkpoints, out, progress)
     session, _ = open_session("maximize", maximize, arguments, resolved, out, progress)
     with session:
         shape = (*resolved.image_size(size), resolved.channels)

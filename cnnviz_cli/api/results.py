@@ -26,6 +26,17 @@ class File:
     frame_ms: int = 120
 
 
+@dataclass(frozen=True)
+class Series:
+    """A picture of a result followed across checkpoints and training epochs: its name (stable
+    from one model state to the next), how to draw it, a caption and the numbers to chart."""
+
+    name: str
+    draw: Callable[[], np.ndarray]
+    caption: str = ""
+    numbers: dict = field(default_factory=dict)
+
+
 @dataclass
 class Result:
     """The base of every technique's result.
@@ -55,6 +66,17 @@ class Result:
     def _picture(self, item) -> np.ndarray:
         """What `show()` draws for one item: the panel or grid the command writes."""
         return next(self._files(item)).render()
+
+    def _series(self, item) -> Iterator[Series]:
+        """The pictures of one item that evolution strips and TensorBoard follow."""
+        image = getattr(item, "image", None)
+        yield Series(self.command if image is None else image.key,
+                     lambda: self._picture(item))
+
+    def series(self) -> Iterator[Series]:
+        """Every followed picture of this result (`_series` of each item)."""
+        for item in self.items:
+            yield from self._series(item)
 
     def files(self) -> Iterator[File]:
         """Every file `save()` writes, in order (nothing is drawn until `render()`)."""
