@@ -87,6 +87,7 @@ def activations(
     labels=None,
     checkpoints: Sequence[str | Path] = (),
     out: str | Path | None = None,
+    tensorboard: str | Path | None = None,
     progress: bool = False,
     **run,
 ) -> ActivationsResult:
@@ -106,6 +107,8 @@ def activations(
         checkpoints: model or weights files saved during training, in order: the technique
             runs on each; one strip (a row per checkpoint) and GIF per picture followed.
         out: write the files while computing (memory stays flat; the result then keeps none).
+        tensorboard: also write the pictures and numbers as TensorBoard summaries into
+            this log folder (step 0; with checkpoints, the checkpoint's index).
         progress: show a progress bar and messages on stderr.
         **run: size, batch_size (8), max_pixels, skip_existing, fail_fast, shard (K, N).
 

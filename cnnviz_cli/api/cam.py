@@ -120,7 +120,8 @@ class CamResult(Result):
                    if record[name] is not None}
         for method in item.maps:
             yield Series(f"{item.image.key}/{method}", partial(self._overlay, item, method),
-                         f"{item.label} · {score_text(record)}", numbers)
+                         f"{item.label} · {score_text(record)}", numbers,
+                         {"class": record["class"], "label": item.label, **item.fields[method]})
 
 
 def cam(
@@ -153,6 +154,7 @@ def cam(
     labels=None,
     checkpoints: Sequence[str | Path] = (),
     out: str | Path | None = None,
+    tensorboard: str | Path | None = None,
     progress: bool = False,
     **run,
 ) -> CamResult:
@@ -185,6 +187,8 @@ def cam(
         checkpoints: model or weights files saved during training, in order: the technique
             runs on each; one strip (a row per checkpoint) and GIF per picture followed.
         out: write the files while computing (memory stays flat; the result then keeps none).
+        tensorboard: also write the pictures and numbers as TensorBoard summaries into
+            this log folder (step 0; with checkpoints, the checkpoint's index).
         progress: show a progress bar and messages on stderr.
         **run: size, batch_size (16), max_pixels, skip_existing, fail_fast, shard.
 
@@ -207,7 +211,8 @@ def cam(
     if checkpoints:
         refuse_with_checkpoints(arguments, ("metrics", "targets", "baseline", "save_npy",
                                             *GATE_OPTIONS))
-        return over_checkpoints(cam, resolved, arguments, checkpoints, out, progress)
+        return over_checkpoints(cam, resolved, arguments, checkpoints, out, progress,
+                                run_defaults={"batch_size": 16})
     session, run = open_session("cam", cam, arguments, resolved, out, progress,
                                 run_defaults={"batch_size": 16})
     with session:

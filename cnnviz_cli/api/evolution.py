@@ -1,7 +1,6 @@
 """A technique followed over model states (training checkpoints, epochs): one strip with a row
 per state and one GIF with a frame per state for every picture the technique follows."""
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cache, partial
@@ -25,6 +24,7 @@ class Track:
     pictures: list[np.ndarray] = field(default_factory=list)
     captions: list[str] = field(default_factory=list)
     numbers: list[dict] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)
 
     def labels(self) -> list[str]:
         return [" · ".join(filter(None, pair))
@@ -40,18 +40,16 @@ class Evolution:
 
     def add(self, state: str, result: Result) -> list[tuple[str, np.ndarray, dict]]:
         """Draw the result's followed pictures as the state `state`; returns them as
-        (name, picture, numbers). A name repeated within a result gets a `-2`, `-3` suffix."""
-        seen: Counter = Counter()
+        (name, picture, numbers)."""
         drawn = []
-        for series in result.series():
-            seen[series.name] += 1
-            name = series.name + (f"-{seen[series.name]}" if seen[series.name] > 1 else "")
+        for name, series in result.series():
             picture = series.draw()
             track = self.tracks.setdefault(name, Track(name))
             track.states.append(state)
             track.pictures.append(picture)
             track.captions.append(series.caption)
             track.numbers.append(dict(series.numbers))
+            track.records.append(dict(series.record))
             drawn.append((name, picture, series.numbers))
         return drawn
 
@@ -68,7 +66,7 @@ class EvolutionResult(Result):
         folder, _, name = track.name.rpartition("/")
         stem = f"{folder}/" * bool(folder) + f"{self.command}-{slug(name)}-{self.word}"
         record = {"series": track.name, "states": track.states, "captions": track.captions,
-                  "numbers": track.numbers}
+                  "numbers": track.numbers, "records": track.records}
         yield File(f"{stem}.png", {**record, "kind": "strip"},
                    partial(labelled_rows, track.pictures, track.labels(), track.name))
         yield File(f"{stem}.gif", {**record, "kind": "animation"}, partial(_frames, track),
@@ -102,7 +100,8 @@ def per_state_arguments(arguments: dict) -> dict:
 
 
 def over_checkpoints(function: Callable, resolved, arguments: dict, checkpoints,
-                     out: str | Path | None, progress: bool) -> EvolutionResult:
+                     out: str | Path | None, progress: bool,
+                     run_defaults: dict | None = None) -> EvolutionResult:
     """Run the technique `function` once per checkpoint on a copy of the model holding that
     checkpoint's weights (compiled once for all); one strip and GIF per followed picture."""
     from cnnviz_cli.models.checkpoints import checkpoint_weights, trainable_copy
@@ -115,9 +114,10 @@ def over_checkpoints(function: Callable, resolved, arguments: dict, checkpoints,
     inputs = () if images is None else (images,)
     session, _ = open_session(command, function,
                               {**arguments, "checkpoints": [str(f) for f in files]},
-                              resolved, out, progress)
+                              resolved, out, progress, run_defaults=run_defaults)
     evolution = Evolution(command)
     result_type = evolution_type(command)
+    summaries, session.summaries = session.summaries, None  # per checkpoint, not the strips
     with session:
         for index, file in enumerate(checkpoint_weights(copy, files)):
             result = function(state, *inputs, **per_state_arguments(arguments))
@@ -126,7 +126,11 @@ def over_checkpoints(function: Callable, resolved, arguments: dict, checkpoints,
                     session.failures.append(failure)
                     if session.outputs is not None:
                         session.outputs.fail(failure["input"], failure["error"])
-            evolution.add(file.name, result)
+            drawn = evolution.add(file.name, result)
+            if summaries is not None:
+                summaries.write(command, index, drawn)
+        if summaries is not None:
+            summaries.close()
         session.keep(part(session, result_type, list(evolution.tracks.values())), retain=True)
         return collect(session, result_type)
 

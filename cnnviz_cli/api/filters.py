@@ -115,6 +115,7 @@ def filters(
     colormap: str = "RdBu_r",
     unsafe_deserialization: bool = False,
     out: str | Path | None = None,
+    tensorboard: str | Path | None = None,
     progress: bool = False,
 ) -> FiltersResult:
     """The learned kernels of a convolution layer, and how they changed over checkpoints.
@@ -131,6 +132,8 @@ def filters(
         colormap: colour map of single-channel kernels (zero is its middle colour).
         unsafe_deserialization: allow checkpoint model files with Lambda layers.
         out: also write the files the command writes into this folder.
+        tensorboard: also write the pictures and numbers as TensorBoard summaries into
+            this log folder (step 0; with checkpoints, the checkpoint's index).
         progress: show messages on stderr.
 
     Returns:

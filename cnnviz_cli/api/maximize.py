@@ -126,6 +126,7 @@ def maximize(
     labels=None,
     checkpoints: Sequence[str | Path] = (),
     out: str | Path | None = None,
+    tensorboard: str | Path | None = None,
     progress: bool = False,
 ) -> MaximizeResult:
     """Synthesise images that excite filters of a layer, or class scores, the most.
@@ -147,12 +148,14 @@ def maximize(
         checkpoints: model or weights files saved during training, in order: the technique
             runs on each; one strip (a row per checkpoint) and GIF per picture followed.
         out: also write the files the command writes into this folder.
+        tensorboard: also write the pictures and numbers as TensorBoard summaries into
+            this log folder (step 0; with checkpoints, the checkpoint's index).
         progress: show a spinner and messages on stderr.
 
     Returns:
         A MaximizeResult with `images`, `scores`, `noise_scores` and `targets`.
     """
-    from cnnviz_cli.api.evolution import over_checkpoints
+    from cnnviz_cli.api.evolution import over_checkpoints, refuse_with_checkpoints
     from cnnviz_cli.api.models import load_model
     from cnnviz_cli.errors import CnnvizError
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
@@ -168,6 +171,7 @@ def maximize(
     filters = filter_spec(filters)
     arguments.update(filters=filters, classes=[str(c) for c in classes])
     if checkpoints:
+        refuse_with_checkpoints(arguments, ("gif",))
         return over_checkpoints(maximize, resolved, arguments, checkpoints, out, progress)
     session, _ = open_session("maximize", maximize, arguments, resolved, out, progress)
     with session:

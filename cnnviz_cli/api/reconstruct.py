@@ -102,6 +102,7 @@ def reconstruct(
     preprocess=None,
     labels=None,
     out: str | Path | None = None,
+    tensorboard: str | Path | None = None,
     progress: bool = False,
     **run,
 ) -> ReconstructResult:
@@ -122,6 +123,8 @@ def reconstruct(
             total-variation and alpha-norm priors, parameterisation and seed.
         preprocess, labels: as for `load_model`.
         out: write the files while computing (memory stays flat; the result then keeps none).
+        tensorboard: also write the pictures and numbers as TensorBoard summaries into
+            this log folder (step 0; with checkpoints, the checkpoint's index).
         progress: show a progress bar and messages on stderr.
         **run: size, batch_size, max_pixels, skip_existing, fail_fast, shard.
 

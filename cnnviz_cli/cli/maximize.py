@@ -5,6 +5,7 @@ import click
 from cnnviz_cli.cli.common import (
     CnnvizCommand,
     OnlyWhen,
+    checkpoint_option,
     filter_option,
     finish,
     load_model,
@@ -48,6 +49,7 @@ FILTER_OPTIONS = OnlyWhen(("layer_spec", "filter_spec"), "without --class (which
               help="Also write an animation of the optimisation, one frame every K steps.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Filters or classes optimised together in one compiled loop.")
+@checkpoint_option
 @output_options
 @click.pass_context
 def maximize(ctx: click.Context, **options) -> None:
@@ -69,6 +71,7 @@ def maximize(ctx: click.Context, **options) -> None:
         classes=options["classes"], param=options["param"], transforms=options["transforms"],
         l2=options["l2"], tv=options["tv"], blur=options["blur"], steps=options["steps"],
         lr=options["lr"], size=options["size"], seed=options["seed"], gif=options["gif_every"],
-        batch_size=options["batch_size"], **run_settings(ctx, options, images=False),
+        batch_size=options["batch_size"], checkpoints=options["checkpoints"],
+        **run_settings(ctx, options, images=False),
     )
     finish(ctx, result, options["print_json"])
