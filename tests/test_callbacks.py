@@ -257,3 +257,27 @@ def test_unwritable_tensorboard_folder_is_exit_2(run_cli, patch_files, tmp_path)
     result = run_cli("-q", "filters", "-m", patch_files / "a.keras", "--tensorboard",
                      blocker / "logs", "-o", tmp_path / "o", expect=2)
     assert "Cannot write TensorBoard summaries" in result.output
+
+
+def test_filters_checkpoints_and_reconstruct_in_tensorboard(run_cli, keras, patch_files,
+                                                            tmp_path):
+    model = keras.models.load_model(patch_files / "a.keras")
+    kernel, *rest = model.get_weights()
+    model.set_weights([kernel * 3.0, *rest])
+    scaled = tmp_path / "scaled.weights.h5"
+    model.save_weights(scaled)
+    logs = tmp_path / "logs"
+    run_cli("-q", "filters", "-m", patch_files / "a.keras", "--checkpoint",
+            patch_files / "a.keras", "--checkpoint", scaled, "--tensorboard", logs,
+            "-o", tmp_path / "f")
+    norms = [np.linalg.norm(k.reshape(-1, 2), axis=0).mean() for k in (kernel, kernel * 3)]
+    images, scalars = _events(logs)
+    assert sorted(images["cnnviz/filters/conv"]) == [0, 1]
+    np.testing.assert_allclose([scalars["cnnviz/filters/conv/mean_norm"][s] for s in (0, 1)],
+                               norms, rtol=1e-5)
+    run_cli("-q", "reconstruct", patch_files / "patches.png", "-m", patch_files / "a.keras",
+            "--preprocess", "unit", "-l", "conv", "--method", "guided", "--tensorboard",
+            tmp_path / "logs2", "-o", tmp_path / "r")
+    images, _ = _events(tmp_path / "logs2")
+    (tag,) = images
+    assert tag == "cnnviz/reconstruct/patches" and list(images[tag]) == [0]

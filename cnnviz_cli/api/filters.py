@@ -72,12 +72,13 @@ class FiltersResult(Result):
 
 
     def _series(self, item: FiltersItem):
-        if item.checkpoints:
-            yield from super()._series(item)
+        if not item.checkpoints:
+            yield Series(item.layer, next(self._files(item)).render,
+                         numbers={"mean_norm": float(np.mean(item.shown[0].norms))})
             return
-        file = next(self._files(item))
-        yield Series(item.layer, file.render,
-                     numbers={"mean_norm": float(np.mean(item.shown[0].norms))})
+        for index, shown in enumerate(item.shown):
+            yield Series(item.layer, partial(_frame, item, self.options["colormap"], index),
+                         numbers={"mean_norm": float(np.mean(shown.norms))}, step=index)
 
 
 def _rows(item: FiltersItem, colormap: str) -> list[list[np.ndarray]]:
@@ -94,6 +95,10 @@ def _table(item: FiltersItem, colormap: str) -> np.ndarray:
     rows = _rows(item, colormap)
     return grid([tile for row in rows for tile in row], columns=len(rows[0]),
                 title=f"{item.layer}: {first} (top) to {last} (bottom)")
+
+
+def _frame(item: FiltersItem, colormap: str, index: int) -> np.ndarray:
+    return _frames(item, colormap)[index]
 
 
 def _frames(item: FiltersItem, colormap: str) -> list[np.ndarray]:

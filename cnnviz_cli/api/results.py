@@ -38,6 +38,7 @@ class Series:
     caption: str = ""
     numbers: dict = field(default_factory=dict)
     record: dict = field(default_factory=dict)
+    step: int = 0  # its TensorBoard step: a checkpoint's index when a result holds several
 
 
 @dataclass
@@ -82,8 +83,8 @@ class Result:
         seen: Counter = Counter()
         for item in self.items:
             for series in self._series(item):
-                seen[series.name] += 1
-                count = seen[series.name]
+                seen[series.name, series.step] += 1
+                count = seen[series.name, series.step]
                 yield series.name + (f"-{count}" if count > 1 else ""), series
 
     def files(self) -> Iterator[File]:

@@ -225,8 +225,9 @@ class Session:
         if self.outputs is not None:
             part.write(self.outputs)
         if self.summaries is not None:
-            self.summaries.write(self.command, 0, [(name, series.draw(), series.numbers)
-                                                   for name, series in part.series()])
+            for name, series in part.series():
+                self.summaries.write(self.command, series.step,
+                                     [(name, series.draw(), series.numbers)])
         if self.outputs is None or retain:
             self.parts.append(part)
 
