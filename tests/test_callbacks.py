@@ -280,4 +280,4 @@ def test_filters_checkpoints_and_reconstruct_in_tensorboard(run_cli, keras, patc
             tmp_path / "logs2", "-o", tmp_path / "r")
     images, _ = _events(tmp_path / "logs2")
     (tag,) = images
-    assert tag == "cnnviz/reconstruct/patches" and list(images[tag]) == [0]
+    assert tag == "cnnviz/reconstruct/patches/conv" and list(images[tag]) == [0]

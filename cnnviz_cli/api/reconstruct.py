@@ -9,7 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from cnnviz_cli.api.inputs import ImageSource, LoadedImage
-from cnnviz_cli.api.results import File, Result, collect, locals_of, open_session, part, slug
+from cnnviz_cli.api.results import (
+    File,
+    Result,
+    Series,
+    collect,
+    locals_of,
+    open_session,
+    part,
+    slug,
+)
 
 TILE = 128  # pixels: projection tiles are enlarged to at least this
 PANEL = 160  # pixels: inversion panels are enlarged to at least this
@@ -56,6 +65,14 @@ class ReconstructResult(Result):
                   "activations": item.activations, "positions": item.positions}
         yield File(f"{image.key}/reconstruct-{method}-{slug(item.layer)}.png", record,
                    partial(_projection_grid, item, method, self.options["extent"]))
+
+    def _series(self, item):
+        draw = next(self._files(item)).render
+        if isinstance(item, InversionItem):
+            yield Series(item.image.key, draw, numbers={
+                f"feature_error/{layer}": error for layer, error in item.feature_errors.items()})
+            return
+        yield Series(f"{item.image.key}/{item.layer}", draw)
 
 
 def _projection_grid(item: ProjectionItem, method: str, extent: str) -> np.ndarray:
