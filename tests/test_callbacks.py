@@ -281,3 +281,12 @@ def test_filters_checkpoints_and_reconstruct_in_tensorboard(run_cli, keras, patc
     images, _ = _events(tmp_path / "logs2")
     (tag,) = images
     assert tag == "cnnviz/reconstruct/patches/conv" and list(images[tag]) == [0]
+
+
+@pytest.mark.parametrize("option", ["--metrics", "--save-npy", "--skip-existing"])
+def test_options_a_checkpoint_series_drops_are_refused(run_cli, patch_files, tmp_path, option):
+    result = run_cli("-q", "cam", patch_files / "patches.png", "-m", patch_files / "a.keras",
+                     "--checkpoint", patch_files / "b.keras", option, "-o", tmp_path / "o",
+                     expect=2)
+    assert f"{option} cannot go with --checkpoint" in result.output
+    assert not (tmp_path / "o").exists()

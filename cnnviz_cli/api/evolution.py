@@ -107,6 +107,7 @@ def over_checkpoints(function: Callable, resolved, arguments: dict, checkpoints,
     from cnnviz_cli.models.checkpoints import checkpoint_weights, trainable_copy
 
     command = function.__name__
+    refuse_with_checkpoints(arguments.get("run") or {}, ("skip_existing",))
     copy = trainable_copy(resolved.model)
     state = replace(resolved, model=copy, compiled={})
     files = [Path(file) for file in checkpoints]
