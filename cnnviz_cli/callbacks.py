@@ -55,7 +55,8 @@ class VisualizeCallback(keras.callbacks.Callback):
             `preprocess` and `labels` as for `load_model`.
 
     After training, `results` holds the evolution result of each technique and `seconds`
-    the cost of each visualisation step (also logged, and recorded in the manifests).
+    the cost of each visualisation step, also in the epoch logs as `cnnviz_seconds` (Keras'
+    progress bar and History), in the manifests and in TensorBoard (`cnnviz/seconds`).
     """
 
     def __init__(self, images: ImageSource, techniques: Sequence[str] = TECHNIQUES[:3],
@@ -106,6 +107,8 @@ class VisualizeCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         if (epoch + 1) % self.every == 0:
             self._visualise(epoch + 1)
+            if logs is not None:  # shown by Keras' progress bar, kept in its History
+                logs["cnnviz_seconds"] = self.seconds[-1]
 
     def _visualise(self, step: int) -> None:
         start = time.perf_counter()
@@ -132,6 +135,7 @@ class VisualizeCallback(keras.callbacks.Callback):
     def on_train_end(self, logs=None) -> None:
         from cnnviz_cli.api.evolution import evolution_type
 
+        written = []
         for name, evolution in self.evolutions.items():
             result = evolution_type(name)(
                 items=list(evolution.tracks.values()), model=self.resolved.describe(),
@@ -141,9 +145,9 @@ class VisualizeCallback(keras.callbacks.Callback):
             self.results[name] = result
             if self.out is not None:
                 result.save(self.out / "evolution" / name)
-                self.parts.insert(len(self.results) - 1, (result.manifest, f"evolution/{name}"))
+                written.append((result.manifest, f"evolution/{name}"))
         if self.out is not None:
-            _write_merged(self.out, self.parts, {"seconds": self.seconds})
+            _write_merged(self.out, written + self.parts, {"seconds": self.seconds})
         if self.summaries is not None:
             self.summaries.close()
 

@@ -77,6 +77,7 @@ def test_per_epoch_outputs_and_evolution(trained):
     assert strip.height > (EPOCHS + 1) * 96  # one enlarged row per step
     assert (out / "index.html").is_file()
     assert len(callback.seconds) == EPOCHS + 1 and all(s > 0 for s in callback.seconds)
+    assert trained[1].history.history["cnnviz_seconds"] == callback.seconds[1:]
 
 
 def test_training_is_unaffected(trained):
