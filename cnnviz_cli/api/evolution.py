@@ -120,18 +120,20 @@ def over_checkpoints(function: Callable, resolved, arguments: dict, checkpoints,
     result_type = evolution_type(command)
     summaries, session.summaries = session.summaries, None  # per checkpoint, not the strips
     with session:
-        for index, file in enumerate(checkpoint_weights(copy, files)):
-            result = function(state, *inputs, **per_state_arguments(arguments))
-            if index == 0:
-                for failure in result.failures:
-                    session.failures.append(failure)
-                    if session.outputs is not None:
-                        session.outputs.fail(failure["input"], failure["error"])
-            drawn = evolution.add(file.name, result)
+        try:
+            for index, file in enumerate(checkpoint_weights(copy, files)):
+                result = function(state, *inputs, **per_state_arguments(arguments))
+                if index == 0:
+                    for failure in result.failures:
+                        session.failures.append(failure)
+                        if session.outputs is not None:
+                            session.outputs.fail(failure["input"], failure["error"])
+                drawn = evolution.add(file.name, result)
+                if summaries is not None:
+                    summaries.write(command, index, drawn)
+        finally:
             if summaries is not None:
-                summaries.write(command, index, drawn)
-        if summaries is not None:
-            summaries.close()
+                summaries.close()
         session.keep(part(session, result_type, list(evolution.tracks.values())), retain=True)
         return collect(session, result_type)
 
