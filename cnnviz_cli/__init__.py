@@ -36,8 +36,15 @@ __all__ = [
 ]
 
 
+CALLBACKS = ["VisualizeCallback"]  # Keras classes: importing them imports Keras
+
+
 def __getattr__(name: str):
-    """The public names, imported from cnnviz_cli.api on first use."""
+    """The public names, imported from cnnviz_cli.api (or .callbacks) on first use."""
+    if name in CALLBACKS:
+        from cnnviz_cli import callbacks
+
+        return getattr(callbacks, name)
     if name in __all__:
         from cnnviz_cli import api
 
@@ -46,4 +53,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+    return sorted([*globals(), *__all__, *CALLBACKS])

@@ -11,6 +11,7 @@ from cnnviz_cli.api.inputs import ImageSource, LoadedImage
 from cnnviz_cli.api.results import (
     File,
     Result,
+    Series,
     collect,
     locals_of,
     open_session,
@@ -59,6 +60,14 @@ class ActivationsResult(Result):
                        partial(overlay, image.original, normalize(computed.mean_map(0)),
                                options["colormap"], options["alpha"]))
 
+    def _series(self, item: ActivationsItem):
+        for file in self._files(item):
+            if file.record["kind"] == "grid":
+                record = file.record
+                numbers = {name: record[name] for name in ("mean", "max", "active_fraction")}
+                yield Series(f"{item.image.key}/{record['layer']}", file.render,
+                             numbers=numbers)
+
     def _picture(self, item: ActivationsItem) -> np.ndarray:
         return stack([file.render() for file in self._files(item)
                       if file.record["kind"] == "grid"])
@@ -76,7 +85,9 @@ def activations(
     alpha: float = 0.55,
     preprocess=None,
     labels=None,
+    checkpoints: Sequence[str | Path] = (),
     out: str | Path | None = None,
+    tensorboard: str | Path | None = None,
     progress: bool = False,
     **run,
 ) -> ActivationsResult:
@@ -93,26 +104,34 @@ def activations(
         colormap: a matplotlib colour map name.
         alpha: opacity of the overlay's heat colours.
         preprocess, labels: as for `load_model`.
+        checkpoints: model or weights files saved during training, in order: the technique
+            runs on each; one strip (a row per checkpoint) and GIF per picture followed.
         out: write the files while computing (memory stays flat; the result then keeps none).
+        tensorboard: also write the pictures and numbers as TensorBoard summaries into
+            this log folder (step 0; with checkpoints, the checkpoint's index).
         progress: show a progress bar and messages on stderr.
         **run: size, batch_size (8), max_pixels, skip_existing, fail_fast, shard (K, N).
 
     Returns:
         An ActivationsResult; `save(out)` writes the grids and overlays the command writes.
     """
+    from cnnviz_cli.api.evolution import over_checkpoints
     from cnnviz_cli.api.models import load_model
     from cnnviz_cli.models.layers import resolve_feature_maps
     from cnnviz_cli.techniques.activations import ActivationExtractor
 
     resolved = load_model(model, preprocess=preprocess, labels=labels)
     arguments = {**locals_of(activations, locals()), "layers": tuple(layers)}
+    if checkpoints:
+        return over_checkpoints(activations, resolved, arguments, checkpoints, out, progress)
     session, run = open_session("activations", activations, arguments, resolved, out, progress)
     with session:
         height, width = resolved.image_size(run["size"])
         chosen = resolve_feature_maps(resolved.model, tuple(layers), "activations",
                                       (height, width))
-        extractor = ActivationExtractor(resolved.model, [info.path for info in chosen],
-                                        (height, width, resolved.channels))
+        paths, shape = [info.path for info in chosen], (height, width, resolved.channels)
+        extractor = resolved.reuse(("activations", *paths, shape),
+                                   lambda: ActivationExtractor(resolved.model, paths, shape))
         for batch in session.batches(images, run):
             computed = extractor(resolved.prepare(np.stack([image.resized for image in batch])))
             items = [ActivationsItem(image, {layer.layer_path: layer.maps[index]

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cnnviz_cli.api.inputs import ImageSource, LoadedImage
-from cnnviz_cli.api.results import File, Result, collect, locals_of, open_session, part, slug
+from cnnviz_cli.api.results import (
+    File,
+    Result,
+    Series,
+    collect,
+    locals_of,
+    open_session,
+    part,
+    slug,
+)
 from cnnviz_cli.errors import CnnvizError
 
 if TYPE_CHECKING:
@@ -134,6 +143,17 @@ class CamResult(Result):
     def _picture(self, item: CamItem) -> np.ndarray:
         return self._panel(item)
 
+    def _series(self, item: CamItem):
+        from cnnviz_cli.render.report import score_text
+
+        record = item.record
+        numbers = {name: record[name] for name in ("score", "probability")
+                   if record[name] is not None}
+        for method in item.maps:
+            yield Series(f"{item.image.key}/{method}", partial(self._overlay, item, method),
+                         f"{item.label} · {score_text(record)}", numbers,
+                         {"class": record["class"], "label": item.label, **item.fields[method]})
+
 
 def cam(
     model,
@@ -172,7 +192,9 @@ def cam(
     fail_over_each: Sequence = (),
     preprocess=None,
     labels=None,
+    checkpoints: Sequence[str | Path] = (),
     out: str | Path | None = None,
+    tensorboard: str | Path | None = None,
     progress: bool = False,
     **run,
 ) -> CamResult:
@@ -216,7 +238,11 @@ def cam(
         fail_under, fail_over, fail_under_each, fail_over_each: gates as `METRIC=VALUE`
             strings; `passed` tells whether all hold.
         preprocess, labels: as for `load_model`.
+        checkpoints: model or weights files saved during training, in order: the technique
+            runs on each; one strip (a row per checkpoint) and GIF per picture followed.
         out: write the files while computing (memory stays flat; the result then keeps none).
+        tensorboard: also write the pictures and numbers as TensorBoard summaries into
+            this log folder (step 0; with checkpoints, the checkpoint's index).
         progress: show a progress bar and messages on stderr.
         **run: size, batch_size (16), max_pixels, skip_existing, fail_fast, shard.
 
@@ -224,7 +250,8 @@ def cam(
         A CamResult: per (image, class) item `maps`, `classes`, `labels`, `scores`,
         `probabilities`; `ranking`, `trust`, `gates` and `passed`.
     """
-    from cnnviz_cli.api.gates import Checks
+    from cnnviz_cli.api.evolution import over_checkpoints, refuse_with_checkpoints
+    from cnnviz_cli.api.gates import GATE_OPTIONS, Checks
     from cnnviz_cli.api.heads import model_head
     from cnnviz_cli.api.models import load_model
     from cnnviz_cli.api.results import image_words
@@ -251,8 +278,13 @@ def cam(
     arguments = {**locals_of(cam, locals()), "methods": chosen,
                  "classes": [str(c) for c in classes],
                  "reference": None if reference is None else image_words(reference)}
-    for option in ("fail_under", "fail_over", "fail_under_each", "fail_over_each"):
+    for option in GATE_OPTIONS:
         arguments[option] = [_gate_text(spec) for spec in arguments[option]]
+    if checkpoints:
+        refuse_with_checkpoints(arguments, ("metrics", "sanity", "targets", "baseline",
+                                            "save_npy", *GATE_OPTIONS))
+        return over_checkpoints(cam, resolved, arguments, checkpoints, out, progress,
+                                run_defaults={"batch_size": 16})
     session, run = open_session("cam", cam, arguments, resolved, out, progress,
                                 run_defaults={"batch_size": 16})
     with session:
@@ -263,8 +295,10 @@ def cam(
         head = model_head(resolved, output_index(resolved.model, output), task, direction,
                           reference, (height, width), run["max_pixels"])
         check_threshold(head, threshold)
-        explainer = CamExplainer(resolved.model, info and info.path,
-                                 (height, width, resolved.channels), output, head)
+        shape, path = (height, width, resolved.channels), info and info.path
+        explainer = resolved.reuse(
+            ("cam", path, shape, output, head.key),
+            lambda: CamExplainer(resolved.model, path, shape, output, head))
         wanted = Targets(tuple(resolved.class_index(spec, explainer.num_classes)
                                for spec in classes), top_k, threshold=threshold)
         settings = CamOptions(max_channels=max_n, batch_size=run["batch_size"], samples=samples,

@@ -76,6 +76,7 @@ def dream(
     preprocess=None,
     labels=None,
     out: str | Path | None = None,
+    tensorboard: str | Path | None = None,
     progress: bool = False,
     **run,
 ) -> DreamResult:
@@ -96,6 +97,8 @@ def dream(
         seed: seeds the tile offsets; same seed, same bytes.
         preprocess, labels: as for `load_model`.
         out: write the files while computing (memory stays flat; the result then keeps none).
+        tensorboard: also write the pictures and numbers as TensorBoard summaries into
+            this log folder (step 0; with checkpoints, the checkpoint's index).
         progress: show a progress bar and messages on stderr.
         **run: size (the longer side to dream at), batch_size, max_pixels, skip_existing,
             fail_fast, shard.

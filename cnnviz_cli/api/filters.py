@@ -7,7 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnviz_cli.api.results import File, Result, collect, locals_of, open_session, part, slug
+from cnnviz_cli.api.results import (
+    File,
+    Result,
+    Series,
+    collect,
+    locals_of,
+    open_session,
+    part,
+    slug,
+)
 
 
 @dataclass
@@ -62,6 +71,16 @@ class FiltersResult(Result):
                    kind="gif", frame_ms=700)
 
 
+    def _series(self, item: FiltersItem):
+        if not item.checkpoints:
+            yield Series(item.layer, next(self._files(item)).render,
+                         numbers={"mean_norm": float(np.mean(item.shown[0].norms))})
+            return
+        for index, shown in enumerate(item.shown):
+            yield Series(item.layer, partial(_frame, item, self.options["colormap"], index),
+                         numbers={"mean_norm": float(np.mean(shown.norms))}, step=index)
+
+
 def _rows(item: FiltersItem, colormap: str) -> list[list[np.ndarray]]:
     from cnnviz_cli.render.maps import kernel_tiles, symmetric_scale
 
@@ -76,6 +95,10 @@ def _table(item: FiltersItem, colormap: str) -> np.ndarray:
     rows = _rows(item, colormap)
     return grid([tile for row in rows for tile in row], columns=len(rows[0]),
                 title=f"{item.layer}: {first} (top) to {last} (bottom)")
+
+
+def _frame(item: FiltersItem, colormap: str, index: int) -> np.ndarray:
+    return _frames(item, colormap)[index]
 
 
 def _frames(item: FiltersItem, colormap: str) -> list[np.ndarray]:
@@ -97,6 +120,7 @@ def filters(
     colormap: str = "RdBu_r",
     unsafe_deserialization: bool = False,
     out: str | Path | None = None,
+    tensorboard: str | Path | None = None,
     progress: bool = False,
 ) -> FiltersResult:
     """The learned kernels of a convolution layer, and how they changed over checkpoints.
@@ -113,13 +137,15 @@ def filters(
         colormap: colour map of single-channel kernels (zero is its middle colour).
         unsafe_deserialization: allow checkpoint model files with Lambda layers.
         out: also write the files the command writes into this folder.
+        tensorboard: also write the pictures and numbers as TensorBoard summaries into
+            this log folder (step 0; with checkpoints, the checkpoint's index).
         progress: show messages on stderr.
 
     Returns:
         A FiltersResult with `kernels` and `norms` (lists of them, with checkpoints).
     """
     from cnnviz_cli.api.models import load_model
-    from cnnviz_cli.models.checkpoints import checkpoint_layers
+    from cnnviz_cli.models.checkpoints import checkpoint_weights, trainable_copy
     from cnnviz_cli.models.layers import default_layers, find_layer
     from cnnviz_cli.techniques.filters import filter_order, kernel_tensor, select_kernels
 
@@ -136,11 +162,13 @@ def filters(
         selected = None if str(channel) == "mean" else _channel(channel)
         kernel = kernel_tensor(info.layer)
         indices = filter_order(kernel, order, max_filters)
-        layers = [info.layer]
+        states = [None]
         if checkpoints:
-            layers = checkpoint_layers(resolved.model, info.path, [Path(c) for c in checkpoints],
-                                       safe_mode=not unsafe_deserialization)
-        shown = [select_kernels(kernel_tensor(one), indices, selected) for one in layers]
+            copy = trainable_copy(resolved.model)
+            info = find_layer(copy, info.path)
+            states = checkpoint_weights(copy, [Path(c) for c in checkpoints],
+                                        safe_mode=not unsafe_deserialization)
+        shown = [select_kernels(kernel_tensor(info.layer), indices, selected) for _ in states]
         item = FiltersItem(info.path, list(kernel.shape), shown, arguments["checkpoints"])
         session.keep(part(session, FiltersResult, [item]), retain=True)
         return collect(session, FiltersResult)

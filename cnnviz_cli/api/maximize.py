@@ -7,7 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnviz_cli.api.results import File, Result, collect, locals_of, open_session, part, slug
+from cnnviz_cli.api.results import (
+    File,
+    Result,
+    Series,
+    collect,
+    locals_of,
+    open_session,
+    part,
+    slug,
+)
 
 GRID_TILE = 96  # pixels: small synthesised images are enlarged to this in grids
 
@@ -75,6 +84,11 @@ class MaximizeResult(Result):
             yield File(f"{stem}.gif", summary, partial(_frames, result.snapshots, numbers,
                                                        labels, title), kind="gif")
 
+    def _series(self, item: MaximizeItem):
+        scores = item.maximized.scores
+        yield Series(item.layer or "classes", lambda: self._picture(item),
+                     numbers={"mean_score": float(np.mean(scores))})
+
     def _picture(self, item: MaximizeItem) -> np.ndarray:
         return next(file for file in self._files(item) if file.name.endswith("-grid.png")).render()
 
@@ -112,7 +126,9 @@ def maximize(
     batch_size: int = 16,
     preprocess=None,
     labels=None,
+    checkpoints: Sequence[str | Path] = (),
     out: str | Path | None = None,
+    tensorboard: str | Path | None = None,
     progress: bool = False,
 ) -> MaximizeResult:
     """Synthesise images that excite filters of a layer, or class scores, the most.
@@ -133,18 +149,24 @@ def maximize(
         gif: also draw an animation, one frame every `gif` steps (0: none).
         batch_size: filters or classes optimised together.
         preprocess, labels: as for `load_model`.
+        checkpoints: model or weights files saved during training, in order: the technique
+            runs on each; one strip (a row per checkpoint) and GIF per picture followed.
         out: also write the files the command writes into this folder.
+        tensorboard: also write the pictures and numbers as TensorBoard summaries into
+            this log folder (step 0; with checkpoints, the checkpoint's index).
         progress: show a spinner and messages on stderr.
 
     Returns:
         A MaximizeResult with `images`, `scores`, `noise_scores` and `targets`.
     """
+    from cnnviz_cli.api.evolution import over_checkpoints, refuse_with_checkpoints
     from cnnviz_cli.api.heads import model_head
     from cnnviz_cli.api.models import load_model
     from cnnviz_cli.errors import CnnvizError
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
     from cnnviz_cli.specs import filter_spec, parse_filters
-    from cnnviz_cli.techniques.maximize import maximize_classes, maximize_filters
+    from cnnviz_cli.techniques.maximize import filter_objective, maximize_classes
+    from cnnviz_cli.techniques.maximize import maximize as run_maximize
 
     resolved = load_model(model, preprocess=preprocess, labels=labels)
     arguments = locals_of(maximize, locals())
@@ -156,6 +178,9 @@ def maximize(
                           "--class.")
     filters = filter_spec(filters)
     arguments.update(filters=filters, classes=[str(c) for c in classes])
+    if checkpoints:
+        refuse_with_checkpoints(arguments, ("gif",))
+        return over_checkpoints(maximize, resolved, arguments, checkpoints, out, progress)
     session, _ = open_session("maximize", maximize, arguments, resolved, out, progress)
     with session:
         shape = (*resolved.image_size(size), resolved.channels)
@@ -172,8 +197,10 @@ def maximize(
                     else find_feature_map(resolved.model, layer))
             targets = parse_filters(filters, int(info.output_shape[-1]), info.path)
             with session.status(f"Maximising {len(targets)} filters of {info.path}"):
-                result = maximize_filters(resolved.model, info.path, resolved.preprocess,
-                                          targets, shape, config)
+                objective = resolved.reuse(
+                    ("maximize", info.path, resolved.preprocess),
+                    lambda: filter_objective(resolved.model, info.path, resolved.preprocess))
+                result = run_maximize(objective, targets, shape, config)
             item = MaximizeItem(info.path, targets, [str(i) for i in targets], result)
         session.keep(part(session, MaximizeResult, [item]), retain=True)
         return collect(session, MaximizeResult)

@@ -9,7 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from cnnviz_cli.api.inputs import ImageSource, LoadedImage
-from cnnviz_cli.api.results import File, Result, collect, locals_of, open_session, part, slug
+from cnnviz_cli.api.results import (
+    File,
+    Result,
+    Series,
+    collect,
+    locals_of,
+    open_session,
+    part,
+    slug,
+)
 
 TILE = 128  # pixels: projection tiles are enlarged to at least this
 PANEL = 160  # pixels: inversion panels are enlarged to at least this
@@ -57,6 +66,14 @@ class ReconstructResult(Result):
         yield File(f"{image.key}/reconstruct-{method}-{slug(item.layer)}.png", record,
                    partial(_projection_grid, item, method, self.options["extent"]))
 
+    def _series(self, item):
+        draw = next(self._files(item)).render
+        if isinstance(item, InversionItem):
+            yield Series(item.image.key, draw, numbers={
+                f"feature_error/{layer}": error for layer, error in item.feature_errors.items()})
+            return
+        yield Series(f"{item.image.key}/{item.layer}", draw)
+
 
 def _projection_grid(item: ProjectionItem, method: str, extent: str) -> np.ndarray:
     from cnnviz_cli.render.colour import signed_image
@@ -102,6 +119,7 @@ def reconstruct(
     preprocess=None,
     labels=None,
     out: str | Path | None = None,
+    tensorboard: str | Path | None = None,
     progress: bool = False,
     **run,
 ) -> ReconstructResult:
@@ -122,6 +140,8 @@ def reconstruct(
             total-variation and alpha-norm priors, parameterisation and seed.
         preprocess, labels: as for `load_model`.
         out: write the files while computing (memory stays flat; the result then keeps none).
+        tensorboard: also write the pictures and numbers as TensorBoard summaries into
+            this log folder (step 0; with checkpoints, the checkpoint's index).
         progress: show a progress bar and messages on stderr.
         **run: size, batch_size, max_pixels, skip_existing, fail_fast, shard.
 

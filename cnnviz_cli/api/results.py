@@ -4,6 +4,7 @@ import inspect
 import io
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,20 @@ class File:
     render: Callable[[], Any]
     kind: str = "png"  # png, gif or npy
     frame_ms: int = 120
+
+
+@dataclass(frozen=True)
+class Series:
+    """A picture of a result followed across checkpoints and training epochs: its name (stable
+    from one model state to the next), how to draw it, a caption, the numbers to chart and
+    what the manifest records about it."""
+
+    name: str
+    draw: Callable[[], np.ndarray]
+    caption: str = ""
+    numbers: dict = field(default_factory=dict)
+    record: dict = field(default_factory=dict)
+    step: int = 0  # its TensorBoard step: a checkpoint's index when a result holds several
 
 
 @dataclass
@@ -55,6 +70,22 @@ class Result:
     def _picture(self, item) -> np.ndarray:
         """What `show()` draws for one item: the panel or grid the command writes."""
         return next(self._files(item)).render()
+
+    def _series(self, item) -> Iterator[Series]:
+        """The pictures of one item that evolution strips and TensorBoard follow."""
+        image = getattr(item, "image", None)
+        yield Series(self.command if image is None else image.key,
+                     lambda: self._picture(item))
+
+    def series(self) -> Iterator[tuple[str, Series]]:
+        """Every followed picture of this result (`_series` of each item) with a unique name: a
+        name repeated (several classes of one image) gets a `-2`, `-3` suffix."""
+        seen: Counter = Counter()
+        for item in self.items:
+            for series in self._series(item):
+                seen[series.name, series.step] += 1
+                count = seen[series.name, series.step]
+                yield series.name + (f"-{count}" if count > 1 else ""), series
 
     def files(self) -> Iterator[File]:
         """Every file `save()` writes, in order (nothing is drawn until `render()`)."""
@@ -213,10 +244,13 @@ def open_session(command: str, function: Callable, arguments: dict, resolved,
     given = dict(arguments.pop("run", None) or {})
     run = run_options(given, run_defaults) if streams else {}
     images = arguments.pop("images", None)
+    tensorboard = arguments.pop("tensorboard", None)
     technique = {k: _plain(v) for k, v in arguments.items()
                  if k not in ("model", "out", "progress", "preprocess", "labels")}
     options = {**technique, **{k: _plain(v) for k, v in run.items()},
                "model": resolved.source, "out": None if out is None else str(out)}
+    if tensorboard is not None:
+        options["tensorboard"] = str(tensorboard)
     if images is not None:
         options["images"] = image_words(images)
     words = {**technique, **model_words(resolved),
@@ -225,7 +259,7 @@ def open_session(command: str, function: Callable, arguments: dict, resolved,
     line = command_line(command, [] if images is None else image_words(images), words,
                         {**defaults, **run_defaults})
     session = Session(command, resolved, options, line, None if out is None else Path(out),
-                      progress, notify)
+                      progress, notify, tensorboard)
     return session, run
 
 

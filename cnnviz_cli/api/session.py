@@ -79,7 +79,7 @@ class Session:
 
     def __init__(self, command: str, model, options: dict, command_line: str,
                  out: Path | None = None, progress: bool = False,
-                 notify: Callable[[str], None] | None = None):
+                 notify: Callable[[str], None] | None = None, tensorboard: Path | None = None):
         self.command = command
         self.model = model
         self.options = options
@@ -92,6 +92,11 @@ class Session:
         self.finished = False
         self._stream = None
         self._handlers: dict = {}
+        self.summaries = None
+        if tensorboard is not None:
+            from cnnviz_cli.io.tensorboard import Summaries
+
+            self.summaries = Summaries(tensorboard)
         if out is not None:
             self._open(Path(out))
 
@@ -226,6 +231,10 @@ class Session:
         `retain` (results that do not grow with the inputs) keep it in both cases."""
         if self.outputs is not None:
             part.write(self.outputs)
+        if self.summaries is not None:
+            for name, series in part.series():
+                self.summaries.write(self.command, series.step,
+                                     [(name, series.draw(), series.numbers)])
         if self.outputs is None or retain:
             self.parts.append(part)
 
@@ -246,6 +255,8 @@ class Session:
         for number, handler in self._handlers.items():
             signal.signal(number, handler)
         self._handlers = {}
+        if self.summaries is not None:
+            self.summaries.close()
         if self._stream is not None:
             self._stream.close()
         if self.outputs is None:

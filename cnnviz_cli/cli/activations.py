@@ -4,6 +4,7 @@ import click
 
 from cnnviz_cli.cli.common import (
     CnnvizCommand,
+    checkpoint_option,
     computing_model_options,
     finish,
     image_options,
@@ -31,6 +32,7 @@ from cnnviz_cli.cli.common import (
               help="Matplotlib colour map of the feature maps and the overlay.")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.55, show_default=True,
               help="Opacity of the overlay's heat colours.")
+@checkpoint_option
 @output_options
 @click.pass_context
 def activations(ctx: click.Context, **options) -> None:
@@ -42,12 +44,15 @@ def activations(ctx: click.Context, **options) -> None:
     \b
     Example:
       cnnviz activations sample_images/ -l block1_conv1 -l block3_conv2 -o out/
+      cnnviz activations sample_images/star.png -l block3_conv2 \\
+                         --checkpoint ck/epoch_00.weights.h5 --checkpoint ck/epoch_06.weights.h5
     """
     from cnnviz_cli import api
 
     result = api.activations(
         load_model(options), options["images"], layers=options["layer_specs"],
         max_channels=options["max_channels"], order=options["order"], scale=options["scale"],
-        colormap=options["colormap"], alpha=options["alpha"], **run_settings(ctx, options),
+        colormap=options["colormap"], alpha=options["alpha"], checkpoints=options["checkpoints"],
+        **run_settings(ctx, options),
     )
     finish(ctx, result, options["print_json"])

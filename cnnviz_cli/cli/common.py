@@ -208,9 +208,20 @@ output_options = compose(
     ),
     click.option("--json", "print_json", is_flag=True, help="Also print the manifest to stdout."),
     click.option(
+        "--tensorboard", metavar="LOGDIR", type=click.Path(file_okay=False, path_type=Path),
+        help="Also write the pictures and numbers as TensorBoard summaries into LOGDIR (step: "
+        "the --checkpoint index, else 0); view with `tensorboard --logdir LOGDIR`.",
+    ),
+    click.option(
         "-q", "--quiet", is_flag=True, expose_value=False, callback=_set_quiet,
         help="No progress bar or summary.",
     ),
+)
+
+checkpoint_option = click.option(
+    "--checkpoint", "checkpoints", multiple=True, metavar="FILE", type=click.Path(path_type=Path),
+    help="A model or weights file saved during training; repeat in training order to draw one "
+    "row per checkpoint and an animated GIF.",
 )
 
 image_options = compose(
@@ -268,7 +279,7 @@ def run_settings(ctx: click.Context, options: dict, images: bool = True) -> dict
     show progress, and (for commands over images) the run-loop options."""
     command = ctx.info_name or "cnnviz"
     settings = {"out": options.get("out") or Path("cnnviz-out") / command,
-                "progress": not quiet(ctx)}
+                "tensorboard": options.get("tensorboard"), "progress": not quiet(ctx)}
     if images:
         settings.update({key: options[key] for key in RUN_KEYS})
     return settings

@@ -1,11 +1,10 @@
 """`cnnviz filters`: the learned kernels of a convolution layer, and their training history."""
 
-from pathlib import Path
-
 import click
 
 from cnnviz_cli.cli.common import (
     CnnvizCommand,
+    checkpoint_option,
     device_options,
     finish,
     load_model,
@@ -28,10 +27,7 @@ from cnnviz_cli.cli.common import (
               help="Filters in index order, or largest L2 norm first.")
 @click.option("--max-filters", type=click.IntRange(min=1), default=64, show_default=True,
               help="Filters drawn at most, the first ones in the --order chosen.")
-@click.option("--checkpoint", "checkpoints", multiple=True, metavar="FILE",
-              type=click.Path(path_type=Path),
-              help="A model or weights file saved during training; repeat in training order to "
-              "draw one row per checkpoint and an animated GIF.")
+@checkpoint_option
 @click.option("--colormap", default="RdBu_r", show_default=True,
               help="Colour map for single-channel kernels (zero is the middle colour).")
 @output_options

@@ -5,6 +5,7 @@ import click
 from cnnviz_cli.cli.common import (
     CnnvizCommand,
     OnlyWhen,
+    checkpoint_option,
     computing_model_options,
     filter_option,
     finish,
@@ -54,6 +55,7 @@ HEAD_OPTIONS = OnlyWhen(("task", "direction"), "with --class (they say what the 
               help="Also write an animation of the optimisation, one frame every K steps.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Filters or classes optimised together in one compiled loop.")
+@checkpoint_option
 @output_options
 @click.pass_context
 def maximize(ctx: click.Context, **options) -> None:
@@ -76,6 +78,7 @@ def maximize(ctx: click.Context, **options) -> None:
         param=options["param"], transforms=options["transforms"],
         l2=options["l2"], tv=options["tv"], blur=options["blur"], steps=options["steps"],
         lr=options["lr"], size=options["size"], seed=options["seed"], gif=options["gif_every"],
-        batch_size=options["batch_size"], **run_settings(ctx, options, images=False),
+        batch_size=options["batch_size"], checkpoints=options["checkpoints"],
+        **run_settings(ctx, options, images=False),
     )
     finish(ctx, result, options["print_json"])

@@ -1,18 +1,18 @@
 """Train the bundled demo CNN on the procedural shapes dataset.
 
 Usage: ``python -m cnnviz_cli.demo.train [--epochs N] [--localise-epochs M] [--init MODEL]
-[--seed S] [--out-dir DIR] [--checkpoint-dir DIR]``.  Trains on 64, 96 and 128 px scenes
-holding no, one or two shapes, in two stages. Stage 1 (classify): a softmax over the
-classes in the scene. Stage 2 (localise): each class an independent yes/no (sigmoid)
-target, both for the whole image and at every position of the last feature map, where
-the target is the share of the position's cell that the class's shapes cover; this puts
-the class evidence that global average pooling sums on the shapes, so the model is a
-ground truth for localisation (the pointing game of `cnnviz cam`). `--init` starts from
-an earlier model file, folding away a per-image normalisation it may have (see
+[--seed S] [--out-dir DIR] [--checkpoint-dir DIR] [--visualize DIR]``.  Trains on 64, 96
+and 128 px scenes holding no, one or two shapes, in two stages. Stage 1 (classify): a
+softmax over the classes in the scene. Stage 2 (localise): each class an independent
+yes/no (sigmoid) target, both for the whole image and at every position of the last
+feature map, where the target is the share of the position's cell that the class's shapes
+cover; this puts the class evidence that global average pooling sums on the shapes, so the
+model is a ground truth for localisation (the pointing game of `cnnviz cam`). `--init`
+starts from an earlier model file, folding away a per-image normalisation it may have (see
 `without_normalisation`; with ``--epochs 0``: stage 2 only). The saved model ends in
 softmax. Writes ``shapes_cnn.keras`` and ``demo_model.json`` into the output directory
 and per-epoch weight checkpoints (``epoch_00`` is the starting point) into the
-checkpoint directory.
+checkpoint directory; `--visualize` follows the training with a VisualizeCallback.
 """
 
 from __future__ import annotations
@@ -230,6 +230,28 @@ def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> floa
     return float(np.mean(np.argmax(probabilities, axis=1) == labels))
 
 
+SAMPLE_SCENES = {"star": [3], "circle": [0], "square_and_ring": [1, 5]}  # followed in training
+
+
+def watcher(folder: Path, seed: int):
+    """A VisualizeCallback following GradCAM on a few sample scenes (written into
+    `folder/samples`) and the first-layer kernels, into `folder` and `folder/logs`."""
+    from PIL import Image
+
+    from cnnviz_cli.callbacks import VisualizeCallback
+
+    samples = folder / "samples"
+    samples.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed + 7)
+    paths = []
+    for name, classes in SAMPLE_SCENES.items():
+        Image.fromarray(draw_scene(rng, TRAIN_SIZE, classes)[0]).save(samples / f"{name}.png")
+        paths.append(str(samples / f"{name}.png"))
+    return VisualizeCallback(paths, techniques=("cam", "filters"), out=folder,
+                             log_dir=folder / "logs", methods=["gradcam"],
+                             layer="block1_conv1", preprocess="unit", labels=list(CLASS_NAMES))
+
+
 def train(
     epochs: int,
     localise_epochs: int,
@@ -237,9 +259,11 @@ def train(
     out_dir: Path,
     checkpoint_dir: Path,
     init: Path | None = None,
+    visualize: Path | None = None,
 ) -> dict[str, object]:
     """Generate data, train (from the weights of the model file `init`, if given), save model,
-    checkpoints and metadata; return the metadata."""
+    checkpoints and metadata; return the metadata. With `visualize`, a VisualizeCallback
+    follows the training into that folder (see `watcher`)."""
     keras.utils.set_random_seed(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -257,6 +281,11 @@ def train(
         start_model = without_normalisation(keras.saving.load_model(init), sample)
         model.set_weights(start_model.get_weights())
     model.save_weights(checkpoint_dir / "epoch_00.weights.h5")
+    callback = None
+    if visualize is not None:  # driven by hand: each epoch is a fit() of its stage's trainer
+        callback = watcher(visualize, seed)
+        callback.set_model(model)
+        callback.on_train_begin()
     augment_rng = np.random.default_rng(seed)
     stages = [(_classifier_stage(model), epochs), (_localiser_stage(model), localise_epochs)]
     total, epoch = epochs + localise_epochs, 0
@@ -271,6 +300,11 @@ def train(
             batches = _epoch_dataset(augment_rng, training_sets, seed + epoch)
             trainer.fit(batches.map(wanted), shuffle=False, verbose=2)
             model.save_weights(checkpoint_dir / f"epoch_{epoch:02d}.weights.h5")
+            if callback is not None:
+                callback.on_epoch_end(epoch - 1)
+                print(f"visualised in {callback.seconds[-1]:.1f}s")
+    if callback is not None:
+        callback.on_train_end()
     train_seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu_start
     print(f"training took {train_seconds:.1f}s wall-clock ({cpu_seconds:.1f}s CPU time)")
@@ -319,6 +353,11 @@ def main() -> None:
         default=Path("demo-checkpoints"),
         help="where to write per-epoch weights",
     )
+    parser.add_argument(
+        "--visualize", type=Path, metavar="DIR",
+        help="follow GradCAM on sample scenes and the first-layer kernels epoch by epoch into "
+        "DIR (strips, GIFs, TensorBoard logs in DIR/logs)",
+    )
     arguments = parser.parse_args()
     train(
         arguments.epochs,
@@ -327,6 +366,7 @@ def main() -> None:
         arguments.out_dir,
         arguments.checkpoint_dir,
         arguments.init,
+        arguments.visualize,
     )
 
 

@@ -67,6 +67,13 @@ class Head:
             return True
         return self.task in ("classify", "segment") and self.activation != "none"
 
+    @property
+    def key(self) -> tuple:
+        """What tells this head's score functions apart, to reuse compiled passes; a head with
+        reference embeddings is its own (they change with the weights)."""
+        return (self.task, self.activation, self.units, self.direction,
+                None if self.reference is None else id(self))
+
     def describe(self) -> dict:
         record = {"task": self.task, "activation": self.activation, "classes": self.num_classes,
                   "score": self.score_kind}

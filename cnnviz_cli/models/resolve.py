@@ -8,11 +8,12 @@ import os
 import sys
 import warnings
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import keras
 import numpy as np
@@ -33,6 +34,7 @@ from cnnviz_cli.models.registry import APPLICATIONS, canonical_name, model_names
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 DEFAULT_FREE_SIZE = 224
 BUILT_IN_WEIGHTS = ("imagenet", "none")
+T = TypeVar("T")
 LISTED_LABELS = 12  # labels listed in full in an unknown-label message
 
 
@@ -65,6 +67,15 @@ class ResolvedModel:
     weights_file: Path | None = None  # a weights file loaded into it
     preprocess_origin: str = "default"  # why this preprocessing, for the summary line
     runtime: Runtime | None = None  # where it computes (cnnviz_cli.device.configure)
+    compiled: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def reuse(self, key: tuple, build: Callable[[], T]) -> T:
+        """What `build()` returns, built once per `key` for this model and the copies
+        `load_model` makes of it: its compiled functions are traced once, then reused while
+        the weights change (training epochs, checkpoints)."""
+        if key not in self.compiled:
+            self.compiled[key] = build()
+        return self.compiled[key]
 
     @property
     def input_shape(self) -> tuple:

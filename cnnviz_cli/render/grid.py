@@ -93,3 +93,26 @@ def strip(panels: list[np.ndarray], labels: list[str], title: str | None = None)
         for panel in resized
     ]
     return grid(padded, labels, columns=len(padded), title=title)
+
+
+def labelled_rows(pictures: list[np.ndarray], labels: list[str], title: str | None = None,
+                  padding: int = 4) -> np.ndarray:
+    """Pictures one under the other, each with its label on the left (one row per step);
+    small pictures are enlarged."""
+    pictures = [upscale(as_rgb(picture), 96) for picture in pictures]
+    font = _font(13)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label_width = max(int(measure.textlength(label, font=font)) for label in labels) + padding
+    header = 22 if title else 0
+    width = label_width + max(picture.shape[1] for picture in pictures) + 2 * padding
+    height = header + sum(picture.shape[0] + padding for picture in pictures) + padding
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((padding, 4), title, fill=TEXT, font=_font(15))
+    y = header + padding
+    for picture, label in zip(pictures, labels, strict=True):
+        draw.text((padding, y + picture.shape[0] // 2 - 7), label, fill=TEXT, font=font)
+        canvas.paste(Image.fromarray(picture), (label_width + padding, y))
+        y += picture.shape[0] + padding
+    return np.asarray(canvas)
