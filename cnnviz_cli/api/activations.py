@@ -79,8 +79,8 @@ class ActivationsResult(Result):
         yield from super().files()
         if self.options.get("factorize"):
             for layer, vectors in self.concept_vectors.items():
-                yield File(f"concepts-{slug(layer)}.npy",
-                           {"layer": layer, "kind": "concept-vectors", "shape": list(vectors.shape)},
+                record = {"layer": layer, "kind": "concept-vectors", "shape": list(vectors.shape)}
+                yield File(f"concepts-{slug(layer)}.npy", record,
                            partial(np.asarray, vectors), kind="npy")
 
     def _picture(self, item: ActivationsItem) -> np.ndarray:
@@ -146,7 +146,8 @@ def activations(
         height, width = resolved.image_size(run["size"])
         extractor = ActivationExtractor(resolved.model, [info.path for info in chosen],
                                         (height, width, resolved.channels))
-        step = ConceptStep(factorize, concepts, [info.path for info in chosen], run)
+        step = ConceptStep(factorize, concepts,
+                           {info.path: info.output_shape[-1] for info in chosen}, run)
         for batch in session.batches(images, run):
             computed = extractor(resolved.prepare(np.stack([image.resized for image in batch])))
             items = [ActivationsItem(image, {layer.layer_path: layer.maps[index]

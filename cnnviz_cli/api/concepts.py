@@ -26,7 +26,9 @@ def load_concepts(source: str | Path | np.ndarray) -> np.ndarray:
 class ConceptStep:
     """What the activations loop does with concepts: nothing, apply saved ones, or fit."""
 
-    def __init__(self, factorize: int | None, concepts, layers: list[str], run: dict):
+    def __init__(self, factorize: int | None, concepts, channels: dict[str, int], run: dict):
+        from cnnviz_cli.techniques.concepts import check_components, check_count
+
         if factorize is not None and concepts is not None:
             raise CnnvizError("Give --factorize (fit new concepts) or --concepts (apply saved "
                               "ones), not both.")
@@ -34,11 +36,14 @@ class ConceptStep:
             raise CnnvizError("--factorize fits one set of concepts over all the images, so it "
                               "cannot run in shards or resume; save the concepts once and apply "
                               "them with --concepts.")
-        if concepts is not None and len(layers) != 1:
-            raise CnnvizError(f"--concepts applies to one layer, but {len(layers)} were chosen; "
-                              "give the layer they were fitted at with -l LAYER.")
+        if concepts is not None and len(channels) != 1:
+            raise CnnvizError(f"--concepts applies to one layer, but {len(channels)} were "
+                              "chosen; give the layer they were fitted at with -l LAYER.")
+        for count in channels.values() if factorize is not None else ():
+            check_count(factorize, count)
         self.count = factorize
-        self.vectors = {} if concepts is None else {layers[0]: load_concepts(concepts)}
+        self.vectors = {layer: check_components(load_concepts(concepts), count)
+                        for layer, count in channels.items() if concepts is not None}
         self.held: list = []
         self.errors: dict[str, float] = {}
 

@@ -50,7 +50,8 @@ def activations(ctx: click.Context, **options) -> None:
     Examples:
       cnnviz activations sample_images/ -l block1_conv1 -l block3_conv2 -o out/
       cnnviz activations sample_images/*.png -l block4_conv --factorize 4 -o out/concepts
-      cnnviz activations sample_images/star.png -l block4_conv --concepts out/concepts/concepts-block4_conv.npy -o out/applied
+      cnnviz activations sample_images/star.png -l block4_conv \\
+        --concepts out/concepts/concepts-block4_conv.npy -o out/applied
     """
     from cnnviz_cli import api
 

@@ -18,10 +18,11 @@ def concept_colour(index: int) -> np.ndarray:
 
 def concept_overlay(image: np.ndarray, regions: np.ndarray, top_channels: list[list[int]],
                     alpha: float = 0.6, title: str | None = None) -> np.ndarray:
-    """Each position coloured by its strongest concept, as opaque as that concept is strong
-    there (relative to the image's strongest), over `image`; a legend with each concept's
-    top channels underneath."""
-    base = as_rgb(image).astype(np.float32)
+    """`image` beside its grey copy on which each position is coloured by its strongest
+    concept, as opaque as that concept is strong there (relative to the image's strongest);
+    a legend with each concept's top channels underneath."""
+    original = as_rgb(image)
+    base = np.repeat(original.astype(np.float32).mean(axis=-1, keepdims=True), 3, axis=-1)
     height, width = base.shape[:2]
     upsampled = np.stack([resize_map(regions[..., k], (height, width))
                           for k in range(regions.shape[-1])], axis=-1)
@@ -29,7 +30,8 @@ def concept_overlay(image: np.ndarray, regions: np.ndarray, top_channels: list[l
     colours = PALETTE[upsampled.argmax(axis=-1) % len(PALETTE)]
     weight = alpha * np.clip(strength, 0.0, 1.0)[..., None]
     blended = (base * (1.0 - weight) + colours * weight).round().astype(np.uint8)
-    return _with_legend(blended, top_channels, title)
+    gap = np.full((height, 4, 3), 255, np.uint8)
+    return _with_legend(np.concatenate([original, gap, blended], axis=1), top_channels, title)
 
 
 def _with_legend(picture: np.ndarray, top_channels: list[list[int]], title: str | None):

@@ -41,13 +41,29 @@ def _result(maps: np.ndarray, weights: np.ndarray, components: np.ndarray) -> Co
     return Concepts(components.astype(np.float32), regions, float(error))
 
 
+def check_count(count: int, channels: int) -> None:
+    """Refuse a number of concepts a layer with `channels` channels cannot hold."""
+    if not 1 <= count <= channels:
+        raise CnnvizError(f"--factorize must be between 1 and the layer's {channels} channels, "
+                          f"but was {count}; choose a smaller number of concepts.")
+
+
+def check_components(components: np.ndarray, channels: int) -> np.ndarray:
+    """Concept vectors as a float64 (K, channels) array, or one error sentence."""
+    components = np.asarray(components, dtype=np.float64)
+    if components.ndim != 2 or components.shape[1] != channels or np.any(components < 0):
+        raise CnnvizError(
+            f"The concepts must be a non-negative (K, {channels}) array for this layer's "
+            f"{channels} channels, but had shape {components.shape}; save them with "
+            "--factorize at the same layer.")
+    return components
+
+
 def factorize(maps: np.ndarray, count: int, seed: int = 0, num_steps: int = 300) -> Concepts:
     """NMF of `maps` (images, height, width, channels) into `count` concepts (Lee & Seung's
     multiplicative updates from a seeded random start)."""
     channels = maps.shape[-1]
-    if not 1 <= count <= channels:
-        raise CnnvizError(f"--factorize must be between 1 and the layer's {channels} channels, "
-                         f"but was {count}; choose a smaller number of concepts.")
+    check_count(count, channels)
     matrix = _matrix(maps)
     rng = np.random.default_rng(seed)
     scale = np.sqrt(matrix.mean() / count) or 1.0
@@ -64,12 +80,7 @@ def factorize(maps: np.ndarray, count: int, seed: int = 0, num_steps: int = 300)
 
 def apply_concepts(maps: np.ndarray, components: np.ndarray, num_steps: int = 200) -> Concepts:
     """The regions of fixed concepts (K, channels) in `maps`: NMF with H held fixed."""
-    components = np.asarray(components, dtype=np.float64)
-    if components.ndim != 2 or components.shape[1] != maps.shape[-1] or np.any(components < 0):
-        raise CnnvizError(
-            f"The concepts must be a non-negative (K, {maps.shape[-1]}) array for this layer's "
-            f"{maps.shape[-1]} channels, but had shape {components.shape}; save them with "
-            "--factorize at the same layer.")
+    components = check_components(components, maps.shape[-1])
     matrix = _matrix(maps)
     weights = np.full((len(matrix), len(components)), np.sqrt(matrix.mean() + EPSILON))
     for _ in range(num_steps):
