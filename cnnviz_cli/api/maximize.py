@@ -60,9 +60,9 @@ class MaximizeResult(Result):
             stem, title = "maximize-classes", "classes (probability)"
         else:
             labels = [f"{i} · {ratio:.0f}x" if ratio < 999.5 else f"{i} · >999x"
-                      for i, ratio in zip(item.targets, result.ratios, strict=True)]
+                      for i, ratio in zip(item.names, result.ratios, strict=True)]
             stem, title = f"maximize-{slug(layer)}", f"{layer} (x noise)"
-            files = [f"{stem}/filter-{i}.png" for i in item.targets]
+            files = [f"{stem}/filter-{name}.png" for name in item.names]
         summary = {"layer": layer, "targets": item.targets, "activations": result.scores,
                    "noise_activations": result.noise_scores}
         for index, name in enumerate(files):
@@ -108,6 +108,12 @@ def maximize(
     seed: int = 0,
     gif: int = 0,
     batch_size: int = 16,
+    objective: str = "channel",
+    position: tuple[int, int] | None = None,
+    direction: str | Path | np.ndarray | None = None,
+    direction_images=None,
+    diversity: float = 0.0,
+    samples: int = 1,
     preprocess=None,
     labels=None,
     out: str | Path | None = None,
@@ -128,6 +134,8 @@ def maximize(
         seed: seeds the start image and the transforms; same seed, same bytes.
         gif: also draw an animation, one frame every `gif` steps (0: none).
         batch_size: filters or classes optimised together.
+        objective, position, direction, direction_images, diversity, samples: what a filter's
+            images maximise (see `api.objectives.unit_objective`), and how many per filter.
         preprocess, labels: as for `load_model`.
         out: also write the files the command writes into this folder.
         progress: show a spinner and messages on stderr.
@@ -136,6 +144,7 @@ def maximize(
         A MaximizeResult with `images`, `scores`, `noise_scores` and `targets`.
     """
     from cnnviz_cli.api.models import load_model
+    from cnnviz_cli.api.objectives import unit_objective
     from cnnviz_cli.errors import CnnvizError
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
     from cnnviz_cli.specs import filter_spec, parse_filters
@@ -143,6 +152,8 @@ def maximize(
 
     resolved = load_model(model, preprocess=preprocess, labels=labels)
     arguments = locals_of(maximize, locals())
+    if isinstance(direction, np.ndarray):
+        arguments["direction"] = "<array in memory>"
     if classes and (layer != "auto" or filters is not None):
         raise CnnvizError("--layer and --filter choose filters to maximise; they cannot go with "
                           "--class, which maximises classes instead.")
@@ -162,11 +173,13 @@ def maximize(
         else:
             info = (last_feature_map(resolved.model) if layer == "auto"
                     else find_feature_map(resolved.model, layer))
-            targets = parse_filters(filters, int(info.output_shape[-1]), info.path)
-            with session.status(f"Maximising {len(targets)} filters of {info.path}"):
+            unit = unit_objective(resolved, info, shape, arguments, parse_filters(
+                filters, int(info.output_shape[-1]), info.path))
+            with session.status(f"Maximising {len(unit.targets)} images at {info.path}"):
                 result = maximize_filters(resolved.model, info.path, resolved.preprocess,
-                                          targets, shape, config)
-            item = MaximizeItem(info.path, targets, [str(i) for i in targets], result)
+                                          unit.targets, shape, unit.config(config),
+                                          unit_score=unit.score, diversity=diversity)
+            item = MaximizeItem(info.path, unit.targets.tolist(), unit.names, result)
         session.keep(part(session, MaximizeResult, [item]), retain=True)
         return collect(session, MaximizeResult)
 
