@@ -173,8 +173,9 @@ def maximize(
         else:
             info = (last_feature_map(resolved.model) if layer == "auto"
                     else find_feature_map(resolved.model, layer))
-            unit = unit_objective(resolved, info, shape, arguments, parse_filters(
-                filters, int(info.output_shape[-1]), info.path))
+            chosen = parse_filters(filters, int(info.output_shape[-1]), info.path)
+            unit = unit_objective(resolved, info, shape, {**arguments, "direction": direction},
+                                  chosen)
             with session.status(f"Maximising {len(unit.targets)} images at {info.path}"):
                 result = maximize_filters(resolved.model, info.path, resolved.preprocess,
                                           unit.targets, shape, unit.config(config),
