@@ -1,7 +1,7 @@
 """`cnnviz_cli.activations`: the feature maps an image produces, layer by layer."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -27,6 +27,7 @@ class ActivationsItem:
 
     image: LoadedImage
     maps: dict[str, np.ndarray]
+    concepts: dict[str, np.ndarray] = field(default_factory=dict)  # layer -> (h, w, K) regions
 
 
 @dataclass(repr=False)
@@ -34,6 +35,7 @@ class ActivationsResult(Result):
     """Feature maps per image and layer (`items[i].maps[layer]`), with their grids."""
 
     command = "activations"
+    concept_vectors: dict[str, np.ndarray] = field(default_factory=dict)  # layer -> (K, channels)
 
     @property
     def maps(self) -> list[dict[str, np.ndarray]]:
@@ -59,6 +61,28 @@ class ActivationsResult(Result):
             yield File(f"{name}-overlay.png", {**record, "kind": "overlay"},
                        partial(overlay, image.original, normalize(computed.mean_map(0)),
                                options["colormap"], options["alpha"]))
+        yield from self._concept_files(item)
+
+    def _concept_files(self, item: ActivationsItem):
+        from cnnviz_cli.render.concepts import concept_overlay
+        from cnnviz_cli.techniques.concepts import top_channels
+
+        for layer, regions in item.concepts.items():
+            channels = top_channels(self.concept_vectors[layer])
+            strengths = regions.reshape(-1, regions.shape[-1]).mean(axis=0)
+            yield File(f"{item.image.key}/concepts-{slug(layer)}.png",
+                       {"input": item.image.name, "layer": layer, "kind": "concepts",
+                        "top_channels": channels, "strength": strengths.round(6).tolist()},
+                       partial(concept_overlay, item.image.original, regions, channels,
+                               self.options["alpha"], f"{item.image.title} · {layer}"))
+
+    def files(self):
+        yield from super().files()
+        if self.options.get("factorize"):
+            for layer, vectors in self.concept_vectors.items():
+                record = {"layer": layer, "kind": "concept-vectors", "shape": list(vectors.shape)}
+                yield File(f"concepts-{slug(layer)}.npy", record,
+                           partial(np.asarray, vectors), kind="npy")
 
     def _series(self, item: ActivationsItem):
         for file in self._files(item):
@@ -83,6 +107,8 @@ def activations(
     scale: str = "shared",
     colormap: str = "viridis",
     alpha: float = 0.55,
+    factorize: int | None = None,
+    concepts: str | Path | np.ndarray | None = None,
     preprocess=None,
     labels=None,
     checkpoints: Sequence[str | Path] = (),
@@ -103,6 +129,11 @@ def activations(
         scale: `shared` (one colour scale per grid) or `each` (one per feature map).
         colormap: a matplotlib colour map name.
         alpha: opacity of the overlay's heat colours.
+        factorize: fit this many concepts (NMF) at each layer over all the images: per image
+            an overlay of their regions (concepts-<layer>.png), the vectors in
+            concepts-<layer>.npy.
+        concepts: apply saved concept vectors (a .npy file of `factorize`, or a (K, channels)
+            array) at the one layer chosen, image by image.
         preprocess, labels: as for `load_model`.
         checkpoints: model or weights files saved during training, in order: the technique
             runs on each; one strip (a row per checkpoint) and GIF per picture followed.
@@ -115,14 +146,18 @@ def activations(
     Returns:
         An ActivationsResult; `save(out)` writes the grids and overlays the command writes.
     """
-    from cnnviz_cli.api.evolution import over_checkpoints
+    from cnnviz_cli.api.concepts import ConceptStep
+    from cnnviz_cli.api.evolution import over_checkpoints, refuse_with_checkpoints
     from cnnviz_cli.api.models import load_model
     from cnnviz_cli.models.layers import resolve_feature_maps
     from cnnviz_cli.techniques.activations import ActivationExtractor
 
     resolved = load_model(model, preprocess=preprocess, labels=labels)
     arguments = {**locals_of(activations, locals()), "layers": tuple(layers)}
+    if isinstance(concepts, np.ndarray):
+        arguments["concepts"] = "<array in memory>"
     if checkpoints:
+        refuse_with_checkpoints(arguments, ("factorize", "concepts"))
         return over_checkpoints(activations, resolved, arguments, checkpoints, out, progress)
     session, run = open_session("activations", activations, arguments, resolved, out, progress)
     with session:
@@ -132,11 +167,21 @@ def activations(
         paths, shape = [info.path for info in chosen], (height, width, resolved.channels)
         extractor = resolved.reuse(("activations", *paths, shape),
                                    lambda: ActivationExtractor(resolved.model, paths, shape))
+        step = ConceptStep(factorize, concepts,
+                           {info.path: info.output_shape[-1] for info in chosen}, run)
         for batch in session.batches(images, run):
             computed = extractor(resolved.prepare(np.stack([image.resized for image in batch])))
             items = [ActivationsItem(image, {layer.layer_path: layer.maps[index]
                                              for layer in computed})
                      for index, image in enumerate(batch)]
-            session.keep(part(session, ActivationsResult, items))
-        return collect(session, ActivationsResult)
+            if step.holds:
+                step.held += items
+                continue
+            step.apply(items)
+            session.keep(part(session, ActivationsResult, items, concept_vectors=step.vectors))
+        if step.holds:
+            session.keep(part(session, ActivationsResult, step.fit(),
+                              concept_vectors=step.vectors))
+        return collect(session, ActivationsResult, concept_vectors=step.vectors,
+                       metrics=step.metrics())
 

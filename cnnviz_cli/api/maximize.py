@@ -69,9 +69,9 @@ class MaximizeResult(Result):
             stem, title = "maximize-classes", "classes (probability)"
         else:
             labels = [f"{i} · {ratio:.0f}x" if ratio < 999.5 else f"{i} · >999x"
-                      for i, ratio in zip(item.targets, result.ratios, strict=True)]
+                      for i, ratio in zip(item.names, result.ratios, strict=True)]
             stem, title = f"maximize-{slug(layer)}", f"{layer} (x noise)"
-            files = [f"{stem}/filter-{i}.png" for i in item.targets]
+            files = [f"{stem}/filter-{name}.png" for name in item.names]
         summary = {"layer": layer, "targets": item.targets, "activations": result.scores,
                    "noise_activations": result.noise_scores}
         for index, name in enumerate(files):
@@ -124,6 +124,12 @@ def maximize(
     seed: int = 0,
     gif: int = 0,
     batch_size: int = 16,
+    objective: str = "channel",
+    position: tuple[int, int] | None = None,
+    direction_vector: str | Path | np.ndarray | None = None,
+    direction_images=None,
+    diversity: float = 0.0,
+    samples: int = 1,
     preprocess=None,
     labels=None,
     checkpoints: Sequence[str | Path] = (),
@@ -148,6 +154,8 @@ def maximize(
         seed: seeds the start image and the transforms; same seed, same bytes.
         gif: also draw an animation, one frame every `gif` steps (0: none).
         batch_size: filters or classes optimised together.
+        objective, position, direction_vector, direction_images, diversity, samples: what a filter's
+            images maximise (see `api.objectives.unit_objective`), and how many per filter.
         preprocess, labels: as for `load_model`.
         checkpoints: model or weights files saved during training, in order: the technique
             runs on each; one strip (a row per checkpoint) and GIF per picture followed.
@@ -162,20 +170,26 @@ def maximize(
     from cnnviz_cli.api.evolution import over_checkpoints, refuse_with_checkpoints
     from cnnviz_cli.api.heads import model_head
     from cnnviz_cli.api.models import load_model
+    from cnnviz_cli.api.objectives import unit_objective
     from cnnviz_cli.errors import CnnvizError
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
     from cnnviz_cli.specs import filter_spec, parse_filters
-    from cnnviz_cli.techniques.maximize import filter_objective, maximize_classes
+    from cnnviz_cli.techniques.maximize import filter_objectives, maximize_classes
     from cnnviz_cli.techniques.maximize import maximize as run_maximize
 
     resolved = load_model(model, preprocess=preprocess, labels=labels)
     arguments = locals_of(maximize, locals())
+    if isinstance(direction_vector, np.ndarray):
+        arguments["direction_vector"] = "<array in memory>"
     if classes and (layer != "auto" or filters is not None):
         raise CnnvizError("--layer and --filter choose filters to maximise; they cannot go with "
                           "--class, which maximises classes instead.")
     if not classes and (task is not None or direction is not None):
         raise CnnvizError("--task and --direction say what class scores are; they go with "
                           "--class.")
+    if objective == "direction" and filters is not None:
+        raise CnnvizError("--filter chooses filters, but --objective direction maximises one "
+                          "direction of the whole layer; leave --filter out.")
     filters = filter_spec(filters)
     arguments.update(filters=filters, classes=[str(c) for c in classes])
     if checkpoints:
@@ -195,13 +209,17 @@ def maximize(
         else:
             info = (last_feature_map(resolved.model, shape[:2]) if layer == "auto"
                     else find_feature_map(resolved.model, layer))
-            targets = parse_filters(filters, int(info.output_shape[-1]), info.path)
-            with session.status(f"Maximising {len(targets)} filters of {info.path}"):
-                objective = resolved.reuse(
-                    ("maximize", info.path, resolved.preprocess),
-                    lambda: filter_objective(resolved.model, info.path, resolved.preprocess))
-                result = run_maximize(objective, targets, shape, config)
-            item = MaximizeItem(info.path, targets, [str(i) for i in targets], result)
+            chosen = parse_filters(filters, int(info.output_shape[-1]), info.path)
+            unit = unit_objective(resolved, info, shape,
+                                  {**arguments, "direction_vector": direction_vector}, chosen)
+            with session.status(f"Maximising {len(unit.targets)} images at {info.path}"):
+                optimised, measure = resolved.reuse(
+                    ("maximize", info.path, resolved.preprocess, unit.key, diversity),
+                    lambda: filter_objectives(resolved.model, info.path, resolved.preprocess,
+                                              unit.score, diversity))
+                result = run_maximize(optimised, unit.targets, shape, unit.config(config),
+                                      measure)
+            item = MaximizeItem(info.path, unit.targets.tolist(), unit.names, result)
         session.keep(part(session, MaximizeResult, [item]), retain=True)
         return collect(session, MaximizeResult)
 

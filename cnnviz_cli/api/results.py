@@ -282,7 +282,7 @@ def collect(session: Session, result_type: type, **fields) -> Result:
     )
 
 
-def part(session: Session, result_type: type, items: list) -> Result:
+def part(session: Session, result_type: type, items: list, **fields) -> Result:
     """A part of a session's result (one batch's items), to `session.keep`."""
     return result_type(items=items, model=session.outputs.model if session.outputs else {},
-                       options=session.options, command_line=session.command_line)
+                       options=session.options, command_line=session.command_line, **fields)

@@ -33,6 +33,13 @@ from cnnviz_cli.cli.common import (
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.55, show_default=True,
               help="Opacity of the overlay's heat colours.")
 @checkpoint_option
+@click.option("--factorize", type=click.IntRange(min=1), metavar="K",
+              help="Fit K concepts (NMF of each layer's maps over all the images): per image "
+              "their regions in colour (concepts-<layer>.png), the vectors in "
+              "concepts-<layer>.npy.")
+@click.option("--concepts", "concepts_file", type=click.Path(exists=True, dir_okay=False),
+              metavar="FILE.npy", help="Apply concepts that --factorize saved, at the one "
+              "--layer they were fitted at.")
 @output_options
 @click.pass_context
 def activations(ctx: click.Context, **options) -> None:
@@ -42,10 +49,13 @@ def activations(ctx: click.Context, **options) -> None:
     and the mean activation over channels laid on the image (...-overlay.png).
 
     \b
-    Example:
+    Examples:
       cnnviz activations sample_images/ -l block1_conv1 -l block3_conv2 -o out/
       cnnviz activations sample_images/star.png -l block3_conv2 \\
                          --checkpoint ck/epoch_00.weights.h5 --checkpoint ck/epoch_06.weights.h5
+      cnnviz activations sample_images/*.png -l block4_conv --factorize 4 -o out/concepts
+      cnnviz activations sample_images/star.png -l block4_conv \\
+        --concepts out/concepts/concepts-block4_conv.npy -o out/applied
     """
     from cnnviz_cli import api
 
@@ -53,6 +63,7 @@ def activations(ctx: click.Context, **options) -> None:
         load_model(options), options["images"], layers=options["layer_specs"],
         max_channels=options["max_channels"], order=options["order"], scale=options["scale"],
         colormap=options["colormap"], alpha=options["alpha"], checkpoints=options["checkpoints"],
+        factorize=options["factorize"], concepts=options["concepts_file"],
         **run_settings(ctx, options),
     )
     finish(ctx, result, options["print_json"])

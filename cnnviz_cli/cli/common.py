@@ -115,10 +115,10 @@ class CnnvizCommand(click.Command):
             LISTENER.reset(token)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        arguments = list(args)  # the parser consumes the list it is given
+        if not ctx.resilient_parsing:  # before any value is converted or checked
+            self._refuse_repeats(ctx, list(args))  # the parser consumes the list it is given
         rest = super().parse_args(ctx, args)
         if not ctx.resilient_parsing:
-            self._refuse_repeats(ctx, arguments)
             self._refuse_ignored(ctx)
         return rest
 

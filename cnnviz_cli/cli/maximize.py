@@ -15,6 +15,15 @@ from cnnviz_cli.cli.common import (
 )
 from cnnviz_cli.cli.heads import head_options
 
+
+def _position(value: str) -> tuple[int, int]:
+    try:
+        column, row = (int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected X,Y such as 3,4, but got {value!r}.") from None
+    return column, row
+
+
 FILTER_OPTIONS = OnlyWhen(("layer_spec", "filter_spec"), "without --class (which maximises "
                           "classes instead of filters)", lambda params: not params["classes"])
 
@@ -56,6 +65,22 @@ HEAD_OPTIONS = OnlyWhen(("task", "direction"), "with --class (they say what the 
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Filters or classes optimised together in one compiled loop.")
 @checkpoint_option
+@click.option("--objective", type=click.Choice(["channel", "neuron", "direction"]),
+              default="channel", show_default=True, help="What a filter's images maximise: its "
+              "mean activation, one unit (--position) or a direction in channel space.")
+@click.option("--position", callback=lambda _c, _p, v: None if v is None else _position(v),
+              metavar="X,Y", help="The unit of --objective neuron, in feature-map "
+              "coordinates [default: the centre].")
+@click.option("--direction-vector", type=click.Path(exists=True, dir_okay=False),
+              metavar="FILE.npy",
+              help="The vector (one value per channel) of --objective direction.")
+@click.option("--direction-images", multiple=True, metavar="IMAGES",
+              help="--objective direction along the mean activation of these images. "
+              "Repeatable.")
+@click.option("--diversity", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight of the penalty on the Gram similarity of a filter's --samples.")
+@click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Images per filter (made different by --diversity).")
 @output_options
 @click.pass_context
 def maximize(ctx: click.Context, **options) -> None:
@@ -69,6 +94,7 @@ def maximize(ctx: click.Context, **options) -> None:
     Example:
       cnnviz maximize -l block3_conv2 --filter 0-3 --filter 9 --steps 256 -o out/
       cnnviz maximize --class star --class ring -o out/
+      cnnviz maximize -l block4_conv --filter 5 --samples 4 --diversity 0.5 -o out/diverse
     """
     from cnnviz_cli import api
 
@@ -79,6 +105,10 @@ def maximize(ctx: click.Context, **options) -> None:
         l2=options["l2"], tv=options["tv"], blur=options["blur"], steps=options["steps"],
         lr=options["lr"], size=options["size"], seed=options["seed"], gif=options["gif_every"],
         batch_size=options["batch_size"], checkpoints=options["checkpoints"],
+        objective=options["objective"], position=options["position"],
+        direction_vector=options["direction_vector"],
+        direction_images=list(options["direction_images"]) or None,
+        diversity=options["diversity"], samples=options["samples"],
         **run_settings(ctx, options, images=False),
     )
     finish(ctx, result, options["print_json"])

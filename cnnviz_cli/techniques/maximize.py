@@ -13,8 +13,14 @@ import tensorflow as tf
 
 from cnnviz_cli.models.extract import build_extractor
 from cnnviz_cli.models.heads import Head, detect_head
+from cnnviz_cli.techniques.objectives import (
+    UnitScore,
+    channel_score,
+    layer_features,
+    layer_objective,
+)
 from cnnviz_cli.techniques.optim import Fourier, Objective, OptimConfig, Pixel, optimize
-from cnnviz_cli.techniques.targets import class_scores, filter_scores
+from cnnviz_cli.techniques.targets import class_scores
 
 PARAMETERIZATIONS = {"fourier": Fourier, "pixel": Pixel}
 # The random image filter visualisation classically starts from (Chollet, Deep Learning with
@@ -58,13 +64,7 @@ class Maximized:
 
 def filter_objective(model: keras.Model, layer_path: str, preprocess) -> Objective:
     """images in [0, 1], filter indices -> mean activation of each item's filter."""
-    extractor = build_extractor(model, [layer_path])
-    features = keras.Model(extractor.inputs, extractor.outputs[0])
-
-    def objective(images: tf.Tensor, filters: tf.Tensor) -> tf.Tensor:
-        return filter_scores(features(preprocess(images * 255.0), training=False), filters)
-
-    return objective
+    return layer_objective(layer_features(model, layer_path), preprocess, channel_score)
 
 
 def class_logits(model: keras.Model, preprocess):
@@ -76,9 +76,10 @@ def class_logits(model: keras.Model, preprocess):
 
 def maximize(
     objective: Objective, targets: np.ndarray, image_shape: tuple[int, int, int],
-    config: MaximizeConfig,
+    config: MaximizeConfig, measure: Objective | None = None,
 ) -> Maximized:
-    """Synthesise one image per entry of `targets` maximising `objective(images, targets)`."""
+    """Synthesise one image per entry of `targets` maximising `objective(images, targets)`;
+    the scores recorded are those of `measure` (default: the objective itself)."""
     targets = np.asarray(targets, dtype=np.int32)
     parameterization = PARAMETERIZATIONS[config.parameterization](*image_shape)
     chunks = [  # each chunk its own seed, so no two items start from the same noise
@@ -92,21 +93,41 @@ def maximize(
     snapshots = None
     if config.optim.snapshot_every:
         snapshots = np.concatenate([chunk.snapshots for chunk in chunks], axis=1)
+    images = np.concatenate([chunk.images for chunk in chunks])
+    scores = np.concatenate([chunk.scores for chunk in chunks])
+    if measure is not None:
+        scores = _scores(measure, images, targets, config.batch_size)
     return Maximized(
-        targets=targets,
-        images=np.concatenate([chunk.images for chunk in chunks]),
-        scores=np.concatenate([chunk.scores for chunk in chunks]),
-        noise_scores=_scores(objective, noise, targets, config.batch_size),
+        targets=targets, images=images, scores=scores,
+        noise_scores=_scores(measure or objective, noise, targets, config.batch_size),
         snapshots=snapshots,
     )
 
 
+def filter_objectives(
+    model: keras.Model, layer_path: str, preprocess, unit_score: UnitScore = channel_score,
+    diversity: float = 0.0,
+) -> tuple[Objective, Objective | None]:
+    """(the objective to optimise, the score to record: None when it is the objective) for
+    `unit_score` at `layer_path`; with `diversity`, the objective subtracts a Gram-similarity
+    penalty that pushes the samples of one filter apart, and the recorded score leaves it out."""
+    features = layer_features(model, layer_path)
+    measure = layer_objective(features, preprocess, unit_score)
+    if not diversity:
+        return measure, None
+    return layer_objective(features, preprocess, unit_score, diversity), measure
+
+
 def maximize_filters(
     model: keras.Model, layer_path: str, preprocess, filters: np.ndarray,
-    image_shape: tuple[int, int, int], config: MaximizeConfig,
+    image_shape: tuple[int, int, int], config: MaximizeConfig, *,
+    unit_score: UnitScore = channel_score, diversity: float = 0.0,
 ) -> Maximized:
-    """One image per filter of `layer_path`, each maximising the filter's mean activation."""
-    return maximize(filter_objective(model, layer_path, preprocess), filters, image_shape, config)
+    """One image per entry of `filters` (repeat a filter for several samples), each maximising
+    `unit_score` at `layer_path` (default: the filter's mean activation), with `diversity` as
+    in `filter_objectives` (a chunk of `batch_size` must hold all samples of a filter)."""
+    objective, measure = filter_objectives(model, layer_path, preprocess, unit_score, diversity)
+    return maximize(objective, filters, image_shape, config, measure)
 
 
 def maximize_classes(
