@@ -26,6 +26,7 @@ class FixedSize:
     """What `Session` asks of a resolved model."""
 
     channels = 3
+    runtime = None  # no device chosen: the work runs where TensorFlow puts it
 
     def image_size(self, size):
         return (8, 8)
