@@ -95,7 +95,8 @@ def activations(
         preprocess, labels: as for `load_model`.
         out: write the files while computing (memory stays flat; the result then keeps none).
         progress: show a progress bar and messages on stderr.
-        **run: size, batch_size (8), max_pixels, skip_existing, fail_fast, shard (K, N).
+        **run: size, batch_size (8), max_pixels, skip_existing, fail_fast, shard (K, N),
+            force.
 
     Returns:
         An ActivationsResult; `save(out)` writes the grids and overlays the command writes.

@@ -164,7 +164,7 @@ def cam(
         preprocess, labels: as for `load_model`.
         out: write the files while computing (memory stays flat; the result then keeps none).
         progress: show a progress bar and messages on stderr.
-        **run: size, batch_size (16), max_pixels, skip_existing, fail_fast, shard.
+        **run: size, batch_size (16), max_pixels, skip_existing, fail_fast, shard, force.
 
     Returns:
         A CamResult: per (image, class) item `maps`, `classes`, `labels`, `scores`,

@@ -98,7 +98,7 @@ def dream(
         out: write the files while computing (memory stays flat; the result then keeps none).
         progress: show a progress bar and messages on stderr.
         **run: size (the longer side to dream at), batch_size, max_pixels, skip_existing,
-            fail_fast, shard.
+            fail_fast, shard, force.
 
     Returns:
         A DreamResult with the dreamed `images`.

@@ -98,6 +98,7 @@ def filters(
     unsafe_deserialization: bool = False,
     out: str | Path | None = None,
     progress: bool = False,
+    force: bool = False,
 ) -> FiltersResult:
     """The learned kernels of a convolution layer, and how they changed over checkpoints.
 
@@ -114,6 +115,7 @@ def filters(
         unsafe_deserialization: allow checkpoint model files with Lambda layers.
         out: also write the files the command writes into this folder.
         progress: show messages on stderr.
+        force: replace the outputs of an earlier run with other options in `out`.
 
     Returns:
         A FiltersResult with `kernels` and `norms` (lists of them, with checkpoints).

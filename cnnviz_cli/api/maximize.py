@@ -112,6 +112,7 @@ def maximize(
     labels=None,
     out: str | Path | None = None,
     progress: bool = False,
+    force: bool = False,
 ) -> MaximizeResult:
     """Synthesise images that excite filters of a layer, or class scores, the most.
 
@@ -131,6 +132,7 @@ def maximize(
         preprocess, labels: as for `load_model`.
         out: also write the files the command writes into this folder.
         progress: show a spinner and messages on stderr.
+        force: replace the outputs of an earlier run with other options in `out`.
 
     Returns:
         A MaximizeResult with `images`, `scores`, `noise_scores` and `targets`.

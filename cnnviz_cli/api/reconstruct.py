@@ -123,7 +123,7 @@ def reconstruct(
         preprocess, labels: as for `load_model`.
         out: write the files while computing (memory stays flat; the result then keeps none).
         progress: show a progress bar and messages on stderr.
-        **run: size, batch_size, max_pixels, skip_existing, fail_fast, shard.
+        **run: size, batch_size, max_pixels, skip_existing, fail_fast, shard, force.
 
     Returns:
         A ReconstructResult: ProjectionItems (`images` per channel) or InversionItems.

@@ -177,6 +177,11 @@ output_options = compose(
     ),
     click.option("--json", "print_json", is_flag=True, help="Also print the manifest to stdout."),
     click.option(
+        "--force", is_flag=True,
+        help="Replace the outputs of an earlier run with another command or options in --out "
+        "[default: refuse such a folder].",
+    ),
+    click.option(
         "-q", "--quiet", is_flag=True, expose_value=False, callback=_set_quiet,
         help="No progress bar or summary.",
     ),
@@ -233,7 +238,7 @@ def run_settings(ctx: click.Context, options: dict, images: bool = True) -> dict
     show progress, and (for commands over images) the run-loop options."""
     command = ctx.info_name or "cnnviz"
     settings = {"out": options.get("out") or Path("cnnviz-out") / command,
-                "progress": not quiet(ctx)}
+                "progress": not quiet(ctx), "force": options["force"]}
     if images:
         settings.update({key: options[key] for key in RUN_KEYS})
     return settings
