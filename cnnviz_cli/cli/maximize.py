@@ -59,8 +59,8 @@ def maximize(ctx: click.Context, **options) -> None:
 
     \b
     Example:
-      cnnviz maximize -l block3_conv2 --filter 0-3 --filter 9 --steps 256 -o out/
-      cnnviz maximize --class star --class ring -o out/
+      cnnviz maximize -l block3_conv2 --filter 0-3 --filter 9 --steps 256 -o out/filters
+      cnnviz maximize --class star --class ring -o out/classes
     """
     from cnnviz_cli import api
 
