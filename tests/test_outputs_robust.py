@@ -258,8 +258,9 @@ def test_a_full_tmpfs_exits_4_and_skip_existing_finishes_once_it_grows(
 # --- SIGKILL at five moments ----------------------------------------------------------------
 
 
-def _pictures(out: Path) -> int:
-    return len(list(out.glob("*/*.png")))
+def _pictures(out: Path, since: float) -> int:
+    """How many pictures were written into `out` since a time.time()."""
+    return sum(path.stat().st_mtime >= since for path in out.glob("*/*.png"))
 
 
 @pytest.mark.slow
@@ -267,19 +268,27 @@ def test_killed_at_five_moments_then_resumed_equals_an_uninterrupted_run(run_cli
     inputs = write_images(tmp_path / "in", 200)
     out = tmp_path / "out"
     command = cnnviz(*CAM, inputs, "-o", out, "--batch-size", "4", "--skip-existing")
-    listed = []
-    # the moments: the first manifest on disk, then 10, 100, 220 and 340 of the 400 pictures
-    for moment in (0, 10, 100, 220, 340):
+    listed = [0]
+
+    def moment_reached(number: int, started: float) -> bool:
+        """0: the first manifest is on disk; 1, 4: this run wrote 10 or 20 pictures (a batch
+        half-written); 2, 3: the manifest has just grown past what the run started with."""
+        if number in (0, 1, 4):
+            return ((out / "manifest.json").exists()
+                    and _pictures(out, started) >= (0, 10, 0, 0, 20)[number])
+        return len(manifest_of(out)["inputs"]) > listed[-1]
+
+    for number in range(5):
+        started = time.time()
         run = subprocess.Popen(command, stderr=subprocess.DEVNULL, env=PYTHON_PATH)
         deadline = time.monotonic() + 120
-        while run.poll() is None and time.monotonic() < deadline:
-            if (out / "manifest.json").exists() and _pictures(out) >= moment:
-                break
+        while (run.poll() is None and time.monotonic() < deadline
+               and not moment_reached(number, started)):
             time.sleep(0.002)
         run.send_signal(signal.SIGKILL)
         run.wait()
         listed.append(len(check_listed(out)["inputs"]))
-    assert listed == sorted(listed) and any(0 < count < 200 for count in listed), listed
+    assert listed[3] < listed[4] <= listed[5] < 200, listed
     finished = subprocess.run(command, capture_output=True, text=True, env=PYTHON_PATH)
     assert finished.returncode == 0, finished.stderr
     run_cli(*CAM, inputs, "-o", tmp_path / "reference", "--batch-size", "4")  # in-process

@@ -3,7 +3,7 @@
 A `Session` decodes images in background threads ahead of the model. With an output folder it
 opens (creates and locks) the folder only once the model and layers resolved, writes each
 batch's files behind the model (atomically, in background threads), rewrites `manifest.json`
-every few seconds and, after an error, a failed write or SIGINT/SIGTERM, keeps what finished.
+twice a second at most and, after an error, a failed write or SIGINT/SIGTERM, keeps what finished.
 Without one it keeps the results in memory for the caller.
 """
 
@@ -19,7 +19,7 @@ from cnnviz_cli.api.inputs import ImageSource, collect_inputs, input_folders, lo
 from cnnviz_cli.errors import CnnvizError, InputError, Interrupted, WriteError
 from cnnviz_cli.io import DEFAULT_MAX_PIXELS
 
-MANIFEST_INTERVAL = 2.0  # seconds between rewrites of manifest.json during a run
+MANIFEST_INTERVAL = 0.5  # seconds between rewrites of manifest.json (at least; see Outputs)
 RUN_OPTIONS = {  # the run-loop options every image technique takes, with their defaults
     "size": None, "batch_size": 8, "max_pixels": DEFAULT_MAX_PIXELS, "skip_existing": False,
     "fail_fast": False, "shard": None, "force": False,

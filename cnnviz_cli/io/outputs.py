@@ -137,7 +137,7 @@ class Outputs:
         self.changed = False  # True once this run saved a file or recorded a failure
         self.notify = notify
         self.setup = setup_digest(command, options)
-        self.listed = (0, 0)  # inputs and files the manifest on disk lists
+        self.listed: tuple[int, int] | None = None  # inputs, files of the manifest on disk
         if self.root.exists() and not self.root.is_dir():
             raise CnnvizError(f"Output folder {self.root} is a file; choose another --out.")
         self._created: list[Path] = []  # folders this run created, deepest first
@@ -372,13 +372,17 @@ class Outputs:
 
     def failure_sentence(self) -> str:
         """The one sentence of a failed write: folder, cause, and what is complete and listed."""
-        error = self._error
-        inputs, files = self.listed
+        cause = getattr(self._error, "strerror", None) or self._error
         images = self.options.get("images") is not None
-        done = f"{inputs} image(s) ({files} files)" if images else f"{files} files"
-        return (f"Cannot write to {self.root}: {getattr(error, 'strerror', None) or error}; "
-                f"{done} are complete and listed in {self.root / MANIFEST}; free space or fix "
-                "the folder, then run again with --skip-existing to finish.")
+        if self.listed is None:
+            done = "nothing is written yet"
+        else:
+            inputs, files = self.listed
+            done = (f"{inputs} image(s) ({files} files)" if images else f"{files} files") + (
+                f" are complete and listed in {self.root / MANIFEST}")
+        again = "run again with --skip-existing to finish" if images else "run again"
+        return (f"Cannot write to {self.root}: {cause}; {done}; free space or fix the folder, "
+                f"then {again}.")
 
     def write_now(self, relative: str, data: bytes) -> None:
         """Write one file of the folder itself (manifest, report) at once; OSError -> WriteError."""
