@@ -398,6 +398,8 @@ def test_a_folder_of_another_run_is_refused_then_replaced_with_force(
     refused = run_cli(*CAM, images, "-o", out, "--method", "layercam", expect=2)
     assert (f"{out} holds the outputs of an earlier run with different methods; add --force "
             "to replace them, or choose another --out.") in refused.output
+    other = run_cli("-q", "activations", images, "-o", out, expect=2)
+    assert "an earlier run with different command (cam); add --force" in other.output
     assert files_of(out) == before and manifest_of(out) == manifest_of(reference)
 
     replaced = run_cli("-q", "cam", images, "-o", out, "--method", "layercam", "--force")

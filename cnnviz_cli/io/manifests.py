@@ -54,7 +54,7 @@ def _differences(previous: dict, command: str, options: dict) -> str | None:
     new = {k: v for k, v in options.items() if k not in RUN_CONTROL}
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if previous.get("command") != command:
-        return f"the command {previous.get('command')}"
+        return f"command ({previous.get('command')})"
     return ", ".join(changed) or None
 
 

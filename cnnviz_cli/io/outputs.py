@@ -107,6 +107,15 @@ def write_atomic(path: Path, data: bytes, make_parents: bool = True) -> None:
         raise
 
 
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove folders, deepest first, until one is not empty (or gone)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 @dataclass
 class _Batch:
     """The inputs of one batch and how many of their files are still being written."""
@@ -174,8 +183,7 @@ class Outputs:
         try:
             lock.acquire(self.notify)
         except BaseException:
-            self._created = created
-            self.remove_if_unused()
+            _remove_empty(created)  # the folder may be another run's: never a file in it
             raise
         self._folder_lock, self._created = lock, created
         removed = remove_temporaries(self.root)
@@ -343,16 +351,12 @@ class Outputs:
                 self._fail_write(error)
 
     def remove_if_unused(self) -> None:
-        """Remove the folders this run created (and its first manifest), if nothing else is in
-        them; release the lock."""
-        if self._created:
+        """Remove the first manifest and the folders this run created, as long as nothing
+        else is in them (the manifest stays when it lists an earlier run's work); unlock."""
+        if self._created and not self._slots:
             (self.root / MANIFEST).unlink(missing_ok=True)
         self.release()
-        for folder in self._created:
-            try:
-                folder.rmdir()
-            except OSError:  # not empty (or gone): leave it and everything above it
-                return
+        _remove_empty(self._created)
 
     def _raise_write_error(self) -> None:
         error = self._error
