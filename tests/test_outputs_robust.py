@@ -170,12 +170,15 @@ def test_no_space_after_some_files_exits_4_and_skip_existing_finishes(
     write = outputs_module.write_atomic
     written = []
 
+    one_at_a_time = threading.Lock()
+
     def full_after_seven(path, data, **options):  # seven pictures fit; then only the small manifest
-        if path.suffix == ".png" and len(written) >= 7:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        write(path, data, **options)
-        if path.suffix == ".png":
-            written.append(path)
+        with one_at_a_time:
+            if path.suffix == ".png" and len(written) >= 7:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            write(path, data, **options)
+            if path.suffix == ".png":
+                written.append(path)
 
     monkeypatch.setattr(outputs_module, "write_atomic", full_after_seven)
     out = tmp_path / "out"
