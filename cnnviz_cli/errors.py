@@ -19,3 +19,10 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signal_number: int):
         super().__init__(f"Interrupted by signal {signal_number}.")
         self.exit_code = 128 + signal_number
+
+
+class WriteError(CnnvizError):
+    """The output folder cannot be written (no space, read-only, gone): exit 4, the manifest
+    on disk still lists what is complete."""
+
+    exit_code = 4

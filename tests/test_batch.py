@@ -91,6 +91,14 @@ def manifest_of(folder: Path) -> dict:
     return json.loads((folder / "manifest.json").read_text())
 
 
+def wait_for_pictures(folder: Path, images: int, seconds: float) -> None:
+    """Wait until the run wrote pictures of `images` images (its first manifest comes before
+    any, so waiting for it would not do)."""
+    deadline = time.monotonic() + seconds
+    while len(set(folder.glob("*/*.png"))) < 2 * images and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_stream_keeps_order_and_full_batches_with_bounded_read_ahead(tmp_path, monkeypatch):
     import cnnviz_cli.io.images as images
 
@@ -135,10 +143,10 @@ def test_files_enter_the_manifest_only_once_written(tmp_path, monkeypatch):
     gate = threading.Event()
     write = outputs_module.write_atomic
 
-    def slow_write(path, data):
+    def slow_write(path, data, **options):
         if path.suffix == ".png":  # the manifest itself is written at once
             gate.wait(10)
-        write(path, data)
+        write(path, data, **options)
 
     monkeypatch.setattr(outputs_module, "write_atomic", slow_write)
     outputs = outputs_module.Outputs(tmp_path, "probe", {})
@@ -161,7 +169,7 @@ def test_write_error_surfaces_and_batch_stays_unfinished(tmp_path, monkeypatch):
     import cnnviz_cli.io.outputs as outputs_module
     from cnnviz_cli.errors import CnnvizError
 
-    def failing_write(path, data):
+    def failing_write(path, data, **options):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(outputs_module, "write_atomic", failing_write)
@@ -287,9 +295,7 @@ def test_sigint_in_process_exits_130_and_keeps_what_finished(tmp_path, run_cli, 
     out = tmp_path / "out"
 
     def interrupt_after_first_manifest():
-        deadline = time.monotonic() + 60
-        while not (out / "manifest.json").exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for_pictures(out, 3, 60)
         os.kill(os.getpid(), signal.SIGINT)
 
     handler = signal.getsignal(signal.SIGINT)
@@ -320,9 +326,7 @@ def test_sigterm_subprocess_exits_143_then_resume_finishes(tmp_path, small_model
     arguments = activations_args(small_model_file, tmp_path / "in", out)
     command = [str(a) for a in [executable, "-q", *arguments, "--batch-size", "2"]]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (out / "manifest.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for_pictures(out, 3, 120)
     process.send_signal(signal.SIGTERM)
     _, errors = process.communicate(timeout=60)
     assert process.returncode == 143, errors

@@ -36,6 +36,8 @@ def sample_value(param: click.Option) -> str:
         return __file__ if param.type.file_okay else str(Path(__file__).parent)
     if isinstance(param.type, click.Choice):
         return str(param.type.choices[0])
+    if param.metavar == "X,Y":
+        return "1,1"
     if isinstance(param.default, int | float | str) and not isinstance(param.default, bool):
         return str(param.default)
     if isinstance(param.type, click.FloatRange) and param.type.max is not None:

@@ -84,6 +84,7 @@ def test_reconstruct_command_projections_and_inversion(run_cli, sample_dir, tmp_
     record = json.loads((out / "manifest.json").read_text())["outputs"][0]
     assert len(record["channels"]) == 3 and record["activations"] == sorted(
         record["activations"], reverse=True)
+    out = tmp_path / "inversion"  # another method: another folder (one run per folder)
     run_cli("reconstruct", sample_dir / "star.png", "--method", "inversion", "-l", "block1_conv1",
             "-l", MID_LAYER, "--steps", "20", "-o", out)
     record = json.loads((out / "manifest.json").read_text())["outputs"][0]

@@ -116,7 +116,7 @@ OPTION_CASES = [
      "layer 'conv2' has 4 filters (0 to 3)"),
     ("maximize", ["--filter", "3-1"], "'3-1' is not a filter spec"),
     ("guided", ["--filter", "0-1,99"], "--filter 0-1,99 is out of range: it asks for filter 99, "
-     "but layer 'conv' has 4 filters"),
+     "but layer 'conv2' has 4 filters"),  # the default: the last convolution of the one stage
     ("guided", ["--filter", "3-1"], "'3-1' is not a filter spec"),
     ("dream", ["-l", "conv:99"], "Channel 99 is out of range: layer 'conv' has 4 channels"),
     ("dream", ["-l", "conv:nan"], "layer spec 'conv:nan'"),
@@ -209,7 +209,7 @@ def test_out_beside_an_input_folder_or_by_a_recursive_glob(run_cli, corpus, tmp_
     sibling = tmp_path / "photos-out"  # shares a name prefix, yet is outside
     run_cli("activations", images, "-m", corpus["small"], "--preprocess", "unit", "--size", "16",
             "-o", sibling, "-q")
-    assert (sibling / "a" / "activations-conv.png").is_file()
+    assert (sibling / "a" / "activations-conv2.png").is_file()
     monkeypatch.chdir(tmp_path)  # `photos/**/*.png` searches all of photos/: out inside is refused
     result = run_cli("activations", "photos/**/*.png", "-o", "photos/out", expect=2)
     assert_one_error(result, "--out photos/out is inside the input folder photos")
@@ -452,7 +452,7 @@ def test_same_stem_in_two_folders_gets_two_outputs(run_cli, corpus, tmp_path):
     assert all(key.startswith("photo-") for key in keys.values())
     for record in manifest["outputs"]:
         assert record["file"].split("/")[0] == keys[record["input"]]
-    assert len(manifest["outputs"]) == 2 * 4  # two images x two layers x (grid, overlay)
+    assert len(manifest["outputs"]) == 2 * 2  # two images x one stage x (grid, overlay)
 
 
 def test_nothing_is_written_outside_out(run_cli, corpus, tmp_path, monkeypatch):

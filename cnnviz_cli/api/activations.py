@@ -141,7 +141,8 @@ def activations(
         tensorboard: also write the pictures and numbers as TensorBoard summaries into
             this log folder (step 0; with checkpoints, the checkpoint's index).
         progress: show a progress bar and messages on stderr.
-        **run: size, batch_size (8), max_pixels, skip_existing, fail_fast, shard (K, N).
+        **run: size, batch_size (8), max_pixels, skip_existing, fail_fast, shard (K, N),
+            force.
 
     Returns:
         An ActivationsResult; `save(out)` writes the grids and overlays the command writes.

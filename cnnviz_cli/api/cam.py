@@ -244,7 +244,7 @@ def cam(
         tensorboard: also write the pictures and numbers as TensorBoard summaries into
             this log folder (step 0; with checkpoints, the checkpoint's index).
         progress: show a progress bar and messages on stderr.
-        **run: size, batch_size (16), max_pixels, skip_existing, fail_fast, shard.
+        **run: size, batch_size (16), max_pixels, skip_existing, fail_fast, shard, force.
 
     Returns:
         A CamResult: per (image, class) item `maps`, `classes`, `labels`, `scores`,

@@ -101,7 +101,7 @@ def dream(
             this log folder (step 0; with checkpoints, the checkpoint's index).
         progress: show a progress bar and messages on stderr.
         **run: size (the longer side to dream at), batch_size, max_pixels, skip_existing,
-            fail_fast, shard.
+            fail_fast, shard, force.
 
     Returns:
         A DreamResult with the dreamed `images`.

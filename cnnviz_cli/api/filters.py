@@ -122,6 +122,7 @@ def filters(
     out: str | Path | None = None,
     tensorboard: str | Path | None = None,
     progress: bool = False,
+    force: bool = False,
 ) -> FiltersResult:
     """The learned kernels of a convolution layer, and how they changed over checkpoints.
 
@@ -140,6 +141,7 @@ def filters(
         tensorboard: also write the pictures and numbers as TensorBoard summaries into
             this log folder (step 0; with checkpoints, the checkpoint's index).
         progress: show messages on stderr.
+        force: replace the outputs of an earlier run with other options in `out`.
 
     Returns:
         A FiltersResult with `kernels` and `norms` (lists of them, with checkpoints).

@@ -136,6 +136,7 @@ def maximize(
     out: str | Path | None = None,
     tensorboard: str | Path | None = None,
     progress: bool = False,
+    force: bool = False,
 ) -> MaximizeResult:
     """Synthesise images that excite filters of a layer, or class scores, the most.
 
@@ -163,6 +164,7 @@ def maximize(
         tensorboard: also write the pictures and numbers as TensorBoard summaries into
             this log folder (step 0; with checkpoints, the checkpoint's index).
         progress: show a spinner and messages on stderr.
+        force: replace the outputs of an earlier run with other options in `out`.
 
     Returns:
         A MaximizeResult with `images`, `scores`, `noise_scores` and `targets`.

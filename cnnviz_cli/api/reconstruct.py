@@ -143,7 +143,7 @@ def reconstruct(
         tensorboard: also write the pictures and numbers as TensorBoard summaries into
             this log folder (step 0; with checkpoints, the checkpoint's index).
         progress: show a progress bar and messages on stderr.
-        **run: size, batch_size, max_pixels, skip_existing, fail_fast, shard.
+        **run: size, batch_size, max_pixels, skip_existing, fail_fast, shard, force.
 
     Returns:
         A ReconstructResult: ProjectionItems (`images` per channel) or InversionItems.

@@ -109,24 +109,29 @@ class Result:
             else:
                 outputs.save_png(file.name, picture, file.record)
 
-    def save(self, out: str | Path) -> Path:
-        """Write exactly what the command writes: the pictures, manifest.json and index.html."""
+    def save(self, out: str | Path, force: bool = False) -> Path:
+        """Write exactly what the command writes: the pictures, manifest.json and index.html
+        (`force`: replace the outputs of an earlier run with other options in `out`)."""
+        from cnnviz_cli.api.session import save_manifest
+        from cnnviz_cli.io.manifests import begin_run
         from cnnviz_cli.io.outputs import Outputs
 
         options = {**self.options, "out": str(out)}
         outputs = Outputs(Path(out), self.command, options, self.command_line)
         outputs.model = self.model
-        for failure in self.failures:
-            outputs.fail(failure["input"], failure["error"])
-        outputs.begin_batch(self._inputs())
-        self.write(outputs)
-        outputs.end_batch()
-        outputs.flush()
-        outputs.close()
-        outputs.metrics.update(self.metrics)
-        from cnnviz_cli.api.session import save_manifest
-
-        self.manifest = json.loads(save_manifest(outputs))
+        try:
+            begin_run(outputs, {item["key"] for item in self._inputs()}, force=force)
+            for failure in self.failures:
+                outputs.fail(failure["input"], failure["error"])
+            outputs.begin_batch(self._inputs())
+            self.write(outputs)
+            outputs.end_batch()
+            outputs.flush()
+            outputs.metrics.update(self.metrics)
+            self.manifest = json.loads(save_manifest(outputs))
+        finally:
+            outputs.close()
+            outputs.release()
         return outputs.root
 
     def _inputs(self) -> list[dict]:

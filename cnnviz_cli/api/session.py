@@ -1,8 +1,9 @@
 """The run loop of every technique, without Click: streamed images in, files and manifest out.
 
 A `Session` decodes images in background threads ahead of the model. With an output folder it
-writes each batch's files behind the model (atomically, in background threads), rewrites
-`manifest.json` every few seconds and, after an error or SIGINT/SIGTERM, keeps what finished.
+opens (creates and locks) the folder only once the model and layers resolved, writes each
+batch's files behind the model (atomically, in background threads), rewrites `manifest.json`
+twice a second at most and, after an error, a failed write or SIGINT/SIGTERM, keeps what finished.
 Without one it keeps the results in memory for the caller.
 """
 
@@ -15,16 +16,17 @@ from contextvars import ContextVar
 from pathlib import Path
 
 from cnnviz_cli.api.inputs import ImageSource, collect_inputs, input_folders, load_input
-from cnnviz_cli.errors import CnnvizError, InputError, Interrupted
+from cnnviz_cli.errors import CnnvizError, InputError, Interrupted, WriteError
 from cnnviz_cli.io import DEFAULT_MAX_PIXELS
 
-MANIFEST_INTERVAL = 2.0  # seconds between rewrites of manifest.json during a run
+MANIFEST_INTERVAL = 0.5  # seconds between rewrites of manifest.json (at least; see Outputs)
 RUN_OPTIONS = {  # the run-loop options every image technique takes, with their defaults
     "size": None, "batch_size": 8, "max_pixels": DEFAULT_MAX_PIXELS, "skip_existing": False,
-    "fail_fast": False, "shard": None,
+    "fail_fast": False, "shard": None, "force": False,
 }
 LISTENER: ContextVar[Callable[[str], None] | None] = ContextVar("cnnviz_listener", default=None)
 """Who hears a run's messages when its caller gives no `notify` (the command line sets it)."""
+UNRECORDED = ("out", "progress", "skip_existing", "force")  # never change what a run writes
 FLAGS = {"methods": "--method", "classes": "--class", "layers": "--layer", "layer": "--layer",
          "filters": "--filter", "checkpoints": "--checkpoint", "model": "--model"}
 
@@ -58,7 +60,7 @@ def command_line(command: str, inputs: Sequence[str], options: dict, defaults: d
     words = ["cnnviz", command, *inputs]
     for name in sorted(options):
         value = options[name]
-        if name in ("out", "progress") or value == defaults.get(name) or value is False:
+        if name in UNRECORDED or value == defaults.get(name) or value is False:
             continue
         if value is None or (isinstance(value, list | tuple) and not value):
             continue
@@ -106,7 +108,7 @@ class Session:
         images = self.options.get("images")
         if isinstance(images, list) and all(isinstance(spec, str) for spec in images):
             _check_out_folder(out, images)
-        self.outputs = Outputs(out, self.command, self.options, self.command_line)
+        self.outputs = Outputs(out, self.command, self.options, self.command_line, self.warn)
         self.outputs.model = self.model.describe()
         if self.model.runtime is not None:
             self.outputs.runtime = self.model.runtime.describe()
@@ -124,6 +126,18 @@ class Session:
             self.close()
         finally:
             self._placement.__exit__(None, None, None)
+        if isinstance(error, WriteError) and self.outputs is not None:
+            raise WriteError(self.outputs.failure_sentence()) from None
+
+    def _start(self, keys: frozenset[str] = frozenset(), skip_existing: bool = False) -> set[str]:
+        """Open the output folder before its first file: lock it, settle what an earlier run
+        left there, write the first manifest. Returns the inputs to leave out."""
+        from cnnviz_cli.io.manifests import begin_run
+
+        if self.outputs is None or self.outputs.opened:
+            return set()
+        return begin_run(self.outputs, set(keys), skip_existing,
+                         bool(self.options.get("force")))
 
     @staticmethod
     def _print(message: str) -> None:
@@ -189,24 +203,15 @@ class Session:
             yield from self._hand_out(batch)
 
     def _selected(self, items: list, run: dict) -> list:
-        from cnnviz_cli.io.manifests import finished_work
-
         if run["shard"]:
             index, count = run["shard"]
             items = items[index - 1 :: count]
-        if run["skip_existing"]:
-            if self.outputs is None:
-                raise CnnvizError("skip_existing needs an output folder (out=) to resume in.")
-            work = finished_work(self.outputs.root, self.command, self.outputs.options)
-            wanted = {item.key for item in items}
-            done = [entry for entry in work.inputs if entry["key"] in wanted]
-            done_keys = {entry["key"] for entry in done}
-            self.outputs.carry(
-                [r for r in work.records if r["file"].split("/", 1)[0] in done_keys], done
-            )
-            items = [item for item in items if item.key not in done_keys]
-            if done:
-                self.warn(f"Skipping {len(done)} image(s) an earlier run finished.")
+        if run["skip_existing"] and self.outputs is None:
+            raise CnnvizError("skip_existing needs an output folder (out=) to resume in.")
+        done = self._start(frozenset(item.key for item in items), run["skip_existing"])
+        if done:
+            items = [item for item in items if item.key not in done]
+            self.warn(f"Skipping {len(done)} image(s) an earlier run finished.")
         return items
 
     def _failed(self, name: str, error: InputError, fail_fast: bool) -> None:
@@ -230,6 +235,7 @@ class Session:
         """Write a part of the result (its files) into the output folder, else keep it; with
         `retain` (results that do not grow with the inputs) keep it in both cases."""
         if self.outputs is not None:
+            self._start()
             part.write(self.outputs)
         if self.summaries is not None:
             for name, series in part.series():
@@ -243,10 +249,12 @@ class Session:
         if self.outputs is None:
             self.finished = True
             return None
+        self._start()
         self.outputs.end_batch()
         self.outputs.flush()
         self.outputs.metrics.update(metrics or {})
         text = save_manifest(self.outputs)
+        self.outputs.release()
         self.finished = True
         return text
 
@@ -262,16 +270,20 @@ class Session:
         if self.outputs is None:
             return
         self.outputs.close()
-        if self.finished:
+        if self.finished or not self.outputs.opened:
             return
         if not self.outputs.changed:  # stopped before any output: leave no empty folder
             self.outputs.remove_if_unused()
             return
-        save_manifest(self.outputs)
-        self.warn(
-            f"Stopped early; the {len(self.outputs.records)} finished files are listed in "
-            f"{self.outputs.root}/manifest.json."
-        )
+        try:
+            save_manifest(self.outputs)
+        except WriteError:  # the manifest on disk stays the last complete one
+            pass
+        finally:
+            self.outputs.release()
+        if not self.outputs.write_failed:
+            self.warn(f"Stopped early; the {len(self.outputs.records)} finished files are "
+                      f"listed in {self.outputs.root}/manifest.json.")
 
 
 def placement(runtime):
@@ -290,12 +302,12 @@ def save_manifest(outputs) -> str:
     import json
 
     from cnnviz_cli.io.manifests import merge_manifests
-    from cnnviz_cli.io.outputs import REPORT, write_atomic
+    from cnnviz_cli.io.outputs import REPORT
     from cnnviz_cli.render.report import render_report
 
     text = outputs.write_manifest()
     page = render_report(merge_manifests([(json.loads(text), ".")]))
-    write_atomic(outputs.root / REPORT, page.encode("utf-8"))
+    outputs.write_now(REPORT, page.encode("utf-8"))
     return text
 
 

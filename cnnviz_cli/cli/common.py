@@ -14,7 +14,6 @@ from cnnviz_cli.io import DEFAULT_MAX_PIXELS
 from cnnviz_cli.specs import FILTER_GRAMMAR, filter_ranges
 
 IMAGE_BATCH = 8
-MANIFEST_INTERVAL = 2.0  # seconds between rewrites of manifest.json during a run
 ARGUMENTS = "cnnviz.arguments"  # ctx.meta key: the command-line arguments, set by the group
 
 
@@ -115,10 +114,10 @@ class CnnvizCommand(click.Command):
             LISTENER.reset(token)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not ctx.resilient_parsing:  # before any value is converted or checked
-            self._refuse_repeats(ctx, list(args))  # the parser consumes the list it is given
+        arguments = list(args)  # the parser consumes the list it is given
         rest = super().parse_args(ctx, args)
         if not ctx.resilient_parsing:
+            self._refuse_repeats(ctx, arguments)
             self._refuse_ignored(ctx)
         return rest
 
@@ -213,6 +212,11 @@ output_options = compose(
         "the --checkpoint index, else 0); view with `tensorboard --logdir LOGDIR`.",
     ),
     click.option(
+        "--force", is_flag=True,
+        help="Replace the outputs of an earlier run with another command or options in --out "
+        "[default: refuse such a folder].",
+    ),
+    click.option(
         "-q", "--quiet", is_flag=True, expose_value=False, callback=_set_quiet,
         help="No progress bar or summary.",
     ),
@@ -279,7 +283,8 @@ def run_settings(ctx: click.Context, options: dict, images: bool = True) -> dict
     show progress, and (for commands over images) the run-loop options."""
     command = ctx.info_name or "cnnviz"
     settings = {"out": options.get("out") or Path("cnnviz-out") / command,
-                "tensorboard": options.get("tensorboard"), "progress": not quiet(ctx)}
+                "tensorboard": options.get("tensorboard"), "progress": not quiet(ctx),
+                "force": options["force"]}
     if images:
         settings.update({key: options[key] for key in RUN_KEYS})
     return settings

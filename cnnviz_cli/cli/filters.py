@@ -40,9 +40,9 @@ def filters(ctx: click.Context, **options) -> None:
 
     \b
     Example:
-      cnnviz filters -l block1_conv1 --order norm -o out/
+      cnnviz filters -l block1_conv1 --order norm -o out/filters
       cnnviz filters -l block1_conv1 --checkpoint ck/epoch_00.weights.h5 \\
-                     --checkpoint ck/epoch_05.weights.h5 -o out/
+                     --checkpoint ck/epoch_05.weights.h5 -o out/history
     """
     from cnnviz_cli import api
 

@@ -65,9 +65,9 @@ def reconstruct(ctx: click.Context, **options) -> None:
 
     \b
     Example:
-      cnnviz reconstruct sample_images/ --method guided -l block3_conv2 --filter 0-3 -o out/
+      cnnviz reconstruct sample_images/ --method guided -l block3_conv2 --filter 0-3 -o out/guided
       cnnviz reconstruct sample_images/star.png --method inversion \\
-                         -l block1_conv1 -l block3_conv2 -o out/
+                         -l block1_conv1 -l block3_conv2 -o out/inversion
     """
     from cnnviz_cli import api
 

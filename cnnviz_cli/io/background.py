@@ -5,6 +5,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 
 WORKERS = min(4, os.cpu_count() or 1)
@@ -35,37 +36,41 @@ def prefetch(
 
 
 class BoundedPool:
-    """A thread pool whose `submit` blocks while `limit` tasks are queued or running."""
+    """A thread pool whose `submit` blocks while `limit` tasks are queued or running.
+
+    A task's `done` callback runs in the task itself, so a task is finished only once its
+    callback is; a signal that interrupts `submit` cannot leave a count that `wait` waits on.
+    """
 
     def __init__(self, limit: int, workers: int = WORKERS):
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="cnnviz-write")
         self._room = threading.BoundedSemaphore(limit)
-        self._idle = threading.Condition()
-        self._pending = 0
+        self._running: set[Future] = set()
 
     def submit(self, function: Callable, done: Callable[[Future], None]) -> None:
         """Run `function` in the background, then `done(future)` in the worker thread."""
         self._room.acquire()
-        with self._idle:
-            self._pending += 1
-        future = self._executor.submit(function)
-        future.add_done_callback(lambda finished: self._finished(finished, done))
 
-    def _finished(self, future: Future, done: Callable[[Future], None]) -> None:
-        try:
-            done(future)
-        finally:
-            self._room.release()
-            with self._idle:
-                self._pending -= 1
-                self._idle.notify_all()
+        def task() -> None:
+            outcome: Future = Future()
+            try:
+                outcome.set_result(function())
+            except BaseException as error:  # handed to `done`, as a Future would
+                outcome.set_exception(error)
+            try:
+                done(outcome)
+            finally:
+                self._room.release()
+
+        future = self._executor.submit(task)
+        self._running.add(future)
+        future.add_done_callback(self._running.discard)
 
     def wait(self) -> None:
         """Block until every submitted task, and its `done` callback, has finished."""
-        with self._idle:
-            self._idle.wait_for(lambda: self._pending == 0)
+        futures.wait(list(self._running))
 
     def close(self) -> None:
         """Finish what was submitted and stop the worker threads."""
-        self.wait()
         self._executor.shutdown(wait=True)
+        self._running.clear()

@@ -83,6 +83,8 @@ def load_image(path: Path, channels: int = 3, max_pixels: int = DEFAULT_MAX_PIXE
             array = np.asarray(image, dtype=np.uint8)
     except InputError:
         raise
+    except FileNotFoundError:
+        raise InputError("it no longer exists (removed after the inputs were listed).") from None
     except UnidentifiedImageError:
         raise InputError("not an image Pillow can read.") from None
     except Image.DecompressionBombError:  # over twice Pillow's limit, so over ours

@@ -1,4 +1,5 @@
-"""Manifests read back: resuming a run (--skip-existing) and merging several output folders."""
+"""Manifests read back: what an earlier run into a folder left (resuming, reusing a folder),
+and merging several output folders."""
 
 import datetime
 import json
@@ -9,13 +10,9 @@ from pathlib import Path
 
 from cnnviz_cli import __version__
 from cnnviz_cli.errors import CnnvizError
-from cnnviz_cli.io.outputs import MANIFEST
+from cnnviz_cli.io.outputs import MANIFEST, RUN_CONTROL, Outputs
+from cnnviz_cli.io.provenance import read_png_fields
 
-# Options that change how a run is carried out, not what it computes.
-RUN_CONTROL = frozenset(
-    {"images", "out", "skip_existing", "fail_fast", "shard", "batch_size", "print_json",
-     "fail_under", "fail_over", "fail_under_each", "fail_over_each"}
-)
 FAITHFULNESS = "faithfulness"  # the name of the ranking of the methods in a manifest's metrics
 
 
@@ -47,30 +44,138 @@ class FinishedWork:
         return {item["key"] for item in self.inputs}
 
 
-def finished_work(root: Path, command: str, options: dict) -> FinishedWork:
-    """Inputs a previous run of the same command and options finished, files still on disk."""
-    if not (Path(root) / MANIFEST).is_file():
-        return FinishedWork()
-    previous = read_manifest(root)
+def _key(record: dict) -> str:
+    return record["file"].split("/", 1)[0]
+
+
+def _differences(previous: dict, command: str, options: dict) -> str | None:
+    """What makes an earlier run's results differ from this run's (None: nothing)."""
     old = {k: v for k, v in (previous.get("options") or {}).items() if k not in RUN_CONTROL}
     new = {k: v for k, v in options.items() if k not in RUN_CONTROL}
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-    if previous.get("command") != command or changed:
-        what = ", ".join(changed) or f"the command {previous.get('command')}"
-        raise CnnvizError(
-            f"--skip-existing: {Path(root) / MANIFEST} comes from a run with different {what}; "
-            "rerun with the same options, or choose another --out."
-        )
+    if previous.get("command") != command:
+        return f"command ({previous.get('command')})"
+    return ", ".join(changed) or None
+
+
+def _finished(root: Path, previous: dict) -> FinishedWork:
+    """The inputs a manifest lists as finished whose files are all still on disk."""
     by_key: dict[str, list[dict]] = {}
     for record in previous.get("outputs", []):
-        by_key.setdefault(record["file"].split("/", 1)[0], []).append(record)
+        by_key.setdefault(_key(record), []).append(record)
     work = FinishedWork()
     for item in previous.get("inputs", []):
         records = by_key.get(item["key"], [])
-        if all((Path(root) / record["file"]).is_file() for record in records):
+        if all((root / record["file"]).is_file() for record in records):
             work.inputs.append(item)
             work.records += records
     return work
+
+
+def rebuilt_work(outputs: Outputs) -> tuple[FinishedWork, list[dict]]:
+    """The finished work of an earlier run of the same setup, read from the provenance of the
+    PNGs in the folder (for a missing or corrupt manifest), and the records of every such PNG.
+
+    An image counts as finished when every file in its folder is such a PNG and it has as many
+    as the image with the most: files without provenance (or of another setup) count as not
+    finished.
+    """
+    root = outputs.root
+    found: dict[str, list[dict]] = {}
+    foreign: set[str] = set()
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        if "/" not in relative or not path.is_file() or path.name.startswith("."):
+            continue
+        key = relative.split("/", 1)[0]
+        try:
+            fields = read_png_fields(path) if path.suffix == ".png" else {}
+        except CnnvizError:
+            fields = {}
+        record = fields.get("record")
+        if (fields.get("command") != outputs.command or fields.get("setup") != outputs.setup
+                or not isinstance(record, dict) or "input" not in record):
+            foreign.add(key)
+            continue
+        found.setdefault(key, []).append({"file": relative, **record})
+    complete = max((len(records) for key, records in found.items() if key not in foreign),
+                   default=0)
+    work = FinishedWork()
+    for key, records in found.items():
+        if key not in foreign and len(records) == complete:
+            work.inputs.append({"input": records[0]["input"], "key": key})
+            work.records += records
+    return work, [record for records in found.values() for record in records]
+
+
+def _earlier_run(outputs: Outputs, skip_existing: bool, notify) -> dict | None:
+    """The manifest an earlier run left in the folder; rebuilt from the PNGs when it is
+    corrupt (or missing, with skip_existing); None when there is none."""
+    path = outputs.root / MANIFEST
+    if path.is_file():
+        try:
+            return read_manifest(outputs.root)
+        except CnnvizError as error:
+            problem = str(error).rstrip(".")
+    elif skip_existing:
+        problem = f"There is no {MANIFEST} in {outputs.root}"
+    else:
+        return None
+    work, records = rebuilt_work(outputs)
+    if records:
+        notify(f"{problem}; rebuilt the list of finished work from the provenance of "
+               f"{len(records)} PNG(s): {len(work.inputs)} image(s) are finished.")
+    elif path.is_file():
+        notify(f"{problem}; no PNG in the folder carries this run's provenance, so a new "
+               "manifest replaces it.")
+    return {"command": outputs.command, "options": outputs.options, "outputs": records,
+            "inputs": work.inputs}
+
+
+def begin_run(outputs: Outputs, keys: set[str], skip_existing: bool = False,
+              force: bool = False) -> set[str]:
+    """Open an output folder for a run, settle what an earlier run left in it, and write the
+    first manifest (before any image). Returns the inputs to leave out (`skip_existing`).
+
+    An earlier run of the same command and options keeps its finished images that this run
+    does not redo (with `skip_existing`: all, and this run leaves them out) listed in the new
+    manifest; an earlier run of another setup is refused, unless `force`. Files of the earlier
+    run that are not kept are deleted, so the folder holds only what its manifest lists.
+    """
+    outputs.open()
+    notify = outputs.notify or (lambda message: None)
+    previous = _earlier_run(outputs, skip_existing, notify)
+    work = FinishedWork()
+    if previous is not None and "runs" in previous:
+        raise CnnvizError(f"{outputs.root} holds a report merged over other folders; choose "
+                          "another --out.")
+    differences = None if previous is None else _differences(previous, outputs.command,
+                                                              outputs.options)
+    if differences and not force:
+        flag = "--skip-existing resumes only runs with the same options: " if skip_existing else ""
+        raise CnnvizError(
+            f"{outputs.root} holds the outputs of an earlier run with different {differences}; "
+            f"{flag}add --force to replace them, or choose another --out."
+        )
+    if previous is not None and not differences:
+        work = _finished(outputs.root, previous)
+        if not skip_existing:
+            work = FinishedWork([item for item in work.inputs if item["key"] not in keys],
+                                [record for record in work.records if _key(record) not in keys])
+        elsewhere = len(work.keys - keys)
+        if elsewhere:
+            notify(f"Kept the outputs of {elsewhere} image(s) an earlier run into "
+                   f"{outputs.root} finished; the manifest goes on listing them.")
+    kept = {record["file"] for record in work.records}
+    stale = [record["file"] for record in (previous or {}).get("outputs", [])
+             if record["file"] not in kept]
+    if differences and stale:
+        notify(f"Replacing the {len(stale)} files of an earlier run with different "
+               f"{differences} in {outputs.root} (--force).")
+    outputs.carry(work.records, work.inputs)
+    outputs.write_manifest()
+    outputs.remove(stale)
+    return work.keys & keys if skip_existing else set()
 
 
 def faithfulness_ranking(records: list[dict]) -> list[dict]:

@@ -2,13 +2,19 @@
 
 A file enters the manifest only once it is on disk; an input counts as finished (listed under
 `inputs`) once its whole batch has been handed back and all of that batch's files are written.
+The folder is created, and locked against other runs, only when the first file or manifest is
+written; a write that fails (no space, read-only, the folder gone) is a WriteError, and the
+manifest on disk stays the last one written in full.
 """
 
 import datetime
+import errno
+import hashlib
 import io
 import itertools
 import json
 import os
+import re
 import secrets
 import threading
 import time
@@ -21,13 +27,39 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from cnnviz_cli import __version__
-from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.errors import CnnvizError, WriteError
 from cnnviz_cli.io.background import BoundedPool
+from cnnviz_cli.io.lock import FolderLock
 from cnnviz_cli.io.provenance import PREFIX, png_fields
 
 MANIFEST = "manifest.json"
 REPORT = "index.html"
 WRITE_AHEAD = 16  # files queued or being encoded at most, so memory stays bounded
+# Options that change how a run is carried out, not what it computes.
+RUN_CONTROL = frozenset(
+    {"images", "out", "skip_existing", "fail_fast", "shard", "batch_size", "print_json",
+     "fail_under", "fail_over", "fail_under_each", "fail_over_each", "force"}
+)
+TEMPORARY = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")  # the names of _temporary_beside
+
+
+def setup_digest(command: str, options: dict) -> str:
+    """A short digest of what a run computes (its command and result options), carried in
+    each PNG so that finished work can be recognised without the manifest."""
+    chosen = {k: v for k, v in options.items() if k not in RUN_CONTROL}
+    text = json.dumps([command, chosen], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def remove_temporaries(root: Path) -> int:
+    """Delete the temporary files a killed run left under `root`; return how many."""
+    count = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            if TEMPORARY.fullmatch(name):
+                Path(folder, name).unlink(missing_ok=True)
+                count += 1
+    return count
 
 
 def _json_default(value):
@@ -61,9 +93,10 @@ def _temporary_beside(path: Path) -> tuple[int, Path]:
             continue
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, make_parents: bool = True) -> None:
     """Write bytes to a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = _temporary_beside(path)
     try:
         with os.fdopen(handle, "wb") as file:
@@ -72,6 +105,15 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove folders, deepest first, until one is not empty (or gone)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 @dataclass
@@ -92,7 +134,8 @@ class Outputs:
     passed in is handed over: do not modify it afterwards.
     """
 
-    def __init__(self, root: Path, command: str, options: dict, command_line: str | None = None):
+    def __init__(self, root: Path, command: str, options: dict, command_line: str | None = None,
+                 notify: Callable[[str], None] | None = None):
         self.root = Path(root)
         self.command = command
         self.command_line = command_line or f"cnnviz {command}"  # without -o/--out
@@ -102,19 +145,13 @@ class Outputs:
         self.failures: list[dict] = []
         self.metrics: dict = {}  # named tables (lists of row dicts) shown in the report
         self.changed = False  # True once this run saved a file or recorded a failure
+        self.notify = notify
+        self.setup = setup_digest(command, options)
+        self.listed: tuple[int, int] | None = None  # inputs, files of the manifest on disk
         if self.root.exists() and not self.root.is_dir():
             raise CnnvizError(f"Output folder {self.root} is a file; choose another --out.")
-        # folders this run creates, deepest first: removed again if the run writes nothing
-        self._created = [folder for folder in (self.root, *self.root.parents)
-                         if not folder.exists()]
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise CnnvizError(
-                f"Cannot create output folder {self.root}: {error.strerror}."
-            ) from None
-        if not os.access(self.root, os.W_OK | os.X_OK):
-            raise CnnvizError(f"Output folder {self.root} is not writable; choose another --out.")
+        self._created: list[Path] = []  # folders this run created, deepest first
+        self._folder_lock: FolderLock | None = None
         self._slots: list[dict | None] = []  # records in save order; None until on disk
         self._finished: dict[int, list[dict]] = {}  # batch number -> its finished inputs
         self._batch: _Batch | None = None
@@ -124,6 +161,41 @@ class Outputs:
         self._pool = BoundedPool(WRITE_AHEAD)
         self._manifest_time = -float("inf")
         self._manifest_cost = 0.0
+
+    @property
+    def opened(self) -> bool:
+        return self._folder_lock is not None
+
+    def open(self) -> None:
+        """Create the folder, lock it against other runs and remove the temporary files a
+        killed run left (once; the first file or manifest written opens it anyway)."""
+        if self.opened:
+            return
+        created = [folder for folder in (self.root, *self.root.parents) if not folder.exists()]
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise CnnvizError(
+                f"Cannot create output folder {self.root}: {error.strerror}."
+            ) from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise CnnvizError(f"Output folder {self.root} is not writable; choose another --out.")
+        lock = FolderLock(self.root, self.command)
+        try:
+            lock.acquire(self.notify)
+        except BaseException:
+            _remove_empty(created)  # the folder may be another run's: never a file in it
+            raise
+        self._folder_lock, self._created = lock, created
+        removed = remove_temporaries(self.root)
+        if removed and self.notify is not None:
+            self.notify(f"Removed {removed} temporary file(s) an interrupted run left in "
+                        f"{self.root}.")
+
+    def release(self) -> None:
+        """Drop the lock on the folder (after the last manifest is written)."""
+        if self._folder_lock is not None:
+            self._folder_lock.release()
 
     @property
     def records(self) -> list[dict]:
@@ -142,7 +214,7 @@ class Outputs:
         run = {"version": __version__, "command": self.command,
                "command-line": self.command_line, "model": self.model,
                "seed": self.options.get("seed")}
-        fields = {**png_fields(run, record),
+        fields = {**png_fields(run, record), f"{PREFIX}setup": self.setup,
                   f"{PREFIX}record": json.dumps(record, default=_json_default)}
         for key, value in fields.items():
             info.add_text(key, value)
@@ -188,6 +260,7 @@ class Outputs:
 
     def _submit(self, relative: str, record: dict, encode: Callable[[], bytes]) -> Path:
         self._raise_write_error()
+        self.open()
         path = self.root / relative
         entry = {"file": relative, **record}
         with self._lock:
@@ -198,10 +271,21 @@ class Outputs:
                 batch.pending += 1
             self.changed = True
         self._pool.submit(
-            lambda: write_atomic(path, encode()),
+            lambda: self._write(path, encode()),
             lambda future: self._written(future, slot, batch, entry),
         )
         return path
+
+    def _write(self, path: Path, data: bytes) -> None:
+        """Write one file atomically; a folder that vanished under the run is never recreated."""
+        try:
+            for folder in reversed(path.relative_to(self.root).parents[:-1]):
+                (self.root / folder).mkdir(exist_ok=True)
+            write_atomic(path, data, make_parents=False)
+        except FileNotFoundError:
+            if self.root.is_dir():
+                raise
+            raise FileNotFoundError(errno.ENOENT, "the folder is gone", str(self.root)) from None
 
     def _written(self, future: Future, slot: int, batch: _Batch | None, entry: dict) -> None:
         error = future.exception()
@@ -244,6 +328,7 @@ class Outputs:
 
     def fail(self, source: str, message: str) -> None:
         """Record one input that could not be processed."""
+        self.open()
         self.failures.append({"input": source, "error": message})
         self.changed = True
 
@@ -256,23 +341,61 @@ class Outputs:
         """Finish pending writes and stop the writer threads (errors are kept for flush)."""
         self._pool.close()
 
-    def remove_if_unused(self) -> None:
-        """Remove the folders this run created, as long as they are empty."""
-        for folder in self._created:
+    def remove(self, files: list[str]) -> None:
+        """Delete files of an earlier run, given relative to the folder (never outside it)."""
+        for relative in files:
+            if relative.startswith("/") or ".." in Path(relative).parts:
+                continue
             try:
-                folder.rmdir()
-            except OSError:  # not empty (or gone): leave it and everything above it
-                return
+                (self.root / relative).unlink(missing_ok=True)
+            except OSError as error:
+                self._fail_write(error)
+
+    def remove_if_unused(self) -> None:
+        """Remove the first manifest and the folders this run created, as long as nothing
+        else is in them (the manifest stays when it lists an earlier run's work); unlock."""
+        if self._created and not self._slots:
+            (self.root / MANIFEST).unlink(missing_ok=True)
+        self.release()
+        _remove_empty(self._created)
 
     def _raise_write_error(self) -> None:
         error = self._error
         if isinstance(error, OSError):
-            raise CnnvizError(
-                f"Cannot write to {self.root}: {error.strerror or error}; check free space and "
-                "permissions, or choose another --out."
-            )
+            raise WriteError(f"Cannot write to {self.root}: {error.strerror or error}.")
         if error is not None:
             raise error
+
+    def _fail_write(self, error: OSError):
+        with self._lock:
+            self._error = self._error or error
+        self._raise_write_error()
+
+    @property
+    def write_failed(self) -> bool:
+        return isinstance(self._error, OSError)
+
+    def failure_sentence(self) -> str:
+        """The one sentence of a failed write: folder, cause, and what is complete and listed."""
+        cause = getattr(self._error, "strerror", None) or self._error
+        images = self.options.get("images") is not None
+        if self.listed is None:
+            done = "nothing is written yet"
+        else:
+            inputs, files = self.listed
+            done = (f"{inputs} image(s) ({files} files)" if images else f"{files} files") + (
+                f" are complete and listed in {self.root / MANIFEST}")
+        again = "run again with --skip-existing to finish" if images else "run again"
+        return (f"Cannot write to {self.root}: {cause}; {done}; free space or fix the folder, "
+                f"then {again}.")
+
+    def write_now(self, relative: str, data: bytes) -> None:
+        """Write one file of the folder itself (manifest, report) at once; OSError -> WriteError."""
+        self.open()
+        try:
+            self._write(self.root / relative, data)
+        except OSError as error:
+            self._fail_write(error)
 
     def manifest(self) -> dict:
         """Everything the run did, as a JSON-ready dict."""
@@ -302,8 +425,11 @@ class Outputs:
         elapsed = started - self._manifest_time
         if min_interval is not None and elapsed < max(min_interval, 20 * self._manifest_cost):
             return None
-        text = to_json(self.manifest())
-        write_atomic(self.root / MANIFEST, text.encode("utf-8"))
-        self._manifest_time = started
+        manifest = self.manifest()
+        text = to_json(manifest)
+        self.write_now(MANIFEST, text.encode("utf-8"))
+        self.listed = (len(manifest["inputs"]), len(manifest["outputs"]))
+        if min_interval is not None:  # the first manifest, before any image, does not count
+            self._manifest_time = started
         self._manifest_cost = time.monotonic() - started
         return text

@@ -2,7 +2,9 @@
 
 Each PNG holds the tool version, the command and its command line (without -o DIR), the model
 record of the manifest (source, weights, the SHA-256 of the model and weights files, ...), where
-they apply the layer, method, target and seed of the picture, and its whole manifest record.
+they apply the layer, method, target and seed of the picture, its whole manifest record, and
+`setup`, a digest of the run's command and result options (finished work is recognised by it
+when a manifest is lost).
 Names follow the manifest (`command_line`, `model.sha256`); `model`, `seed` and `record` are JSON.
 Reading them back needs only Pillow, no TensorFlow; PNGs of older versions (`command-line`,
 `model-sha256`, ...) read the same.
