@@ -229,7 +229,7 @@ def test_registry_name_wins_over_a_bare_folder_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mobilenet").mkdir()
     assert resolve_model(ModelRequest("mobilenet", weights="none")).source == "mobilenet"
-    with pytest.raises(CnnvizError, match="is a folder, not a model file"):
+    with pytest.raises(CnnvizError, match="is a folder but not a TensorFlow SavedModel"):
         resolve_model(ModelRequest("./mobilenet"))
     with pytest.raises(CnnvizError, match="vgg16.h5 does not exist"):
         resolve_model(ModelRequest("vgg16.h5"))

@@ -9,6 +9,7 @@ Needs root and Debian's slurmctld, slurmd, slurm-client and munge (`.ci/run` ins
 elsewhere the tests are skipped with the reason.
 """
 
+import fcntl
 import json
 import os
 import re
@@ -350,6 +351,19 @@ def test_the_readme_job_array_and_its_merge(cluster, photos, single_run, tmp_pat
     check_merged(out, single_run)
 
 
+def folder_unlocked(folder: Path) -> bool:
+    """Whether no run holds the lock on an output folder (see cnnviz_cli/io/lock.py)."""
+    try:
+        with open(folder / ".cnnviz.lock", "rb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    except FileNotFoundError:
+        return True
+    except BlockingIOError:
+        return False
+    return True
+
+
 def wait_for(ready, timeout: float, failure: str) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
@@ -381,9 +395,13 @@ def test_a_task_cancelled_half_way_and_requeued_finishes_only_what_was_missing(
     kept = {shard / record["file"] for record in finished["outputs"]}
     stamps = {path: path.stat().st_mtime_ns for path in kept}
 
+    # Slurm may say CANCELLED while the task still saves its manifest: requeued before it
+    # has ended, the task would find its folder locked and fail.
+    wait_for(lambda: folder_unlocked(shard), 60, f"task {task} still holds {shard}")
     cluster.run("scontrol", "requeue", f"{array}_{task}")
     cluster.run("scontrol", "update", f"JobId={array}_{task}", "StartTime=now")
-    assert cluster.wait(array) == {str(k): "COMPLETED" for k in range(1, SHARDS + 1)}
+    assert cluster.wait(array) == {str(k): "COMPLETED" for k in range(1, SHARDS + 1)}, (
+        job_logs(tmp_path))
     wait_for(lambda: cluster.states(merge) == {merge: "PENDING DependencyNeverSatisfied"}, 60,
              f"the first merge is {cluster.states(merge)}, not stuck as the README says")
     cluster.run("scancel", merge)

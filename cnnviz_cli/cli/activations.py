@@ -49,7 +49,7 @@ def activations(ctx: click.Context, **options) -> None:
     and the mean activation over channels laid on the image (...-overlay.png).
 
     \b
-    Examples:
+    Example:
       cnnviz activations sample_images/ -l block1_conv1 -l block3_conv2 -o out/
       cnnviz activations sample_images/star.png -l block3_conv2 \\
                          --checkpoint ck/epoch_00.weights.h5 --checkpoint ck/epoch_06.weights.h5

@@ -123,10 +123,10 @@ def cam(ctx: click.Context, **options) -> None:
       cnnviz cam sample_images/ --method gradcam,scorecam,layercam --metrics -o out/
       cnnviz cam val/ --targets val.csv --save-npy -o old/
       cnnviz cam val/ --targets val.csv --baseline old/ --fail-under pointing=0.9 -o new/
-      cnnviz cam sample_images/star.png --method gradcam,saliency --sanity -o out/
+      cnnviz cam sample_images/star.png --method gradcam,saliency --sanity -o sanity/
       cnnviz cam val/ --metric road --metric randomisation --fail-over randomisation=0.5 -o trust/
       cnnviz cam sample_images/star.png --checkpoint ck/epoch_00.weights.h5 \\
-                 --checkpoint ck/epoch_06.weights.h5 --tensorboard logs/ -o out/
+                 --checkpoint ck/epoch_06.weights.h5 --tensorboard logs/ -o epochs/
     """
     from cnnviz_cli import api
 
