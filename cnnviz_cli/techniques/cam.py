@@ -12,7 +12,7 @@ copies, points on a path from a baseline), also computed in large batches.
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property, partial
+from functools import cache, cached_property, partial
 
 import keras
 import numpy as np
@@ -454,6 +454,13 @@ def _masked_inputs(make_masks, inputs, sources, item, copy, copies):
     return tf.gather(inputs, item) * masks
 
 
+@cache
+def _masking(make_masks: Callable) -> Callable:
+    """`make_inputs` for masks from `make_masks`: one function per mask maker, so that its
+    compiled loop is reused."""
+    return partial(_masked_inputs, make_masks)
+
+
 @dataclass
 class CamBatch:
     """The maps of several methods for a batch of items (one image and class each)."""
@@ -550,10 +557,8 @@ class CamExplainer:
         builds the (n, height, width, 1) masks of one pass (`item` and `copy` index each masked
         input). Returns (items, copies) scores; the whole loop is one compiled function.
         """
-        sizes = tf.constant(copies, tf.int32), tf.constant(batch_size, tf.int32)
-        score = self.head.probability if probability else self.head.score
-        loop = self._compiled(self._masked_loop, make_masks, score)
-        return loop(inputs, _as_selection(chosen), sources, *sizes)
+        return self.perturbed_scores(_masking(make_masks), inputs, chosen, sources, copies,
+                                     batch_size, probability)
 
     def perturbed_scores(
         self,
@@ -605,10 +610,6 @@ class CamExplainer:
         if key not in self._loops:
             self._loops[key] = tf.function(partial(loop, *functions), reduce_retracing=True)
         return self._loops[key]
-
-    def _masked_loop(self, make_masks, score, inputs, chosen, sources, copies, batch_size):
-        return self._perturbed_loop(partial(_masked_inputs, make_masks), score, inputs, chosen,
-                                    sources, copies, batch_size)
 
     def _perturbed_loop(self, make_inputs, score, inputs, chosen, sources, copies, batch_size):
         items = tf.shape(inputs)[0]
