@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import keras
 
-from cnnviz_cli.models.layers import token_grid
+from cnnviz_cli.models.layers import replay_graph, token_grid
 
 STRIPPED = ("softmax", "sigmoid")  # final activations left out, so scores are pre-activation
 
@@ -94,13 +94,8 @@ def build_extractor(
         stand_in = replace(operation) if replace is not None else None
         return _recording(operation if stand_in is None else stand_in, path, wanted, taps)
 
-    def replay(submodel: keras.Model, x, prefix: str):
-        if isinstance(submodel, keras.Sequential):
-            for layer in submodel.layers:
-                x = wrap(layer, prefix)(x)
-            return x
-        # Functional models: run the graph again, with our stand-ins for some operations.
-        return submodel._run_through_graph(x, operation_fn=lambda op: wrap(op, prefix))
+    def replay(submodel: keras.Model, x, prefix: str):  # with our stand-ins for some operations
+        return replay_graph(submodel, x, prefix, wrap)
 
     source = model.inputs[0]
     inputs = keras.Input(shape=tuple(source.shape[1:]), dtype=source.dtype)

@@ -158,15 +158,21 @@ def _shapes_at(model: keras.Model, size: tuple[int, int]) -> dict[str, tuple]:
         return call
 
     def run(submodel: keras.Model, x, prefix: str):
-        if isinstance(submodel, keras.Sequential):
-            for layer in submodel.layers:
-                x = spec_of(layer, prefix)(x)
-            return x
-        return submodel._run_through_graph(x, operation_fn=lambda op: spec_of(op, prefix))
+        return replay_graph(submodel, x, prefix, spec_of)
 
     source = model.inputs[0]
     run(model, keras.KerasTensor((1, *size, source.shape[-1]), dtype=source.dtype), "")
     return shapes
+
+
+def replay_graph(model: keras.Model, x, prefix: str, wrap):
+    """Run `model` on `x` calling `wrap(operation, prefix)(...)` instead of each operation
+    (a Sequential's layers, a functional model's graph), to record or replace what they do."""
+    if isinstance(model, keras.Sequential):
+        for layer in model.layers:
+            x = wrap(layer, prefix)(x)
+        return x
+    return model._run_through_graph(x, operation_fn=lambda operation: wrap(operation, prefix))
 
 
 def stage_outputs(model: keras.Model, size: tuple[int, int] | None = None,
