@@ -250,13 +250,17 @@ def test_layers_prints_the_inputs_and_outputs(run_cli, exported, name, shape):
     (["cam", "--method", "gradcam"], "gradcam cannot run on the SavedModel"),
     (["cam", "--method", "saliency", "--layer", "features"], "--layer applies to Keras models"),
     (["activations"], "cnnviz activations needs the model's layers"),
+    (["cam", "--method", "saliency", "--sanity"], "--sanity and --metric randomisation "
+     "re-initialise the model's layers"),
+    (["cam", "--method", "saliency", "--metric", "randomisation"], "an exported model without "
+     "layers; run them on its .keras file"),
 ])
 def test_layer_methods_on_a_savedmodel_are_refused_saying_what_works(
         run_cli, exported, args, words):
     result = run_cli(args[0], "sample_images/star.png", "-m", exported / "saved", *args[1:],
                      "-o", exported / "never", expect=2)
     one_sentence(result.output, words)
-    if args[0] == "cam" and "--layer" not in args:
+    if args[:3] == ["cam", "--method", "gradcam"]:
         assert ("saliency, smoothgrad, integrated-gradients, gradient-input, occlusion and rise "
                 "work here" in result.output and ".keras file" in result.output)
     assert not (exported / "never").exists()

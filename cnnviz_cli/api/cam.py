@@ -275,6 +275,10 @@ def cam(
     if exported and layer != "auto":
         raise CnnvizError(f"--layer applies to Keras models only: {resolved.source} is an "
                           "exported model without layers; leave it out.")
+    if exported and "randomisation" in chosen_metrics:
+        raise CnnvizError(f"--sanity and --metric randomisation re-initialise the model's "
+                          f"layers, and {resolved.source} is an exported model without layers; "
+                          "run them on its .keras file.")
     arguments = {**locals_of(cam, locals()), "methods": chosen,
                  "classes": [str(c) for c in classes],
                  "reference": None if reference is None else image_words(reference)}
