@@ -206,12 +206,13 @@ def test_a_folder_that_vanishes_mid_run_is_a_write_error_not_recreated(
 
     out = tmp_path / "out"
     write = outputs_module.write_atomic
-    once = threading.Lock()
+    once, moved = threading.Lock(), []
 
     def vanish_first(path, data, **options):
-        with once:
-            if path.suffix == ".png" and out.exists():
+        with once:  # at the first PNG only, whichever writer thread comes first
+            if path.suffix == ".png" and not moved:
                 out.rename(tmp_path / "moved away")
+                moved.append(path)
         write(path, data, **options)
 
     monkeypatch.setattr(outputs_module, "write_atomic", vanish_first)

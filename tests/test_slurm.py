@@ -304,12 +304,13 @@ def submission(photos: Path, out: Path) -> tuple[list[str], str]:
     return command, merge_line
 
 
-def submit_array(cluster: Cluster, photos: Path, out: Path, folder: Path, *options: str) -> str:
-    """The README's job script submitted from FOLDER with --array=1-SHARDS and OPTIONS for
+def submit_array(cluster: Cluster, photos: Path, out: Path, folder: Path, *options: str,
+                 tasks: str = f"1-{SHARDS}") -> str:
+    """The README's job script submitted from FOLDER with --array=TASKS and OPTIONS for
     cnnviz cam; returns the array's job id."""
     write_job_script(photos, out, folder)
     command, _ = submission(photos, out)
-    return cluster.run(command[0], f"--array=1-{SHARDS}", *command[1:], *options, cwd=folder,
+    return cluster.run(command[0], f"--array={tasks}", *command[1:], *options, cwd=folder,
                        **job_environment()).stdout.strip()
 
 
@@ -371,7 +372,7 @@ def wait_for(ready, timeout: float, failure: str) -> None:
         time.sleep(0.02)
 
 
-def test_a_task_cancelled_half_way_and_requeued_finishes_only_what_was_missing(
+def test_a_task_cancelled_half_way_and_submitted_again_finishes_only_what_was_missing(
         cluster, photos, single_run, tmp_path):
     out, task = tmp_path / "cam", "2"
     shard = out / f"shard-{task}"
@@ -395,17 +396,17 @@ def test_a_task_cancelled_half_way_and_requeued_finishes_only_what_was_missing(
     kept = {shard / record["file"] for record in finished["outputs"]}
     stamps = {path: path.stat().st_mtime_ns for path in kept}
 
-    # Slurm may say CANCELLED while the task still saves its manifest: requeued before it
-    # has ended, the task would find its folder locked and fail.
+    # Slurm may say CANCELLED while the task still saves its manifest: submitted again before
+    # it has ended, the task would find its folder locked and fail.
     wait_for(lambda: folder_unlocked(shard), 60, f"task {task} still holds {shard}")
-    cluster.run("scontrol", "requeue", f"{array}_{task}")
-    cluster.run("scontrol", "update", f"JobId={array}_{task}", "StartTime=now")
-    assert cluster.wait(array) == {str(k): "COMPLETED" for k in range(1, SHARDS + 1)}, (
-        job_logs(tmp_path))
+    again = submit_array(cluster, photos, out, tmp_path, "--batch-size", "1", tasks=task)
+    assert cluster.wait(again) == {task: "COMPLETED"}, job_logs(tmp_path)
+    others = {k: "COMPLETED" for k in map(str, range(1, SHARDS + 1)) if k != task}
+    assert cluster.wait(array) == {**others, task: "CANCELLED"}, job_logs(tmp_path)
     wait_for(lambda: cluster.states(merge) == {merge: "PENDING DependencyNeverSatisfied"}, 60,
              f"the first merge is {cluster.states(merge)}, not stuck as the README says")
     cluster.run("scancel", merge)
-    merge = submit_merge(cluster, photos, out, tmp_path, f"{array}_{task}")
+    merge = submit_merge(cluster, photos, out, tmp_path, again)
     assert cluster.wait(merge, timeout=60) == {merge: "COMPLETED"}, job_logs(tmp_path)
     assert {path: path.stat().st_mtime_ns for path in kept} == stamps  # not written again
     assert f"Skipping {len(finished['inputs'])} image(s)" in job_logs(tmp_path)
