@@ -268,9 +268,12 @@ def job_environment() -> dict[str, str]:
         str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
-def write_job_script(photos: Path, out: Path, folder: Path) -> Path:
+def write_job_script(photos: Path, out: Path, folder: Path, shards: int = SHARDS) -> Path:
+    """The README's job script for SHARDS tasks, its folders the test's."""
+    text = in_folders(readme_block("slurm job script"), photos, out)
+    assert "\nSHARDS=8 " in text, text
     script = folder / "cam.sh"
-    script.write_text(in_folders(readme_block("slurm job script"), photos, out))
+    script.write_text(text.replace("\nSHARDS=8 ", f"\nSHARDS={shards} "))
     return script
 
 
@@ -279,10 +282,9 @@ def single_run(photos, tmp_path_factory) -> dict[str, set[str]]:
     """The README's job script run once, outside Slurm, as the only task (--shard 1/1):
     the files of each image key."""
     folder = tmp_path_factory.mktemp("single")
-    script = write_job_script(photos, folder, folder)
+    script = write_job_script(photos, folder, folder, shards=1)
     result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600,
-                            env={**os.environ, **job_environment(), "SLURM_ARRAY_TASK_ID": "1",
-                                 "SLURM_ARRAY_TASK_COUNT": "1"})
+                            env={**os.environ, **job_environment(), "SLURM_ARRAY_TASK_ID": "1"})
     assert result.returncode == 0, result.stderr
     return files_by_key(json.loads((folder / "shard-1" / "manifest.json").read_text()))
 
