@@ -107,3 +107,14 @@ def test_options_that_cannot_take_effect_are_one_sentence(run_cli, tiny_images, 
 def test_example_options_need_from_images(run_cli):
     result = run_cli("maximize", "--top", "4", expect=2)
     assert "--top applies only with --from-images" in result.output
+
+
+def test_command_and_api_write_the_same_grid(run_cli, demo_resolved, tiny_images, tmp_path):
+    from cnnviz_cli import maximize
+
+    run_cli("maximize", "--from-images", tiny_images, "-l", LAYER, "--filter", "1",
+            "--top", 2, "--size", SIZE, "-o", tmp_path / "cli")
+    maximize("demo", layer=LAYER, filters="1", from_images=str(tiny_images), top=2,
+             size=SIZE, out=tmp_path / "api")
+    name = f"maximize-{LAYER}-examples/filter-1.png"
+    assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "api" / name).read_bytes()

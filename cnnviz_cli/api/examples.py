@@ -60,6 +60,8 @@ class ExamplesResult(Result):
     def _files(self, item: FilterExamples):
         from cnnviz_cli.render.examples import example_tile, examples_grid
 
+        if not item.examples:  # no image could be read
+            return
         folder = f"maximize-{slug(item.layer)}-examples/filter-{item.filter}"
         records = [example_record(item.layer, item.filter, rank, example)
                    for rank, example in enumerate(item.examples, start=1)]
@@ -140,5 +142,6 @@ def _patch(image, projection: np.ndarray) -> Patch:
     from cnnviz_cli.render.maps import support_box
 
     rows, columns = support_box(projection)
-    return Patch(image.name, ((rows.start, rows.stop), (columns.start, columns.stop)),
+    box = tuple((int(side.start), int(side.stop)) for side in (rows, columns))
+    return Patch(image.name, box,
                  image.resized[rows, columns].copy(), projection[rows, columns].copy())
