@@ -40,15 +40,16 @@ def wall_seconds(command: list[str], repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def image_folders(root: Path) -> dict[int, Path]:
-    """Folders of 50, 200 and 1000 generated demo images (PNG)."""
+def image_folders(root: Path, size: int = SIZE,
+                  counts: tuple[int, ...] = FOLDER_SIZES) -> dict[int, Path]:
+    """Folders of 50, 200 and 1000 (`counts`) generated demo images (PNG)."""
     from PIL import Image
 
     from cnnviz_cli.demo.shapes import make_dataset
 
-    images, _ = make_dataset(max(FOLDER_SIZES), SIZE, seed=3)
+    images, _ = make_dataset(max(counts), size, seed=3)
     folders = {}
-    for count in FOLDER_SIZES:
+    for count in counts:
         folders[count] = root / f"images{count}"
         folders[count].mkdir()
         for index in range(count):

@@ -130,6 +130,10 @@ def maximize(
     direction_images=None,
     diversity: float = 0.0,
     samples: int = 1,
+    from_images=None,
+    top: int = 9,
+    projection: str = "deconvnet",
+    shard: tuple[int, int] | None = None,
     preprocess=None,
     labels=None,
     checkpoints: Sequence[str | Path] = (),
@@ -157,6 +161,10 @@ def maximize(
         batch_size: filters or classes optimised together.
         objective, position, direction_vector, direction_images, diversity, samples: what a filter's
             images maximise (see `api.objectives.unit_objective`), and how many per filter.
+        from_images: instead of synthesising, stream these images (paths, folders, globs,
+            PIL images or arrays) and keep each filter's `top` dataset examples: the patches
+            of strongest activation beside their `projection` (`deconvnet` or `guided`);
+            `shard` (K, N) takes slice K of N of them (merge with `cnnviz report`).
         preprocess, labels: as for `load_model`.
         checkpoints: model or weights files saved during training, in order: the technique
             runs on each; one strip (a row per checkpoint) and GIF per picture followed.
@@ -167,7 +175,8 @@ def maximize(
         force: replace the outputs of an earlier run with other options in `out`.
 
     Returns:
-        A MaximizeResult with `images`, `scores`, `noise_scores` and `targets`.
+        A MaximizeResult with `images`, `scores`, `noise_scores` and `targets`; with
+        `from_images` an ExamplesResult with `examples` (filter -> best examples).
     """
     from cnnviz_cli.api.evolution import over_checkpoints, refuse_with_checkpoints
     from cnnviz_cli.api.heads import model_head
@@ -183,6 +192,11 @@ def maximize(
     arguments = locals_of(maximize, locals())
     if isinstance(direction_vector, np.ndarray):
         arguments["direction_vector"] = "<array in memory>"
+    if from_images is not None:
+        return _examples(resolved, arguments, out, progress)
+    if (top, projection, shard) != (9, "deconvnet", None):
+        raise CnnvizError("--top, --projection and --shard choose dataset examples; they go "
+                          "with --from-images.")
     if classes and (layer != "auto" or filters is not None):
         raise CnnvizError("--layer and --filter choose filters to maximise; they cannot go with "
                           "--class, which maximises classes instead.")
@@ -224,6 +238,33 @@ def maximize(
             item = MaximizeItem(info.path, unit.targets.tolist(), unit.names, result)
         session.keep(part(session, MaximizeResult, [item]), retain=True)
         return collect(session, MaximizeResult)
+
+
+def _examples(resolved, arguments: dict, out, progress: bool):
+    """The dataset examples of `maximize(from_images=...)` (see api.examples)."""
+    import inspect
+
+    from cnnviz_cli.api.examples import (
+        SYNTHESIS_ONLY,
+        dataset_examples,
+        refuse_synthesis_options,
+    )
+    from cnnviz_cli.api.results import image_words
+    from cnnviz_cli.models.layers import find_feature_map, last_feature_map
+    from cnnviz_cli.specs import filter_spec, parse_filters
+
+    defaults = {name: parameter.default
+                for name, parameter in inspect.signature(maximize).parameters.items()}
+    refuse_synthesis_options(arguments, defaults)
+    for name in (*SYNTHESIS_ONLY, "objective"):
+        del arguments[name]
+    images = arguments["from_images"]
+    arguments.update(filters=filter_spec(arguments["filters"]), from_images=image_words(images))
+    layer = arguments["layer"]
+    info = (last_feature_map(resolved.model, resolved.image_size(arguments["size"]))
+            if layer == "auto" else find_feature_map(resolved.model, layer))
+    chosen = parse_filters(arguments["filters"], int(info.output_shape[-1]), info.path)
+    return dataset_examples(resolved, info, chosen, images, arguments, out, progress)
 
 
 def _config(options: dict, side: int):

@@ -11,6 +11,7 @@ from cnnviz_cli.cli.common import (
     finish,
     load_model,
     output_options,
+    parse_shard,
     run_settings,
 )
 from cnnviz_cli.cli.heads import head_options
@@ -32,7 +33,11 @@ HEAD_OPTIONS = OnlyWhen(("task", "direction"), "with --class (they say what the 
                         "are)", lambda params: bool(params["classes"]))
 
 
-@click.command(cls=CnnvizCommand, rules=[FILTER_OPTIONS, HEAD_OPTIONS])
+EXAMPLE_OPTIONS = OnlyWhen(("top", "projection", "shard"), "with --from-images (they choose "
+                           "dataset examples)", lambda params: bool(params["from_images"]))
+
+
+@click.command(cls=CnnvizCommand, rules=[FILTER_OPTIONS, HEAD_OPTIONS, EXAMPLE_OPTIONS])
 @computing_model_options
 @click.option("-l", "--layer", "layer_spec", default="auto", show_default=True, metavar="LAYER",
               help="Layer whose filters to maximise; auto = the deepest feature map.")
@@ -81,6 +86,16 @@ HEAD_OPTIONS = OnlyWhen(("task", "direction"), "with --class (they say what the 
               help="Weight of the penalty on the Gram similarity of a filter's --samples.")
 @click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True,
               help="Images per filter (made different by --diversity).")
+@click.option("--from-images", multiple=True, metavar="IMAGES",
+              help="Instead of synthesising, stream these images (a folder, files or globs) "
+              "and show each filter's dataset examples. Repeatable.")
+@click.option("--top", type=click.IntRange(min=1), default=9, show_default=True, metavar="K",
+              help="Dataset examples per filter: the K images of strongest activation.")
+@click.option("--projection", type=click.Choice(["deconvnet", "guided"]), default="deconvnet",
+              show_default=True, help="How each example's activation is projected to pixels.")
+@click.option("--shard", metavar="K/N", callback=parse_shard,
+              help="Use only slice K of N of the sorted --from-images; `cnnviz report` merges "
+              "the shards' folders into the global top K.")
 @output_options
 @click.pass_context
 def maximize(ctx: click.Context, **options) -> None:
@@ -89,12 +104,17 @@ def maximize(ctx: click.Context, **options) -> None:
     Writes a labelled grid (<out>/maximize-<layer>-grid.png), one PNG per filter
     (<out>/maximize-<layer>/filter-<i>.png) or class (<out>/maximize-class-<label>.png), and
     records in the manifest the activation reached and that of random noise.
+    With --from-images, writes each filter's dataset examples instead: a grid of the --top
+    image patches of strongest activation beside their projections
+    (<out>/maximize-<layer>-examples/filter-<i>.png), with their values and positions in the
+    manifest.
 
     \b
     Example:
       cnnviz maximize -l block3_conv2 --filter 0-3 --filter 9 --steps 256 -o out/filters
       cnnviz maximize --class star --class ring -o out/classes
       cnnviz maximize -l block4_conv --filter 5 --samples 4 --diversity 0.5 -o out/diverse
+      cnnviz maximize --from-images sample_images/ -l block3_conv2 --filter 0-3 -o out/examples
     """
     from cnnviz_cli import api
 
@@ -109,6 +129,8 @@ def maximize(ctx: click.Context, **options) -> None:
         direction_vector=options["direction_vector"],
         direction_images=list(options["direction_images"]) or None,
         diversity=options["diversity"], samples=options["samples"],
+        from_images=list(options["from_images"]) or None, top=options["top"],
+        projection=options["projection"], shard=options["shard"],
         **run_settings(ctx, options, images=False),
     )
     finish(ctx, result, options["print_json"])

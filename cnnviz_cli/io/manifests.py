@@ -14,6 +14,7 @@ from cnnviz_cli.io.outputs import MANIFEST, RUN_CONTROL, Outputs
 from cnnviz_cli.io.provenance import read_png_fields
 
 FAITHFULNESS = "faithfulness"  # the name of the ranking of the methods in a manifest's metrics
+EXAMPLES = "examples"  # the name of the merged dataset examples in a manifest's metrics
 
 
 def read_manifest(folder: Path) -> dict:
@@ -209,14 +210,38 @@ def _setup(run: dict) -> str:
 def merged_faithfulness(runs: list[dict], outputs: list[dict]) -> list[dict]:
     """`faithfulness_ranking` over the heatmaps of all runs of the same setup (such as the
     shards of one job), one ranking per setup; each row lists its `runs` (their numbers)."""
-    setups: dict[str, list[int]] = {}
-    for number, run in enumerate(runs):
-        setups.setdefault(_setup(run), []).append(number)
     rows = []
-    for numbers in setups.values():
+    for numbers in _setups(runs):
         chosen = set(numbers)
         ranking = faithfulness_ranking([record for record in outputs if record["run"] in chosen])
         rows += [{**row, "runs": numbers} for row in ranking]
+    return rows
+
+
+def _setups(runs: list[dict]) -> list[list[int]]:
+    """The numbers of the runs of each setup (such as the shards of one job)."""
+    setups: dict[str, list[int]] = {}
+    for number, run in enumerate(runs):
+        setups.setdefault(_setup(run), []).append(number)
+    return list(setups.values())
+
+
+def merged_examples(runs: list[dict], outputs: list[dict]) -> list[dict]:
+    """The global top K dataset examples (`maximize --from-images`) of each filter over the
+    runs of one setup: one row per setup, layer and filter, with its `runs` and `examples`
+    (records with the global `rank` and their `file`), best first as the runs rank them
+    (techniques.examples.ranking)."""
+    rows = []
+    for numbers in _setups(runs):
+        chosen, groups = set(numbers), {}
+        for record in outputs:
+            if record["run"] in chosen and record.get("kind") == "example":
+                groups.setdefault((record["layer"], record["filter"]), []).append(record)
+        top = (runs[numbers[0]].get("options") or {}).get("top")
+        for (layer, index), records in sorted(groups.items()):
+            records.sort(key=lambda record: (-record["activation"], record["key"]))
+            rows.append({"layer": layer, "filter": index, "runs": numbers, "examples": [
+                {**record, "rank": rank} for rank, record in enumerate(records[:top], start=1)]})
     return rows
 
 
@@ -263,5 +288,7 @@ def merge_manifests(parts: list[tuple[dict, str]]) -> dict:
         for name in ("outputs", "inputs", "failures"):
             merged[name] += [{**item, "run": item["run"] + offset} for item in part[name]]
     ranking = merged_faithfulness(merged["runs"], merged["outputs"])
-    merged["metrics"] = {FAITHFULNESS: ranking} if ranking else {}
+    examples = merged_examples(merged["runs"], merged["outputs"])
+    merged["metrics"] = {name: rows for name, rows in
+                         ((FAITHFULNESS, ranking), (EXAMPLES, examples)) if rows}
     return merged

@@ -67,7 +67,13 @@ def receptive_field_pair(image: np.ndarray, projection: np.ndarray, side: int = 
     """The image patch under a unit's projection and the projection itself, side by side, each
     cropped to the projection's support and resized to `side` pixels."""
     box = support_box(projection)
-    patches = [as_rgb(image[box]), signed_image(projection[box])]
+    return patch_pair(image[box], projection[box], side)
+
+
+def patch_pair(patch: np.ndarray, projection: np.ndarray, side: int = 96) -> np.ndarray:
+    """An image patch and its projection (same height and width), side by side, each resized
+    to `side` pixels."""
+    patches = [as_rgb(patch), signed_image(projection)]
     resized = [np.asarray(Image.fromarray(patch).resize((side, side), Image.Resampling.NEAREST))
                for patch in patches]
     gap = np.full((side, 2, 3), 255, np.uint8)

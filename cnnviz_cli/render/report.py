@@ -295,6 +295,18 @@ def _figure(record: dict, command: str) -> str:
     )
 
 
+def _examples_section(rows: list[dict]) -> str:
+    """Each filter's dataset examples over all runs of a setup (merged shards), best first."""
+    if not rows:
+        return ""
+    parts = "".join(
+        f"<h3>{_text(row['layer'])} · filter {_text(row['filter'])}</h3><div class='techniques'>"
+        + "".join(_figure(record, "maximize") for record in row["examples"]) + "</div>"
+        for row in rows
+    )
+    return f"<section><h2>Dataset examples (over all runs)</h2>{parts}</section>"
+
+
 def _predictions(records: list[dict]) -> str:
     seen: dict[str, str] = {}
     for record in records:
@@ -347,6 +359,7 @@ def render_report(manifest: dict) -> str:
         + _gates_banner(runs)
         + "".join(_run_section(number, run) for number, run in enumerate(runs))
         + _metrics_section(runs, outputs, manifest.get("metrics") or {})
+        + _examples_section((manifest.get("metrics") or {}).get("examples") or [])
         + _failures_section(failures)
         + "<p><input id='filter' type='search' placeholder='Filter images by path'></p>"
         + articles
