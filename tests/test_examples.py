@@ -118,3 +118,10 @@ def test_command_and_api_write_the_same_grid(run_cli, demo_resolved, tiny_images
              size=SIZE, out=tmp_path / "api")
     name = f"maximize-{LAYER}-examples/filter-1.png"
     assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "api" / name).read_bytes()
+
+
+def test_the_output_folder_may_not_lie_inside_the_images(run_cli, tiny_images):
+    inside = tiny_images / "examples"
+    result = run_cli("maximize", "--from-images", tiny_images, "-l", "block3_conv2", "--filter",
+                     "0", "-o", inside, expect=2)
+    assert "inside the input folder" in result.output and not inside.exists()

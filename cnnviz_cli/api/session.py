@@ -105,7 +105,7 @@ class Session:
     def _open(self, out: Path) -> None:
         from cnnviz_cli.io.outputs import Outputs
 
-        images = self.options.get("images")
+        images = self.options.get("images") or self.options.get("from_images")
         if isinstance(images, list) and all(isinstance(spec, str) for spec in images):
             _check_out_folder(out, images)
         self.outputs = Outputs(out, self.command, self.options, self.command_line, self.warn)
