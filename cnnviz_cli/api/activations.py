@@ -93,8 +93,9 @@ class ActivationsResult(Result):
                              numbers=numbers)
 
     def _picture(self, item: ActivationsItem) -> np.ndarray:
+        shown = "concepts" if item.concepts else "grid"  # concepts when they were asked for
         return stack([file.render() for file in self._files(item)
-                      if file.record["kind"] == "grid"])
+                      if file.record["kind"] == shown])
 
 
 def activations(
