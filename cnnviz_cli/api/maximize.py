@@ -146,7 +146,8 @@ def maximize(
 
     Args:
         model: a name, a model file, a keras.Model or a `load_model` result.
-        layer: the feature-map layer whose filters to maximise; `auto` = the deepest one.
+        layer: the feature-map layer whose filters to maximise; `auto` = the deepest one
+            larger than 1x1 before pooling.
         filters: `3`, `0-15`, `1,5,9`, `all` or a list of indices [default: the first 16].
         classes: maximise these class scores (indices or labels) instead of filters.
         task, direction: what the (first) output is and, for regression, whether to raise

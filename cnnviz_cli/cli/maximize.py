@@ -40,7 +40,8 @@ EXAMPLE_OPTIONS = OnlyWhen(("top", "projection", "shard"), "with --from-images (
 @click.command(cls=CnnvizCommand, rules=[FILTER_OPTIONS, HEAD_OPTIONS, EXAMPLE_OPTIONS])
 @computing_model_options
 @click.option("-l", "--layer", "layer_spec", default="auto", show_default=True, metavar="LAYER",
-              help="Layer whose filters to maximise; auto = the deepest feature map.")
+              help="Layer whose filters to maximise; auto = the deepest map larger than 1x1 "
+              "before pooling.")
 @filter_option("Filters to maximise [default: the first 16].")
 @click.option("--class", "classes", multiple=True, metavar="CLASS",
               help="Maximise a class score instead of filters (index or label). Repeatable.")
