@@ -285,9 +285,9 @@ def check_command(details: dict, source: str, command: str) -> None:
 
 
 def _working(kind: str) -> list[str]:
-    from cnnviz_cli.techniques.cam import NEEDS
+    from cnnviz_cli.techniques.cam import methods
 
-    return [method for method, need in NEEDS.items() if need in GIVES[kind]]
+    return [name for name, method in methods().items() if method.needs in GIVES[kind]]
 
 
 def _listed(names: list[str]) -> str:

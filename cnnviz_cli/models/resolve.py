@@ -67,6 +67,7 @@ class ResolvedModel:
     weights_file: Path | None = None  # a weights file loaded into it
     preprocess_origin: str = "default"  # why this preprocessing, for the summary line
     runtime: Runtime | None = None  # where it computes (cnnviz_cli.device.configure)
+    loaded_with: dict = field(default_factory=dict)  # load_model's keywords, as given
     compiled: dict = field(default_factory=dict, repr=False, compare=False)
 
     def reuse(self, key: tuple, build: Callable[[], T]) -> T:
