@@ -28,13 +28,14 @@ def _ablated(activations, sources, item, copy, copies):
 
 @method("ablationcam", weighted=True)
 def _ablationcam(cam_pass: CamPass) -> tf.Tensor:
-    """Desai & Ramaswamy: channel weight = the score's relative drop with the channel zeroed."""
+    """Desai & Ramaswamy: channel weight = the drop of the score with the channel zeroed, over
+    the score (its size: a drop is evidence for a negative score too)."""
     activations = cam_pass.activations
     scores = cam_pass.explainer.replaced_scores(
         _ablated, cam_pass.inputs, activations, cam_pass.selection, (),
         int(activations.shape[-1]) + 1, cam_pass.options.batch_size)
     full = scores[:, -1:]
-    return cam_pass.combine(weigh(tf.math.divide_no_nan(full - scores[:, :-1], full),
+    return cam_pass.combine(weigh(tf.math.divide_no_nan(full - scores[:, :-1], tf.abs(full)),
                                   activations))
 
 
