@@ -13,7 +13,7 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from cnnviz_cli.version import __version__  # noqa: E402
+from cnnviz_cli.version import __version__ as __version__  # noqa: E402 (re-exported)
 
 __all__ = [
     "ActivationsResult",
