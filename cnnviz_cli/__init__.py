@@ -22,17 +22,23 @@ __all__ = [
     "DreamResult",
     "FiltersResult",
     "InputError",
+    "LayersResult",
     "LoadedImage",
     "MaximizeResult",
     "ReconstructResult",
+    "Report",
     "Result",
     "activations",
     "cam",
     "dream",
     "filters",
+    "info",
+    "layers",
+    "list_models",
     "load_model",
     "maximize",
     "reconstruct",
+    "report",
 ]
 
 
