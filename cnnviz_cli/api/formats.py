@@ -3,21 +3,25 @@ input gradients or scores only) against what the model's format gives (`Resolved
 """
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from cnnviz_cli.errors import CnnvizError
+
+if TYPE_CHECKING:
+    from cnnviz_cli.models.resolve import ResolvedModel
 
 LAYER_COMMANDS = ("activations", "filters", "maximize", "dream", "reconstruct")
 """The commands that need the model's layers."""
 
 
-def usable_methods(resolved) -> list[str]:
+def usable_methods(resolved: "ResolvedModel") -> list[str]:
     """The cam methods that can run on the ResolvedModel `resolved`, in registry order."""
     from cnnviz_cli.techniques.cam import NEEDS
 
     return [method for method, need in NEEDS.items() if need in resolved.gives]
 
 
-def check_methods(resolved, methods: Sequence[str]) -> None:
+def check_methods(resolved: "ResolvedModel", methods: Sequence[str]) -> None:
     """Refuse, in one sentence, the cam `methods` that the model's format cannot run."""
     usable = usable_methods(resolved)
     refused = [method for method in methods if method not in usable]
@@ -27,7 +31,7 @@ def check_methods(resolved, methods: Sequence[str]) -> None:
             "here, and a .keras file of the model gives every method.")
 
 
-def check_command(resolved, command: str) -> None:
+def check_command(resolved: "ResolvedModel", command: str) -> None:
     """Refuse, in one sentence, a command that needs layers the model's format does not have."""
     if command in LAYER_COMMANDS and "layer" not in resolved.gives:
         raise CnnvizError(
@@ -36,7 +40,7 @@ def check_command(resolved, command: str) -> None:
             "model gives every command.")
 
 
-def _model(resolved) -> str:
+def _model(resolved: "ResolvedModel") -> str:
     """`the ONNX model m.onnx, which gives scores only (...)`."""
     from cnnviz_cli.models.formats import FORMAT_NAMES
 

@@ -1,6 +1,10 @@
 """`cnnviz_cli.layers` and `cnnviz_cli.list_models`: what can be visualised."""
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cnnviz_cli.models.resolve import ResolvedModel
 
 DEMO_DESCRIPTION = "bundled shapes classifier, any input size"
 
@@ -11,7 +15,7 @@ class LayersResult:
     addressed as outer/inner; none for an exported model, whose inputs and outputs its
     record (`model.details`) holds instead."""
 
-    model: object
+    model: "ResolvedModel"
     layers: list[dict]
 
     def record(self) -> dict:
