@@ -239,9 +239,9 @@ def open_session(command: str, function: Callable, arguments: dict, resolved,
     The manifest's options and the canonical command line come from the arguments, so the
     shell and the API record the same run the same way.
     """
-    from cnnviz_cli.models.formats import check_command
+    from cnnviz_cli.api.formats import check_command
 
-    check_command(resolved.details, resolved.source, command)
+    check_command(resolved, command)
     defaults = {name: parameter.default
                 for name, parameter in inspect.signature(function).parameters.items()
                 if parameter.default is not inspect.Parameter.empty}
