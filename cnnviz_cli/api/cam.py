@@ -335,10 +335,10 @@ def cam(model, images: ImageSource, settings: dict | None = None, /, *,
         `probabilities`; `ranking`, `trust`, `gates` and `passed`.
     """
     from cnnviz_cli.api.evolution import over_checkpoints_of, refuse_with_checkpoints
+    from cnnviz_cli.api.formats import check_methods
     from cnnviz_cli.api.gates import Checks
     from cnnviz_cli.api.heads import model_head
     from cnnviz_cli.api.trust import resolve_metrics
-    from cnnviz_cli.models.formats import check_methods
     from cnnviz_cli.models.heads import check_threshold
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
     from cnnviz_cli.techniques.cam import CamExplainer, CamOptions, Targets, output_index
@@ -348,8 +348,8 @@ def cam(model, images: ImageSource, settings: dict | None = None, /, *,
     chosen, layer = settings["methods"], settings["layer"]
     chosen_metrics = resolve_metrics(settings["metric"] + (["deletion"] if settings["metrics"]
                                                            else []), settings["sanity"])
-    check_methods(resolved.details, resolved.source, chosen)
-    exported = "format" in resolved.details  # no layers: the methods that need none
+    check_methods(resolved, chosen)
+    exported = "layer" not in resolved.gives  # no layers: the methods that need none
     if exported and layer != "auto":
         raise CnnvizError(f"--layer applies to Keras models only: {resolved.source} is an "
                           "exported model without layers; leave it out.")

@@ -16,9 +16,9 @@ LAYER_COMMANDS = ("activations", "filters", "maximize", "dream", "reconstruct")
 
 def usable_methods(resolved: "ResolvedModel") -> list[str]:
     """The cam methods that can run on the ResolvedModel `resolved`, in registry order."""
-    from cnnviz_cli.techniques.cam import NEEDS
+    from cnnviz_cli.techniques.cam import methods
 
-    return [method for method, need in NEEDS.items() if need in resolved.gives]
+    return [name for name, method in methods().items() if method.needs in resolved.gives]
 
 
 def check_methods(resolved: "ResolvedModel", methods: Sequence[str]) -> None:

@@ -299,10 +299,10 @@ def start_session(table, resolved, settings: dict, progress: bool = False,
 
     The manifest's options are the settings; the recorded command line comes from the table.
     """
+    from cnnviz_cli.api.formats import check_command
     from cnnviz_cli.api.tables import RUN
-    from cnnviz_cli.models.formats import check_command
 
-    check_command(resolved.details, resolved.source, table.command)
+    check_command(resolved, table.command)
     run = {option.name: settings[option.name] for option in RUN if option.name in settings}
     if run:
         run["force"] = settings["force"]

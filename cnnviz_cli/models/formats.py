@@ -258,31 +258,3 @@ def _padded(batch: np.ndarray, size: int) -> np.ndarray:
 def _first_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0].rstrip(".") if lines else type(error).__name__
-
-
-# TODO(integrator): delete check_methods and the helpers below once api/cam.py calls
-# api.formats.check_methods(resolved, chosen) (models/ must not import techniques/).
-def check_methods(details: dict, source: str, methods: list[str]) -> None:
-    """Refuse cam methods the model's format cannot give, in one sentence."""
-    kind = details.get("format", "keras")
-    refused = [method for method in methods if method not in _working(kind)]
-    if refused:
-        raise CnnvizError(
-            f"{_listed(refused)} cannot run on the {FORMAT_NAMES[kind]} {source}, which "
-            f"{_exposes(kind)}: {_listed(_working(kind))} work here, and a .keras file of the "
-            "model gives every method.")
-
-
-def _working(kind: str) -> list[str]:
-    from cnnviz_cli.techniques.cam import methods
-
-    return [name for name, method in methods().items() if method.needs in GIVES[kind]]
-
-
-def _listed(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-
-
-def _exposes(kind: str) -> str:
-    return ("gives input gradients but no layers" if "gradient" in GIVES[kind]
-            else "gives scores only (no layers or gradients)")
