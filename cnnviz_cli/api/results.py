@@ -239,9 +239,9 @@ def open_session(command: str, function: Callable, arguments: dict, resolved,
     The manifest's options and the canonical command line come from the arguments, so the
     shell and the API record the same run the same way.
     """
-    from cnnviz_cli.models.formats import check_command
+    from cnnviz_cli.api.formats import check_command
 
-    check_command(resolved.details, resolved.source, command)
+    check_command(resolved, command)
     defaults = {name: parameter.default
                 for name, parameter in inspect.signature(function).parameters.items()
                 if parameter.default is not inspect.Parameter.empty}
@@ -299,10 +299,10 @@ def start_session(table, resolved, settings: dict, progress: bool = False,
 
     The manifest's options are the settings; the recorded command line comes from the table.
     """
+    from cnnviz_cli.api.formats import check_command
     from cnnviz_cli.api.tables import RUN
-    from cnnviz_cli.models.formats import check_command
 
-    check_command(resolved.details, resolved.source, table.command)
+    check_command(resolved, table.command)
     run = {option.name: settings[option.name] for option in RUN if option.name in settings}
     if run:
         run["force"] = settings["force"]

@@ -17,7 +17,7 @@ def _table():
 @click.command(cls=CnnvizCommand, table=_table)
 @click.pass_context
 def cam(ctx: click.Context, **options) -> None:
-    """Heatmaps: which pixels drove a class score (CAMs, gradient and perturbation methods).
+    """Heatmaps: which pixels drove a class score (the CAM family).
 
     Per image, class and method: the heatmap over the image, the bare heatmap and, with several
     methods, a side-by-side panel, in <out>/<image>/. Exit 3 when a gate fails.

@@ -181,7 +181,20 @@ class CamPass:
         )
 
 
-Compute = Callable[[CamPass], Any]  # -> (items, height, width) maps
+Compute = Callable[[CamPass], Any]  # -> (items, height, width) maps, or an Attribution
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """What a signed method returns: signed attributions (items, height, width, channels) at
+    the input, and numbers to record per item (`fields`, e.g. a completeness error)."""
+
+    values: Any
+    fields: dict = field(default_factory=dict)
+
+    def positive(self):
+        """The map the metrics and statistics use: the positive part of the channel sum."""
+        return tf.nn.relu(tf.reduce_sum(self.values, axis=-1))
 
 
 @dataclass(frozen=True)
@@ -193,7 +206,7 @@ class Method:
     are its own parameters (flags of `cnnviz cam`, keywords of `cnnviz_cli.cam`); `random`
     says whether it draws at random (True, or a test of the settings). `weighted` methods
     weigh the activations and leave their combination into maps to `CamPass.combine`.
-    `Modifier`s wrap it; `signed` maps keep their sign.
+    `Modifier`s wrap it. A `signed` method returns an `Attribution`, drawn with its sign.
     """
 
     name: str
@@ -428,6 +441,10 @@ class CamBatch:
     score_kind: str = "logit"  # what the scores are: see `Head.score_kind`
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (items, h, w)
     regions: np.ndarray | None = None  # segmentation: (items, h, w) the region explained
+    attributions: dict[str, np.ndarray] = field(default_factory=dict)  # signed methods:
+    # method -> (items, height, width, channels) raw signed attributions
+    extras: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # method -> field
+    # -> (items,) numbers a method records (completeness or conservation error)
 
     def score_fields(self, item: int) -> dict:
         """The explained score of one item, its probability (None without one) and its kind."""
@@ -684,16 +701,19 @@ class CamExplainer:
             items, tensors = tf.gather(items, keep), [tf.gather(t, keep) for t in tensors]
         classes, scores, probabilities, activations, gradients, regions = tensors
         cam_pass = CamPass(self, items, (classes, regions), activations, gradients, options)
-        return CamBatch(
-            self.layer_path,
-            images[keep],
-            classes.numpy(),
-            scores.numpy(),
-            probabilities.numpy() if head.has_probability else None,
-            head.score_kind,
-            {name: np.asarray(run_method(name, cam_pass)) for name in methods},
-            regions.numpy() if head.task == "segment" else None,
-        )
+        batch = CamBatch(self.layer_path, images[keep], classes.numpy(), scores.numpy(),
+                         probabilities.numpy() if head.has_probability else None,
+                         head.score_kind, regions=regions.numpy() if head.task == "segment"
+                         else None)
+        for name in methods:
+            computed = run_method(name, cam_pass)
+            if isinstance(computed, Attribution):
+                batch.attributions[name] = np.asarray(computed.values)
+                batch.extras[name] = {key: np.asarray(value)
+                                      for key, value in computed.fields.items()}
+                computed = computed.positive()
+            batch.maps[name] = np.asarray(computed)
+        return batch
 
 
 def _as_selection(chosen) -> tuple[tf.Tensor, tf.Tensor]:

@@ -188,10 +188,11 @@ def test_eigen_smooth_combines_the_weighted_activations_by_their_first_component
     activations, logits, gradients = reference(flat_model, x[result.image_indices])
     expected = []
     for item, c in enumerate(result.classes):
-        a, g = activations[item], gradients[..., c]
-        weights = {"gradcam": lambda: g.mean(axis=(0, 1)), "layercam": lambda: np.maximum(g, 0),
-                   "hirescam": lambda: g, "ablationcam": lambda: ablation_weights(logits, activations, item, c)}
-        expected.append(first_component(weights[name]() * a))
+        g = gradients[..., c]
+        weights = (ablation_weights(logits, activations, item, c) if name == "ablationcam"
+                   else {"gradcam": g.mean(axis=(0, 1)), "layercam": np.maximum(g, 0),
+                         "hirescam": g}[name])
+        expected.append(first_component(weights * activations[item]))
     assert_maps(result, expected, name)
 
 
