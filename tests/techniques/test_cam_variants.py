@@ -253,3 +253,37 @@ def test_new_methods_and_modifiers_are_specs_the_command_derives_from():
     assert options.command_line(settings) == (
         "cnnviz cam a.png --method kpcacam --method finercam --aug-smooth --kpca-kernel rbf "
         "--finer-alpha 0.5")
+
+
+
+def test_ablationcam_on_token_layers_matches_the_feature_map_they_reshape(keras):
+    """Zeroing a channel of tokens on a grid is zeroing it in the map they reshape; with a
+    class token before the grid, what follows needs the input too, and the map stays whole."""
+    side = 6  # tokens on a square grid
+    inputs_ = keras.Input((side, side, CHANNELS))
+    conv = keras.layers.Conv2D(FILTERS, 3, padding="same", activation="relu", name="conv")(inputs_)
+    tokens = keras.layers.Reshape((side * side, FILTERS), name="tokens")(conv)
+    summary = keras.layers.Reshape((1, FILTERS))(keras.layers.GlobalAveragePooling1D()(tokens))
+    with_class = keras.layers.Concatenate(axis=1, name="with_class")([summary, tokens])
+    pooled = keras.layers.Flatten()(keras.layers.Dense(FILTERS, activation="relu")(with_class))
+    model = with_random_weights(keras.Model(inputs_, keras.layers.Dense(CLASSES)(pooled)), 14)
+    x = np.random.default_rng(8).normal(size=(2, side, side, CHANNELS)).astype("float32")
+    maps = {layer: CamExplainer(model, layer, x.shape[1:])(
+        x, Targets((2,)), ["ablationcam"], CamOptions(batch_size=3)).maps["ablationcam"]
+        for layer in ("conv", "tokens", "with_class")}
+    assert maps["conv"].max() > 0
+    np.testing.assert_allclose(maps["tokens"], maps["conv"], atol=1e-5 * maps["conv"].max())
+    kernel, bias, mixer, mixer_bias, dense, dense_bias = map(np.float64, model.get_weights())
+    grid = conv_relu(x, kernel, bias).reshape(2, side * side, FILTERS)
+    expected = []
+    for item in range(2):
+        changed = np.repeat(grid[item:item + 1], FILTERS + 1, axis=0)
+        changed[np.arange(FILTERS), :, np.arange(FILTERS)] = 0.0  # the last copy: unchanged
+        with_token = np.concatenate([np.repeat(grid[item].mean(axis=0)[None, None], FILTERS + 1,
+                                               axis=0), changed], axis=1)
+        mixed = np.maximum(with_token @ mixer + mixer_bias, 0)
+        scores = mixed.reshape(FILTERS + 1, -1) @ dense[:, 2] + dense_bias[2]
+        weights = (scores[-1] - scores[:-1]) / abs(scores[-1])
+        expected.append(gradcam(weights, grid[item].reshape(side, side, FILTERS)))
+    # score drops over the score: float32 cancellation, hence 1e-4
+    np.testing.assert_allclose(maps["with_class"], expected, atol=1e-4 * np.max(expected))

@@ -3,6 +3,8 @@ Finer-CAM, one rule each."""
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
 from cnnviz_cli.errors import CnnvizError
@@ -51,7 +53,6 @@ KPCA_GAMMA = Option("kpca_gamma", None, "The kernel's gamma [default: 1 / channe
                     low=0, open_low=True, show_default=False)
 
 
-@tf.function(reduce_retracing=True)
 def kernel_pca(activations: tf.Tensor, kernel: str, gamma: tf.Tensor) -> tf.Tensor:
     """Maps (items, h, w): the first kernel principal component of the positions' activation
     vectors (centred), as scikit-learn's KernelPCA gives it, oriented (see `oriented`)."""
@@ -74,7 +75,13 @@ def _kpcacam(cam_pass: CamPass) -> tf.Tensor:
     """Karmani et al.: EigenCAM with kernel PCA (class independent)."""
     options, activations = cam_pass.options, cam_pass.activations
     gamma = options.kpca_gamma or 1 / int(activations.shape[-1])
-    return kernel_pca(activations, options.kpca_kernel, tf.constant(gamma, tf.float32))
+    return _compiled_kernel_pca()(activations, options.kpca_kernel,
+                                  tf.constant(gamma, tf.float32))
+
+
+@cache
+def _compiled_kernel_pca():
+    return tf.function(kernel_pca, reduce_retracing=True)
 
 
 FINER_ALPHA = Option("finer_alpha", 1.0, "How much of the similar classes' score is "
