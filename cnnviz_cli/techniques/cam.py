@@ -228,8 +228,8 @@ class Method:
 
 @dataclass(frozen=True)
 class Modifier:
-    """A change the methods that `takes(method)` accepts take, switched on by its bool
-    `option`: `wrap(compute, cam_pass)` gives the changed maps."""
+    """A change to the maps of every method that `takes(method)` accepts, switched on by its
+    bool `option`: `wrap(compute, cam_pass)` gives the changed maps."""
 
     name: str
     option: Option
@@ -343,7 +343,6 @@ def weigh(weights: tf.Tensor, activations: tf.Tensor) -> tf.Tensor:
     if weights.shape.rank == 2:
         weights = weights[:, None, None, :]
     return weights * activations
-
 
 
 def unchanged(inputs, sources, item, copy, copies):
@@ -510,8 +509,7 @@ class CamExplainer:
 
     def forward(self, inputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(activations of the layer, pre-activation outputs of the chosen output) for a batch."""
-        outputs = self._network(inputs, training=False)
-        outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
+        outputs = _listed(self._network(inputs, training=False))
         logits = outputs[len(self._taps) + self.output_index]
         return (outputs[0] if self._taps else inputs), logits
 
@@ -616,8 +614,7 @@ class CamExplainer:
         changed = make_activations(activations, sources, item, copy, copies)
         network, takes_images = self._replaced
         outputs = network([tf.gather(images, item), changed] if takes_images else changed)
-        outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
-        return outputs[self.output_index]
+        return _listed(outputs)[self.output_index]
 
     def mean_input_gradients(
         self,
@@ -714,6 +711,10 @@ class CamExplainer:
                 computed = computed.positive()
             batch.maps[name] = np.asarray(computed)
         return batch
+
+
+def _listed(outputs) -> list:
+    return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
 
 
 def _as_selection(chosen) -> tuple[tf.Tensor, tf.Tensor]:
