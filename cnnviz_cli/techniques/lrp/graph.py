@@ -28,7 +28,10 @@ from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.models.extract import stripped_heads
 from cnnviz_cli.models.layers import replay_graph
 from cnnviz_cli.techniques.lrp.rules import (
-    Composite, Facts, Linear, RuleSettings, carried, redistributed, stabilised,
+    Composite,
+    Facts,
+    Linear,
+    RuleSettings,
 )
 
 L = keras.layers
@@ -255,7 +258,8 @@ class Walk:
             self.produced[outputs.ref()] = produced
             self._record(outputs, Facts())
         activation = getattr(operation, "activation", None)
-        if activation is None or id(operation) in self.heads:
+        linear = getattr(activation, "__name__", "linear") == "linear"
+        if linear or id(operation) in self.heads:
             return outputs
         return self._record(_passed(activation(outputs), outputs),
                             Facts(nonnegative=_is_relu(activation)))
@@ -305,10 +309,10 @@ class Walk:
     def _max_pool(self, operation, args, kwargs):
         if self.max_pool == "winner":
             return self._routing(operation, args, kwargs)
-        inputs = args[0]
-        shares = _average_pool(operation, carried(inputs, inputs))
-        outputs = redistributed(operation(inputs), [(shares, 1.0 / stabilised(shares))])
-        return self._record(outputs, self._routed(operation, args, kwargs))
+        averaged = self._linear_map(operation, args, kwargs,
+                                    lambda inputs: _average_pool(operation, inputs[0]))
+        outputs = _passed(operation(*args, **kwargs), averaged)
+        return self._record(outputs, self._fact(averaged))
 
     def _linear_map(self, operation, args, kwargs, function: Callable) -> tf.Tensor:
         """A map with fixed non-negative weights: `function(inputs)` times the kernel 1.0."""
@@ -335,7 +339,8 @@ class Walk:
 
 
 def _passed(outputs: tf.Tensor, inputs: tf.Tensor) -> tf.Tensor:
-    """`outputs`, passing relevance unchanged to `inputs` (of the same shape)."""
+    """`outputs`, passing relevance unchanged to `inputs` (of the same shape): the value of
+    one, the backward pass of the other."""
     return tf.stop_gradient(outputs) + (inputs - tf.stop_gradient(inputs))
 
 
