@@ -471,10 +471,13 @@ def test_z_box_without_bounds_says_so(plain_model):
 @pytest.mark.parametrize("name", ["VGG16", "ResNet50", "MobileNetV2", "DenseNet121",
                                   "EfficientNetB0", "MobileNetV3Small"])
 def test_keras_applications_are_covered(keras, name):
-    """Every layer of these architectures has a rule (weights=None, 32x32, one image)."""
+    """Every layer of these architectures has a rule (weights=None, 32x32, one image); the
+    relevance is finite, and not all zero unless the untrained network's logit vanishes (the
+    MobileNets' are ~1e-12)."""
     model = getattr(keras.applications, name)(weights=None, input_shape=(32, 32, 3))
     pixels = np.random.default_rng(14).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
     result = explain(model, pixels, [7], low=0.0, high=255.0)
     relevance = result.relevance.numpy()
     assert relevance.shape == (1, 32, 32, 3)
-    assert np.isfinite(relevance).all() and np.abs(relevance).max() > 0
+    assert np.isfinite(relevance).all()
+    assert np.abs(relevance).max() > 0 or abs(float(result.scores[0])) < 1e-6
