@@ -378,6 +378,34 @@ def test_depthwise_convolution_and_squeeze_excite_gate(keras):
     assert_matches(result.relevance.numpy().reshape(-1), expected)
 
 
+def test_channels_first(keras):
+    """Convolutions, BatchNormalization (axis 1, folded), max pooling and GAP on
+    (channels, height, width) inputs: the relevance, moved to channels last, is the NumPy one."""
+    inputs = keras.Input((3, 6, 8))
+    x = keras.layers.Conv2D(4, 3, padding="same", data_format="channels_first", name="conv1",
+                            activation="relu")(inputs)
+    x = keras.layers.MaxPooling2D(data_format="channels_first")(x)
+    x = keras.layers.Conv2D(5, 3, padding="same", data_format="channels_first", name="conv2")(x)
+    x = keras.layers.BatchNormalization(axis=1, name="bn")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.GlobalAveragePooling2D(data_format="channels_first")(x)
+    model = randomised(keras.Model(inputs, keras.layers.Dense(3, name="dense")(x)), 15)
+    pixels = np.random.default_rng(16).uniform(-1, 1, (1, 6, 8, 3)).astype("float32")
+    result = explain(model, pixels.transpose(0, 3, 1, 2), [1], composite="epsilon-plus-flat",
+                     epsilon=EPSILON)
+    w = {layer.name: layer.get_weights() for layer in model.layers}
+    m1, mask1, shape1 = conv_matrix(w["conv1"][0], (6, 8, 3))
+    kernel2, bias2 = folded(w["conv2"], w["bn"], 12)
+    m2, mask2, _ = conv_matrix(kernel2, (3, 4, 4))
+    steps = [("linear", "conv", m1, np.tile(w["conv1"][1], 48), mask1), ("relu",),
+             ("pool", shape1), ("linear", "conv", m2, bias2, mask2), ("relu",),
+             ("linear", "pool", gap_matrix((3, 4, 5)), np.zeros(5), None),
+             ("linear", "dense", w["dense"][0].T, w["dense"][1], None)]
+    expected, _ = numpy_lrp(steps, pixels[0], 1, lambda kind, first: numpy_rule(
+        "flat" if first else "alpha1beta0" if kind == "conv" else "epsilon"))
+    assert_matches(result.relevance.numpy().transpose(0, 2, 3, 1).reshape(-1), expected)
+
+
 def test_nested_base_inside_a_classifier(nested_model):
     """The conftest classifier (a functional base inside a Sequential): the base's first
     convolution gets the first-layer rule, GAP and the dense layer outside it theirs."""
