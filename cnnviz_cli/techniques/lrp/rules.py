@@ -60,21 +60,35 @@ class Rule(Protocol):
 
 def carried(value: tf.Tensor, source: tf.Tensor) -> tf.Tensor:
     """`value`, whose gradient with respect to `source` is value * upstream."""
-    return tf.stop_gradient(value) * (1.0 + (source - tf.stop_gradient(source)))
+
+    @tf.custom_gradient
+    def carry(source):
+        return tf.identity(value), lambda upstream: upstream * value
+
+    return carry(source)
 
 
 def stabilised(denominator: tf.Tensor, epsilon: float = STABILISER) -> tf.Tensor:
     """denominator + epsilon sign(denominator), the sign of 0 taken as +1."""
-    return denominator + tf.where(denominator >= 0.0, epsilon, -epsilon)
+    return tf.where(denominator >= 0.0, denominator + epsilon, denominator - epsilon)
 
 
-def redistributed(output: tf.Tensor, shares: list[tuple[tf.Tensor, tf.Tensor]]) -> tf.Tensor:
-    """`output`'s value, passing R down as the sum over `shares` (carried contributions m,
-    scale s) of the backward pass of m applied to R * s."""
-    result = tf.stop_gradient(output)
-    for contributions, scale in shares:
-        result += (contributions - tf.stop_gradient(contributions)) * tf.stop_gradient(scale)
-    return result
+def redistributed(output: tf.Tensor, shares: list[tuple[tf.Tensor, float]],
+                  epsilon: float = STABILISER) -> tf.Tensor:
+    """`output`'s value, passing the relevance R (the upstream gradient) down as the sum over
+    `shares` (carried contributions m, factor f) of m's backward pass of f R / m (m kept
+    `epsilon` away from zero)."""
+    contributions = [share for share, _ in shares]
+
+    @tf.custom_gradient
+    def split(*contributions):
+        def backward(upstream):
+            return [upstream * (factor / stabilised(share, epsilon))
+                    for share, (_, factor) in zip(contributions, shares, strict=True)]
+
+        return tf.identity(output), backward
+
+    return split(*contributions)
 
 
 def _positive(tensor: tf.Tensor | None) -> tf.Tensor | None:
@@ -95,7 +109,7 @@ def epsilon(value: float) -> Rule:
 
     def rule(layer, inputs, facts):
         outputs = layer.apply(_carried_all(inputs), layer.kernel, layer.bias)
-        return redistributed(outputs, [(outputs, 1.0 / stabilised(outputs, value))])
+        return redistributed(outputs, [(outputs, 1.0)], value)
 
     return rule
 
@@ -108,7 +122,7 @@ def gamma(value: float) -> Rule:
         bias = None if layer.bias is None else layer.bias + value * _positive(layer.bias)
         changed = layer.apply(_carried_all(inputs), kernel, bias)
         outputs = layer.apply(inputs, layer.kernel, layer.bias)
-        return redistributed(outputs, [(changed, 1.0 / stabilised(changed))])
+        return redistributed(outputs, [(changed, 1.0)])
 
     return rule
 
@@ -129,10 +143,9 @@ def alpha_beta(alpha: float, beta: float) -> Rule:
 
     def rule(layer, inputs, facts):
         positive = _signed_part(layer, inputs, facts, 1.0)
-        shares = [(positive, alpha / stabilised(positive))]
+        shares = [(positive, alpha)]
         if beta:
-            negative = _signed_part(layer, inputs, facts, -1.0)
-            shares.append((negative, -beta / stabilised(negative)))
+            shares.append((_signed_part(layer, inputs, facts, -1.0), -beta))
         return redistributed(layer.apply(inputs, layer.kernel, layer.bias), shares)
 
     return rule
@@ -150,7 +163,7 @@ def z_box(layer: Linear, inputs: list[tf.Tensor], facts: list[Facts]) -> tf.Tens
     highs = [carried(fact.bounds[1], x) for fact, x in zip(facts, inputs, strict=True)]
     changed = (outputs - layer.apply(lows, _positive(layer.kernel), None)
                - layer.apply(highs, _negative(layer.kernel), None))
-    return redistributed(outputs, [(changed, 1.0 / stabilised(changed))])
+    return redistributed(outputs, [(changed, 1.0)])
 
 
 def flat(layer: Linear, inputs: list[tf.Tensor], facts: list[Facts]) -> tf.Tensor:
@@ -158,7 +171,7 @@ def flat(layer: Linear, inputs: list[tf.Tensor], facts: list[Facts]) -> tf.Tenso
     ones = _carried_all(inputs, tf.ones_like)
     changed = layer.apply(ones, tf.ones_like(layer.kernel), None)
     outputs = layer.apply(inputs, layer.kernel, layer.bias)
-    return redistributed(outputs, [(changed, 1.0 / stabilised(changed))])
+    return redistributed(outputs, [(changed, 1.0)])
 
 
 @dataclass(frozen=True)
