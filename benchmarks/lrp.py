@@ -9,7 +9,7 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from benchmarks.cam import BATCH, REPEATS, bare_forward_backward, median_seconds  # noqa: E402
+from benchmarks.cam import BATCH, bare_forward_backward, median_seconds  # noqa: E402
 
 COMPOSITES = ("epsilon-plus-flat", "epsilon")
 
@@ -26,6 +26,10 @@ def _models():
 
 def measure() -> list[dict]:
     """LRP of the top class with the default and the epsilon composite, per model."""
+    return [row for name, model, size in _models() for row in _model_rows(name, model, size)]
+
+
+def _model_rows(name: str, model, size: int) -> list[dict]:
     import numpy as np
     import tensorflow as tf
 
@@ -34,25 +38,23 @@ def measure() -> list[dict]:
     def top_logit(outputs, classes):
         return tf.gather(outputs, classes, axis=1, batch_dims=1)
 
+    shape = (size, size, 3)
+    inputs = np.random.default_rng(0).uniform(0, 1, (BATCH, *shape)).astype("float32")
+    classes = tf.constant(model.predict(inputs, verbose=0).argmax(axis=1), tf.int32)
+    reference_step = bare_forward_backward(model, shape)
+    reference = median_seconds(lambda: reference_step(inputs))
     rows = []
-    for name, model, size in _models():
-        shape = (size, size, 3)
-        inputs = np.random.default_rng(0).uniform(0, 1, (BATCH, *shape)).astype("float32")
-        classes = tf.constant(model.predict(inputs, verbose=0).argmax(axis=1), tf.int32)
-        reference_step = bare_forward_backward(model, shape)
-        reference = median_seconds(lambda step=reference_step: step(inputs))
-        for composite in COMPOSITES:
-            explainer = LrpExplainer(model, top_logit, LrpOptions(composite))
-            ours = median_seconds(lambda e=explainer: e(inputs, classes).relevance.numpy(),
-                                  repeats=REPEATS)
-            rows.append({
-                "benchmark": f"lrp {composite} {name} {size}px batch {BATCH} (CPU)",
-                "ours_s": ours,
-                "reference_s": reference,
-                "ratio": ours / reference,
-                "note": "reference = compiled forward + gradient of the top logit w.r.t. the "
-                "input (no LRP peer without PyTorch); goal <= 1.5",
-            })
+    for composite in COMPOSITES:
+        explainer = LrpExplainer(model, top_logit, LrpOptions(composite))
+        ours = median_seconds(lambda e=explainer: e(inputs, classes).relevance.numpy())
+        rows.append({
+            "benchmark": f"lrp {composite} {name} {size}px batch {BATCH} (CPU)",
+            "ours_s": ours,
+            "reference_s": reference,
+            "ratio": ours / reference,
+            "note": "reference = compiled forward + gradient of the top logit w.r.t. the input "
+            "(no LRP peer without PyTorch); goal <= 1.5",
+        })
     return rows
 
 

@@ -70,7 +70,7 @@ def carried(value: tf.Tensor, source: tf.Tensor) -> tf.Tensor:
 
 def stabilised(denominator: tf.Tensor, epsilon: float = STABILISER) -> tf.Tensor:
     """denominator + epsilon sign(denominator), the sign of 0 taken as +1."""
-    return tf.where(denominator >= 0.0, denominator + epsilon, denominator - epsilon)
+    return denominator + tf.where(denominator >= 0.0, epsilon, -epsilon)
 
 
 def redistributed(output: tf.Tensor, shares: list[tuple[tf.Tensor, float]],
@@ -83,7 +83,8 @@ def redistributed(output: tf.Tensor, shares: list[tuple[tf.Tensor, float]],
     @tf.custom_gradient
     def split(*contributions):
         def backward(upstream):
-            return [upstream * (factor / stabilised(share, epsilon))
+            return [upstream / stabilised(share, epsilon) * factor if factor != 1.0
+                    else upstream / stabilised(share, epsilon)
                     for share, (_, factor) in zip(contributions, shares, strict=True)]
 
         return tf.identity(output), backward
