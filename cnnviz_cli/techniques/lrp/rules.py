@@ -5,13 +5,13 @@ ordinary output whose gradient, given the output relevance R (items, ...), is th
 relevance. For a linear map z = W x + b a rule redistributes R over the contributions of the
 inputs, R_j = sum_k c_jk / d_k R_k (Montavon et al. 2019):
 
-| rule            | contribution c_jk                     | denominator d_k                   |
-|-----------------|---------------------------------------|-----------------------------------|
-| epsilon         | x_j w_jk                              | z_k + epsilon sign(z_k)           |
-| gamma           | x_j (w_jk + gamma w_jk+)              | sum_j of c_jk + b_k + gamma b_k+  |
-| alpha-beta      | alpha (x_j w_jk)+ / z+, beta (x_j w_jk)- / z- | z+_k, z-_k with b+, b-    |
-| z-box           | x_j w_jk - l_j w_jk+ - h_j w_jk-      | z_k - sum_j l_j w+ - sum_j h_j w- |
-| flat            | 1 in the receptive field              | the receptive field's size        |
+| rule       | contribution c_jk                       | denominator d_k                      |
+|------------|-----------------------------------------|--------------------------------------|
+| epsilon    | x_j w_jk                                | z_k + epsilon sign(z_k)              |
+| gamma      | x_j (w_jk + gamma w_jk+)                | sum_j c_jk + b_k + gamma b_k+        |
+| alpha-beta | alpha (x_j w_jk)+, and - beta (x_j w_jk)- | sum_j (x_j w_jk)+ + b_k+, and with - |
+| z-box      | x_j w_jk - l_j w_jk+ - h_j w_jk-        | z_k - sum_j (l_j w_jk+ + h_j w_jk-)  |
+| flat       | 1 in the receptive field                | the receptive field's size           |
 
 Every denominator is kept away from zero by `STABILISER` (epsilon for the epsilon rule). The
 trick: `carried(v, x)` has v's value and passes v * upstream to x, so the ordinary backward pass
