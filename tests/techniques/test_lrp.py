@@ -456,8 +456,14 @@ def test_conservation_without_biases(keras):
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(4, activation="softmax", use_bias=False)(x)
     model = randomised(keras.Model(inputs, outputs), 11)
+    import tensorflow as tf
+
+    from cnnviz_cli.techniques.lrp import LrpOptions, relevance
+
     pixels = np.random.default_rng(12).uniform(-1, 1, (3, 12, 10, 3)).astype("float32")
-    result = explain(model, pixels, [0, 1, 3], composite="epsilon", epsilon=1e-9)
+    result = relevance(model, pixels, lambda outputs: tf.gather(outputs, [0, 1, 3], axis=1,
+                                                                batch_dims=1),
+                       LrpOptions("epsilon", epsilon=1e-9))
     totals = result.relevance.numpy().sum(axis=(1, 2, 3))
     scores = result.scores.numpy()
     assert np.all(np.abs(totals - scores) <= 0.01 * np.abs(scores))
