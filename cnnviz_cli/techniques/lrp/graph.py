@@ -19,7 +19,7 @@ sentence naming it.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import keras
 import tensorflow as tf
@@ -27,12 +27,8 @@ import tensorflow as tf
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.models.extract import stripped_heads
 from cnnviz_cli.models.layers import replay_graph
-from cnnviz_cli.techniques.lrp.rules import (
-    Composite,
-    Facts,
-    Linear,
-    RuleSettings,
-)
+from cnnviz_cli.techniques.lrp.linear import Produced, folded, stages
+from cnnviz_cli.techniques.lrp.rules import Composite, Facts, Linear, RuleSettings
 
 L = keras.layers
 CONVOLUTIONS = (L.Conv1D, L.Conv2D, L.Conv3D, L.DepthwiseConv1D, L.DepthwiseConv2D,
@@ -139,79 +135,6 @@ def _operations(model: keras.Model) -> list:
     return [operation for operation in operations if not isinstance(operation, L.InputLayer)]
 
 
-def _with_bias(outputs: tf.Tensor, bias: tf.Tensor | None, axis: int) -> tf.Tensor:
-    if bias is None:
-        return outputs
-    shape = [1] * len(outputs.shape)
-    shape[axis] = -1
-    return outputs + tf.reshape(bias, shape)
-
-
-def _weight(variable) -> tf.Tensor:
-    return tf.cast(tf.convert_to_tensor(variable), tf.float32)
-
-
-def _stages(layer) -> list[tuple[Linear, int]]:
-    """A convolution or dense layer as linear maps applied in turn, each with how many of its
-    kernel's last axes index the output channels (for folding a BatchNormalization)."""
-    axis = 1 if getattr(layer, "data_format", None) == "channels_first" else -1
-    bias = _weight(layer.bias) if getattr(layer, "use_bias", False) else None
-    geometry = {}
-    if not isinstance(layer, L.Dense):
-        geometry = {"strides": layer.strides, "padding": layer.padding,
-                    "dilation_rate": layer.dilation_rate, "data_format": layer.data_format}
-
-    def depthwise(inputs, kernel, bias):
-        return _with_bias(keras.ops.depthwise_conv(inputs[0], kernel, **geometry), bias, axis)
-
-    if isinstance(layer, L.Dense):
-        def dense(inputs, kernel, bias):
-            return _with_bias(tf.matmul(inputs[0], kernel), bias, -1)
-
-        return [(Linear(layer.name, "dense", dense, _weight(layer.kernel), bias), 1)]
-    if isinstance(layer, (L.DepthwiseConv1D, L.DepthwiseConv2D)):
-        return [(Linear(layer.name, "conv", depthwise, _weight(layer.kernel), bias), 2)]
-    if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
-        def pointwise(inputs, kernel, bias):
-            outputs = keras.ops.conv(inputs[0], kernel, data_format=layer.data_format)
-            return _with_bias(outputs, bias, axis)
-
-        return [(Linear(layer.name, "conv", depthwise, _weight(layer.depthwise_kernel)), 2),
-                (Linear(layer.name, "conv", pointwise, _weight(layer.pointwise_kernel), bias), 1)]
-
-    def convolution(inputs, kernel, bias):
-        return _with_bias(layer.convolution_op(inputs[0], kernel), bias, axis)
-
-    return [(Linear(layer.name, "conv", convolution, _weight(layer.kernel), bias), 1)]
-
-
-@dataclass(frozen=True)
-class Produced:
-    """How a linear layer's output (before its activation) was made, to fold a following
-    BatchNormalization into it."""
-
-    layer: Linear
-    output_axes: int  # kernel axes indexing the output channels
-    channel_axis: int
-    inputs: list
-    facts: list
-    first: bool
-
-
-def _folded(produced: Produced, norm) -> Linear:
-    """The linear layer followed by the BatchNormalization `norm` as one linear layer."""
-    scale = tf.math.rsqrt(_weight(norm.moving_variance) + norm.epsilon)
-    if norm.scale:
-        scale *= _weight(norm.gamma)
-    shift = -_weight(norm.moving_mean) * scale
-    if norm.center:
-        shift += _weight(norm.beta)
-    layer = produced.layer
-    kernel = layer.kernel * tf.reshape(scale, tf.shape(layer.kernel)[-produced.output_axes:])
-    bias = shift if layer.bias is None else layer.bias * scale + shift
-    return replace(layer, kernel=kernel, bias=bias)
-
-
 class Walk:
     """One replay of a model with LRP stand-ins, tracking `Facts` about every tensor."""
 
@@ -249,7 +172,7 @@ class Walk:
     def _linear(self, operation, args, kwargs):
         outputs = args[0]
         axis = 1 if getattr(operation, "data_format", None) == "channels_first" else -1
-        for layer, output_axes in _stages(operation):
+        for layer, output_axes in stages(operation):
             facts = [self._fact(outputs)]
             first = not facts[0].deep
             produced = Produced(layer, output_axes, axis, [outputs], facts, first)
@@ -269,7 +192,7 @@ class Walk:
         rank = len(inputs.shape)
         if produced is None or operation.axis % rank != produced.channel_axis % rank:
             return self._elementwise(operation, args, {"training": False})
-        layer = _folded(produced, operation)
+        layer = folded(produced, operation)
         outputs = self._rule(layer, produced.inputs, produced.facts, produced.first)
         self.produced[outputs.ref()] = replace(produced, layer=layer)
         return self._record(outputs, Facts())
