@@ -54,6 +54,12 @@ def final_activation(model: keras.Model, index: int = 0) -> str:
     return _activation_name(_head_layers(model)[index])
 
 
+def stripped_heads(model: keras.Model) -> set[int]:
+    """ids of the output layers whose final softmax or sigmoid `build_extractor(logits=True)`
+    leaves out."""
+    return {id(layer) for layer in _head_layers(model) if _activation_name(layer) != "none"}
+
+
 def ends_in_softmax(model: keras.Model) -> bool:
     """True when the model's (first) output is a softmax that `build_extractor(logits=True)`
     removes."""
