@@ -275,7 +275,8 @@ def layer_rule(name: str, summary: str = "", options: Sequence[Option] = ()) -> 
 
 
 def _first_line(function: Callable) -> str:
-    return (function.__doc__ or "").strip().split("\n")[0]
+    """The docstring's first paragraph (its summary sentence), on one line."""
+    return " ".join((function.__doc__ or "").strip().split("\n\n")[0].split())
 
 
 def resolve_methods(specs: Sequence[str]) -> list[str]:
