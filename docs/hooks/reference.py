@@ -39,7 +39,7 @@ def _value_text(option: Option) -> str:
     if option.kind is bool:
         return "flag"
     if isinstance(option.kind, tuple):
-        return " \\| ".join(f"`{choice}`" for choice in option.kind)
+        return " | ".join(f"`{choice}`" for choice in option.kind)
     shown = f"`{option.metavar}`" if option.metavar else getattr(option.kind, "__name__", "")
     if option.kind in (int, float) and (option.low is not None or option.high is not None):
         shown += f" ({option.range_text().removeprefix('it must be ')})"
@@ -47,7 +47,8 @@ def _value_text(option: Option) -> str:
 
 
 def _default_text(default, multiple: bool = False) -> str:
-    if default in (None, (), [], False) or (multiple and not default):
+    if default is None or default is False or (isinstance(default, tuple | list)
+                                                and not default):
         return ""
     if multiple and not isinstance(default, str):
         return ", ".join(f"`{value}`" for value in default)
@@ -69,9 +70,9 @@ def _row_from_click(param: click.Option, rules: dict[str, str]) -> tuple[str, st
     if param.is_flag:
         value = "flag"
     elif isinstance(kind, click.Choice):
-        value = " \\| ".join(f"`{choice}`" for choice in kind.choices)
+        value = " | ".join(f"`{choice}`" for choice in kind.choices)
     else:
-        value = f"`{param.metavar}`" if param.metavar else kind.name
+        value = f"`{param.metavar}`" if param.metavar else kind.name.removesuffix(" range")
         if isinstance(kind, click.IntRange | click.FloatRange):
             value += f" ({_range_text(kind)})"
     default = ""
@@ -168,8 +169,8 @@ def methods_table() -> str:
     lines = ["| method | needs | its options | signed | what it computes |",
              "| --- | --- | --- | --- | --- |"]
     for spec in methods().values():
-        options = ", ".join(f"`{option.long}`" + (f" ({option.default})"
-                                                   if option.default not in (None, ()) else "")
+        options = ", ".join(f"`{option.long}`" + (f" ({_default_text(option.default)})"
+                                                   if _default_text(option.default) else "")
                             for option in spec.options)
         lines.append("| " + " | ".join(cell(part) for part in (
             f"`{spec.name}`", NEEDS.get(spec.needs, spec.needs), options or "none",
