@@ -7,6 +7,7 @@ command from its Click parameters. The site's hook (site.py) adds these to the b
 """
 
 from importlib import import_module
+from pathlib import Path
 
 import click
 
@@ -17,6 +18,8 @@ NEEDS = {
     "gradient": "input gradients",
     "forward": "scores only (any model format)",
 }
+
+KINDS = {int: "integer", float: "number", str: "text", Path: "path"}
 
 
 def cell(text: str) -> str:
@@ -40,7 +43,7 @@ def _value_text(option: Option) -> str:
         return "flag"
     if isinstance(option.kind, tuple):
         return " | ".join(f"`{choice}`" for choice in option.kind)
-    shown = f"`{option.metavar}`" if option.metavar else getattr(option.kind, "__name__", "")
+    shown = f"`{option.metavar}`" if option.metavar else KINDS.get(option.kind, "")
     if option.kind in (int, float) and (option.low is not None or option.high is not None):
         shown += f" ({option.range_text().removeprefix('it must be ')})"
     return shown
@@ -122,8 +125,11 @@ def command_section(name: str, command: click.Command) -> str:
     usage = " ".join([f"cnnviz {name}", *command.collect_usage_pieces(context)])
     lines = [f"## `cnnviz {name}`", "", f"`{usage}`", "", cell(command.get_short_help_str(200)),
              ""]
-    source = "its options table" if table_of(command) is not None else "its Click parameters"
+    table = table_of(command)
+    source = "its options table" if table is not None else "its Click parameters"
     lines += [f"*Read from {source}; `cnnviz {name} --help` shows the same.*", ""]
+    for option in (option for option in table or () if option.argument):
+        lines += [f"`{option.metavar or option.name.upper()}`: {cell(option.help)}", ""]
     for group, rows in options_of(name, command).items():
         lines += [f"**{group}**", "", "| option | value | default | what it does |",
                   "| --- | --- | --- | --- |"]
