@@ -13,10 +13,10 @@ import click
 
 from cnnviz_cli.options import Option, Table
 
-NEEDS = {
-    "layer": "a layer's activations and their gradients",
+NEEDS = {  # what a method needs of the model (Method.needs)
+    "layer": "a layer and its gradients",
     "gradient": "input gradients",
-    "forward": "scores only (any model format)",
+    "forward": "scores only",
 }
 
 KINDS = {int: "integer", float: "number", str: "text", Path: "path"}
@@ -100,16 +100,21 @@ def _flags(param: click.Option) -> str:
     return ", ".join(f"`{flag}`" for flag in [*param.opts, *param.secondary_opts])
 
 
+def _options(name: str, command: click.Command) -> list[click.Option]:
+    """The options a command shows in --help (help itself left out: every command has it)."""
+    context = click.Context(command, info_name=name)
+    help_option = command.get_help_option(context)
+    return [param for param in command.get_params(context) if isinstance(param, click.Option)
+            and not param.hidden and param is not help_option]
+
+
 def options_of(name: str, command: click.Command) -> dict[str, list[tuple[str, ...]]]:
     """The rows (flags, value, default, help) of a command's options, by help section."""
-    context = click.Context(command, info_name=name)
     table = table_of(command)
     specs = {option.name: option for option in table} if table is not None else {}
     rules = {param: rule.when for rule in getattr(command, "rules", ()) for param in rule.names}
     sections: dict[str, list[tuple[str, ...]]] = {}
-    for param in command.get_params(context):
-        if not isinstance(param, click.Option) or param.hidden:
-            continue
+    for param in _options(name, command):
         option = specs.get(param.name)
         row = (_row_from_option(param, option) if option is not None
                else _row_from_click(param, rules))
@@ -142,9 +147,8 @@ def shared_options(commands: dict[str, click.Command]) -> str:
     """Which commands take each option that more than one command takes."""
     takers: dict[str, list[str]] = {}
     for name, command in commands.items():
-        for param in command.get_params(click.Context(command, info_name=name)):
-            if isinstance(param, click.Option) and not param.hidden and param.name != "help":
-                takers.setdefault(_flags(param), []).append(f"[`{name}`](#cnnviz-{name})")
+        for param in _options(name, command):
+            takers.setdefault(_flags(param), []).append(f"[`{name}`](#cnnviz-{name})")
     lines = ["| option | taken by |", "| --- | --- |"]
     lines += [f"| {cell(flags)} | {', '.join(names)} |"
               for flags, names in sorted(takers.items(), key=lambda item: -len(item[1]))
@@ -161,7 +165,8 @@ def options_page() -> str:
         "# Options reference", "",
         "Generated from the commands' option tables when the site is built (the same tables "
         "make `--help`, the Python keywords and the manifest), so it cannot drift from the "
-        "code. An option means the same in every command that takes it.", "",
+        "code. An option means the same in every command that takes it. Every command also "
+        "takes `-h`, `--help`.", "",
         "## Options several commands take", "", shared_options(commands), "",
     ]
     parts += [command_section(name, command) for name, command in commands.items()]
