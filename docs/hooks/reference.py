@@ -121,7 +121,8 @@ def options_of(name: str, command: click.Command) -> dict[str, list[tuple[str, .
         group = option.group if option is not None else getattr(param, "group", "Other")
         sections.setdefault(group, []).append(row)
     sections["Other"] = sections.pop("Other", [])
-    return {group: rows for group, rows in sections.items() if rows}
+    sections = {group: rows for group, rows in sections.items() if rows}
+    return {"Options": sections["Other"]} if list(sections) == ["Other"] else sections
 
 
 def command_section(name: str, command: click.Command) -> str:

@@ -107,6 +107,7 @@ def test_a_command_without_a_table_is_read_from_its_click_parameters():
 
     assert reference.table_of(tool) is None
     section = reference.command_section("tool", tool)
+    assert "**Options**" in section  # one section: no "Other"
     assert "| `--steps` | integer (>= 1 and <= 9) | `4` | How many. |" in section
     assert "`fast` \\| `slow` |" in section and "Do a thing." in section
 
