@@ -311,7 +311,8 @@ def weight_rule(name: str, summary: str = "") -> Callable:
 
 
 def _first_line(function: Callable) -> str:
-    return (function.__doc__ or "").strip().split("\n")[0]
+    """The docstring's first paragraph (its summary sentence), on one line."""
+    return " ".join((function.__doc__ or "").strip().split("\n\n")[0].split())
 
 
 def resolve_methods(specs: Sequence[str]) -> list[str]:
