@@ -1,0 +1,219 @@
+"""Settings below the command line: environment variables, a profile, a config file.
+
+The file is `--config FILE`, else the nearest `cnnviz.toml`, else the nearest `pyproject.toml`
+with a `[tool.cnnviz]` table (searched from the working folder up). Its keys are the options'
+long names (`method`, `fail-under`; `_` reads as `-`): at the top level for every command that
+has the option, in a table per command (`[cam]`), and the same again in named profiles
+(`[profiles.ci]`, `[profiles.ci.cam]`) chosen with `--profile NAME` or CNNVIZ_PROFILE. An
+environment variable CNNVIZ_<COMMAND>_<OPTION> (`CNNVIZ_CAM_METHOD=layercam`; a repeatable
+option takes several words) sets one option of one command.
+
+Precedence: command line > environment > profile > file > built-in default. The layers become
+the command's Click `default_map`; `sources(ctx)` says where each setting came from.
+"""
+
+import os
+import shlex
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.options import closest
+
+CONFIG_FILE = "cnnviz.toml"
+PROFILE_VARIABLE = "CNNVIZ_PROFILE"
+CONFIG_VARIABLE = "CNNVIZ_CONFIG"
+PREFIX = "CNNVIZ_"
+LABELS = "cnnviz.settings_labels"  # ctx.meta key: option name -> the layer that set it
+
+
+def _read(path: Path) -> dict:
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except OSError as error:
+        raise CnnvizError(f"Cannot read the config file {_shown(path)}: {error.strerror}.") \
+            from None
+    except tomllib.TOMLDecodeError as error:
+        raise CnnvizError(f"The config file {_shown(path)} is not valid TOML: {error}.") \
+            from None
+
+
+def find_config(start: Path) -> tuple[Path, dict] | None:
+    """The nearest cnnviz.toml, or pyproject.toml with [tool.cnnviz], from `start` up."""
+    for folder in (start, *start.parents):
+        if (own := folder / CONFIG_FILE).is_file():
+            return own, _read(own)
+        if (project := folder / "pyproject.toml").is_file():
+            settings = _read(project).get("tool", {}).get("cnnviz")
+            if settings is not None:
+                return project, settings
+    return None
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _keys(command: click.Command, ctx: click.Context) -> dict[str, click.Option]:
+    """A command's options by key: the long flag without dashes (`--fail-under`: fail-under)."""
+    keys = {}
+    for param in command.get_params(ctx):
+        longs = [opt for opt in getattr(param, "opts", []) if opt.startswith("--")]
+        if isinstance(param, click.Option) and longs and param.name != "help":
+            keys[longs[0][2:]] = param
+    return keys
+
+
+def _table_option(command: click.Command, name: str):
+    table = getattr(command, "table", None)
+    return table().options.get(name) if table is not None else None
+
+
+def _value(command: click.Command, param: click.Option, value, ctx: click.Context, where: str):
+    """`value` as Click takes it from a default_map, checked as the command line would be."""
+    if not param.multiple and isinstance(value, list):
+        raise CnnvizError(f"{where} takes one value, but got a list {value!r}.")
+    given, value = value, [value] if param.multiple and not isinstance(value, list) else value
+    try:
+        cast = param.type_cast_value(ctx, value)
+        option = _table_option(command, param.name)
+        if option is not None and not option.argument:
+            settled = option.settle(list(cast) if option.multiple else cast) \
+                if option.settle is not None else cast
+            option.check(settled)
+    except click.BadParameter as error:
+        raise CnnvizError(f"{where} = {given!r} is not valid: {error.message}") from None
+    except CnnvizError as error:
+        raise CnnvizError(f"{where} = {given!r} is not valid: {error}") from None
+    return value
+
+
+class Layers:
+    """The settings of one command from the file, the profile and the environment."""
+
+    def __init__(self, group: click.Group, ctx: click.Context, command: str):
+        self.group, self.ctx, self.command = group, ctx, command
+        self.values: dict[str, object] = {}
+        self.labels: dict[str, str] = {}
+
+    def _commands(self) -> Iterator[tuple[str, click.Command]]:
+        for name in self.group.list_commands(self.ctx):
+            yield name, self.group.get_command(self.ctx, name)
+
+    def add_table(self, table: dict, label: str, where: str) -> None:
+        """A top-level or profile table: shared keys, then the invoked command's table; every
+        key of every command is checked."""
+        commands = dict(self._commands())
+        shared = {key: value for key, value in table.items() if not isinstance(value, dict)}
+        for name, section in table.items():
+            if isinstance(section, dict) and name not in commands:
+                raise CnnvizError(f"{where} has a table [{name}], which is no cnnviz command"
+                                  f"{closest(name, commands)}; tables are commands "
+                                  f"({', '.join(commands)}) and profiles.")
+        self._add(shared, None, label, where)
+        for name in commands:
+            self._add(table.get(name, {}), name, label, f"{where} [{name}]")
+
+    def _add(self, section: dict, command: str | None, label: str, where: str) -> None:
+        targets = [command] if command else [name for name, _ in self._commands()]
+        known: set[str] = set()
+        for name in targets:
+            cmd = self.group.get_command(self.ctx, name)
+            keys = _keys(cmd, click.Context(cmd, parent=self.ctx, info_name=name))
+            known |= set(keys)
+            for key, value in section.items():
+                param = keys.get(key.replace("_", "-"))
+                if param is None:
+                    continue
+                context = click.Context(cmd, parent=self.ctx, info_name=name)
+                checked = _value(cmd, param, value, context, f"{where} key {key}")
+                if name == self.command:
+                    self.values[param.name] = checked
+                    self.labels[param.name] = label
+        for key in section:
+            if key.replace("_", "-") not in known:
+                whose = f"cnnviz {command}" if command else "any command"
+                raise CnnvizError(f"{where} has an unknown key {key!r}"
+                                  f"{closest(key.replace('_', '-'), known)}; keys are the long "
+                                  f"options of {whose}.")
+
+    def add_environment(self, environment: dict[str, str]) -> None:
+        """CNNVIZ_<COMMAND>_<OPTION> variables of the invoked command."""
+        command = self.group.get_command(self.ctx, self.command)
+        context = click.Context(command, parent=self.ctx, info_name=self.command)
+        keys = _keys(command, context)
+        prefix = f"{PREFIX}{self.command.upper()}_"
+        names = {prefix + key.upper().replace("-", "_"): param for key, param in keys.items()}
+        for variable, text in environment.items():
+            if not variable.startswith(prefix):
+                continue
+            param = names.get(variable)
+            if param is None:
+                raise CnnvizError(f"The environment variable {variable} names no option of "
+                                  f"cnnviz {self.command}{closest(variable, names)}.")
+            value = shlex.split(text) if param.multiple else text
+            self.values[param.name] = _value(command, param, value, context,
+                                             f"The environment variable {variable}")
+            self.labels[param.name] = "environment"
+
+
+def settle(group: click.Group, ctx: click.Context, config: Path | None,
+           profile: str | None) -> None:
+    """Give the invoked command the settings of the file, the profile and the environment
+    (its `default_map`), and remember where each came from (`sources`)."""
+    command = ctx.invoked_subcommand
+    if command is None:
+        return
+    found = (config, _read(config)) if config is not None else find_config(Path.cwd())
+    layers = Layers(group, ctx, command)
+    if found is not None:
+        path, table = found
+        table = dict(table)
+        profiles = table.pop("profiles", {})
+        where = _shown(path)
+        layers.add_table(table, f"file {where}", where)
+        if profile is not None:
+            if profile not in profiles:
+                raise CnnvizError(f"{where} has no profile {profile!r}"
+                                  f"{closest(profile, profiles)}; its profiles are "
+                                  f"{', '.join(profiles) or 'none'}.")
+            layers.add_table(profiles[profile], f"profile {profile}",
+                             f"{where} [profiles.{profile}]")
+    elif profile is not None:
+        raise CnnvizError(f"--profile {profile} needs a config file, and there is no "
+                          f"{CONFIG_FILE} or pyproject.toml with [tool.cnnviz] here or above; "
+                          "create one or give --config FILE.")
+    layers.add_environment(dict(os.environ))
+    if layers.values:
+        ctx.default_map = {command: layers.values}
+    ctx.meta[LABELS] = layers.labels
+
+
+def sources(ctx: click.Context) -> dict[str, str]:
+    """Where each setting of the running command came from: command line, environment,
+    profile NAME, file PATH or default."""
+    labels = ctx.meta.get(LABELS, {})
+    found = {}
+    for param in ctx.command.get_params(ctx):
+        if not param.expose_value or param.name not in ctx.params:
+            continue
+        source = ctx.get_parameter_source(param.name)
+        found[param.name] = (labels.get(param.name, "file") if source == ParameterSource.DEFAULT_MAP
+                             else "command line" if source == ParameterSource.COMMANDLINE
+                             else "environment" if source == ParameterSource.ENVIRONMENT
+                             else "default")
+    return found
+
+
+def current_sources() -> dict[str, str] | None:
+    """`sources` of the command running now (None outside a command)."""
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None or ctx.parent is None else sources(ctx)
