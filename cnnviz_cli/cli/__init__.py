@@ -11,6 +11,7 @@ from cnnviz_cli.cli import config
 from cnnviz_cli.cli.activations import activations
 from cnnviz_cli.cli.cam import cam
 from cnnviz_cli.cli.common import ARGUMENTS
+from cnnviz_cli.cli.doctor import doctor, version_option
 from cnnviz_cli.cli.dream import dream
 from cnnviz_cli.cli.filters import filters
 from cnnviz_cli.cli.info import info
@@ -73,7 +74,7 @@ class CnnvizGroup(click.Group):
 
 
 @click.group(cls=CnnvizGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="cnnviz")
+@version_option
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summaries.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -101,8 +102,8 @@ def cli(ctx: click.Context, debug: bool, quiet: bool, config_file: Path | None,
     config.settle(cli, ctx, config_file, profile)
 
 
-for command in (activations, cam, dream, filters, info, layers, maximize, models, reconstruct,
-                report):
+for command in (activations, cam, doctor, dream, filters, info, layers, maximize, models,
+                reconstruct, report):
     cli.add_command(command)
 
 
