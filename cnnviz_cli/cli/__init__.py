@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cnnviz_cli.cli import config
+from cnnviz_cli.cli import completion, config
 from cnnviz_cli.cli.activations import activations
 from cnnviz_cli.cli.cam import cam
 from cnnviz_cli.cli.common import ARGUMENTS
@@ -48,6 +48,12 @@ class CnnvizGroup(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta[ARGUMENTS] = list(args)
         return super().parse_args(ctx, args)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is not None and ctx.resilient_parsing:  # completing a command line
+            completion.attach(command, ctx)
+        return command
 
     def invoke(self, ctx: click.Context):
         from cnnviz_cli.api.session import SETTINGS_SOURCES
