@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cnnviz_cli.api.session import Session, command_line, run_options
+from cnnviz_cli.api.session import Session, check_input_size, command_line, run_options
 
 
 @dataclass(frozen=True)
@@ -248,6 +248,7 @@ def open_session(command: str, function: Callable, arguments: dict, resolved,
     streams = "run" in arguments  # a technique over images, with the run-loop options
     given = dict(arguments.pop("run", None) or {})
     run = run_options(given, run_defaults) if streams else {}
+    check_input_size(resolved, run or arguments)
     images = arguments.pop("images", None)
     tensorboard = arguments.pop("tensorboard", None)
     technique = {k: _plain(v) for k, v in arguments.items()
@@ -306,6 +307,7 @@ def start_session(table, resolved, settings: dict, progress: bool = False,
     run = {option.name: settings[option.name] for option in RUN if option.name in settings}
     if run:
         run["force"] = settings["force"]
+        check_input_size(resolved, run)
     options = {name: _plain(value) for name, value in settings.items()}
     options["model"] = resolved.source
     out, tensorboard = settings.get("out"), settings.get("tensorboard")
