@@ -281,6 +281,7 @@ def begin(table, model, images, given: dict) -> tuple:
     model was loaded, so that `table.command_line(settings)` replays the run.
     """
     from cnnviz_cli.api.models import load_model
+    from cnnviz_cli.api.formats import check_command
 
     given = {name: value for name, value in given.items() if name != "images"}
     words = image_words(images) if images is not None and "images" in table else None
@@ -288,6 +289,7 @@ def begin(table, model, images, given: dict) -> tuple:
     table.refuse_ignored(settings, [name for name in table.given(given)])
     resolved = load_model(model, **{name: settings[name] for name in MODEL_NAMES
                                      if name in settings})
+    check_command(resolved, table.command)  # before any layer lookup
     loaded = {name: value for name, value in resolved.loaded_with.items() if name in table}
     settings.update(table.settle({**given, **loaded, "images": words} if words
                                  else {**given, **loaded}))
