@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from cnnviz_cli import __version__
+from cnnviz_cli.version import __version__
 
 DISTRIBUTIONS = {  # what `pip install` names each package (the first one installed counts)
     "tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tf-nightly"),

@@ -280,8 +280,8 @@ def begin(table, model, images, given: dict) -> tuple:
     The settings hold the images as the command line names them and the model options as the
     model was loaded, so that `table.command_line(settings)` replays the run.
     """
-    from cnnviz_cli.api.models import load_model
     from cnnviz_cli.api.formats import check_command
+    from cnnviz_cli.api.models import load_model
 
     given = {name: value for name, value in given.items() if name != "images"}
     words = image_words(images) if images is not None and "images" in table else None

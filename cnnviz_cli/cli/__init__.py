@@ -20,7 +20,6 @@ from cnnviz_cli.cli.maximize import maximize
 from cnnviz_cli.cli.reconstruct import reconstruct
 from cnnviz_cli.cli.report import report
 from cnnviz_cli.errors import CnnvizError
-from cnnviz_cli.version import __version__
 
 
 def _error_line(error: BaseException) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 import click
 from click.shell_completion import CompletionItem
 
-from cnnviz_cli import __version__
+from cnnviz_cli.version import __version__
 
 
 def cache_folder() -> Path:
