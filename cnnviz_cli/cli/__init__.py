@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cnnviz_cli.cli import completion, config
+from cnnviz_cli.cli import completion, config, crash
 from cnnviz_cli.cli.activations import activations
 from cnnviz_cli.cli.cam import cam
 from cnnviz_cli.cli.common import ARGUMENTS
@@ -71,9 +71,7 @@ class CnnvizGroup(click.Group):
             if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError":
                 _fail(ctx, error,
                       "Ran out of memory; lower --batch-size (or --size, --tile) and run again.", 2)
-            hint = "" if _debug(ctx) else " (run `cnnviz --debug ...` for the traceback)"
-            line = _error_line(error).rstrip(".")
-            _fail(ctx, error, f"Unexpected {type(error).__name__}: {line}{hint}.", 1)
+            _fail(ctx, error, crash.sentence(ctx, error), 1)
         finally:
             SETTINGS_SOURCES.reset(token)
 
