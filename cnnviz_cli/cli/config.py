@@ -15,7 +15,6 @@ the command's Click `default_map`; `sources(ctx)` says where each setting came f
 import os
 import shlex
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -77,14 +76,14 @@ def _table_option(command: click.Command, name: str):
     return table().options.get(name) if table is not None else None
 
 
-def _value(command: click.Command, param: click.Option, value, ctx: click.Context, where: str):
+def _value(param: click.Option, value, ctx: click.Context, where: str):
     """`value` as Click takes it from a default_map, checked as the command line would be."""
     if not param.multiple and isinstance(value, list):
         raise CnnvizError(f"{where} takes one value, but got a list {value!r}.")
     given, value = value, [value] if param.multiple and not isinstance(value, list) else value
     try:
         cast = param.type_cast_value(ctx, value)
-        option = _table_option(command, param.name)
+        option = _table_option(ctx.command, param.name)
         if option is not None and not option.argument:
             settled = option.settle(list(cast) if option.multiple else cast) \
                 if option.settle is not None else cast
@@ -97,61 +96,53 @@ def _value(command: click.Command, param: click.Option, value, ctx: click.Contex
 
 
 class Layers:
-    """The settings of one command from the file, the profile and the environment."""
+    """The settings of one command from the file, the profile and the environment: every
+    key's name is checked against the commands it is for, its value for the running one."""
 
     def __init__(self, group: click.Group, ctx: click.Context, command: str):
         self.group, self.ctx, self.command = group, ctx, command
+        self.keys = {name: _keys(group.get_command(ctx, name), self._context(name))
+                     for name in group.list_commands(ctx)}
         self.values: dict[str, object] = {}
         self.labels: dict[str, str] = {}
 
-    def _commands(self) -> Iterator[tuple[str, click.Command]]:
-        for name in self.group.list_commands(self.ctx):
-            yield name, self.group.get_command(self.ctx, name)
+    def _context(self, name: str) -> click.Context:
+        return click.Context(self.group.get_command(self.ctx, name), parent=self.ctx,
+                             info_name=name)
 
     def add_table(self, table: dict, label: str, where: str) -> None:
-        """A top-level or profile table: shared keys, then the invoked command's table; every
-        key of every command is checked."""
-        commands = dict(self._commands())
-        shared = {key: value for key, value in table.items() if not isinstance(value, dict)}
+        """A top-level or profile table: shared keys (for every command that has them), then
+        a table per command."""
         for name, section in table.items():
-            if isinstance(section, dict) and name not in commands:
+            if isinstance(section, dict) and name not in self.keys:
                 raise CnnvizError(f"{where} has a table [{name}], which is no cnnviz command"
-                                  f"{closest(name, commands)}; tables are commands "
-                                  f"({', '.join(commands)}) and profiles.")
-        self._add(shared, None, label, where)
-        for name in commands:
-            self._add(table.get(name, {}), name, label, f"{where} [{name}]")
+                                  f"{closest(name, self.keys)}; tables are commands "
+                                  f"({', '.join(self.keys)}) and profiles.")
+        shared = {key: value for key, value in table.items() if not isinstance(value, dict)}
+        self._add(shared, list(self.keys), label, where)
+        for name in self.keys:
+            self._add(table.get(name, {}), [name], label, f"{where} [{name}]")
 
-    def _add(self, section: dict, command: str | None, label: str, where: str) -> None:
-        targets = [command] if command else [name for name, _ in self._commands()]
-        known: set[str] = set()
-        for name in targets:
-            cmd = self.group.get_command(self.ctx, name)
-            keys = _keys(cmd, click.Context(cmd, parent=self.ctx, info_name=name))
-            known |= set(keys)
-            for key, value in section.items():
-                param = keys.get(key.replace("_", "-"))
-                if param is None:
-                    continue
-                context = click.Context(cmd, parent=self.ctx, info_name=name)
-                checked = _value(cmd, param, value, context, f"{where} key {key}")
-                if name == self.command:
-                    self.values[param.name] = checked
-                    self.labels[param.name] = label
-        for key in section:
+    def _add(self, section: dict, commands: list[str], label: str, where: str) -> None:
+        known = {key for name in commands for key in self.keys[name]}
+        for key, value in section.items():
             if key.replace("_", "-") not in known:
-                whose = f"cnnviz {command}" if command else "any command"
+                whose = f"cnnviz {commands[0]}" if len(commands) == 1 else "any command"
                 raise CnnvizError(f"{where} has an unknown key {key!r}"
                                   f"{closest(key.replace('_', '-'), known)}; keys are the long "
                                   f"options of {whose}.")
+            param = self.keys[self.command].get(key.replace("_", "-")) \
+                if self.command in commands else None
+            if param is not None:
+                self.values[param.name] = _value(param, value, self._context(self.command),
+                                                 f"{where} key {key}")
+                self.labels[param.name] = label
 
     def add_environment(self, environment: dict[str, str]) -> None:
         """CNNVIZ_<COMMAND>_<OPTION> variables of the invoked command."""
-        command = self.group.get_command(self.ctx, self.command)
-        context = click.Context(command, parent=self.ctx, info_name=self.command)
-        keys = _keys(command, context)
         prefix = f"{PREFIX}{self.command.upper()}_"
-        names = {prefix + key.upper().replace("-", "_"): param for key, param in keys.items()}
+        names = {prefix + key.upper().replace("-", "_"): param
+                 for key, param in self.keys[self.command].items()}
         for variable, text in environment.items():
             if not variable.startswith(prefix):
                 continue
@@ -160,7 +151,7 @@ class Layers:
                 raise CnnvizError(f"The environment variable {variable} names no option of "
                                   f"cnnviz {self.command}{closest(variable, names)}.")
             value = shlex.split(text) if param.multiple else text
-            self.values[param.name] = _value(command, param, value, context,
+            self.values[param.name] = _value(param, value, self._context(self.command),
                                              f"The environment variable {variable}")
             self.labels[param.name] = "environment"
 

@@ -150,3 +150,16 @@ def test_a_profile_without_a_file_is_refused(run_cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert "--profile ci needs a config file" in _error(run_cli, "--profile", "ci", "cam",
                                                          "x.png")
+
+
+def test_shared_keys_apply_to_the_commands_that_have_them(run_cli, project, sample_dir):
+    """A shared `method` means gradcam to cam and is not checked against reconstruct's methods;
+    settings reach commands of every kind (activations' --layer, report's nothing)."""
+    (project / "pyproject.toml").write_text(
+        "[tool.cnnviz]\nmethod = 'saliency'\n[tool.cnnviz.activations]\nlayer = "
+        "['block1_conv1']\n")
+    assert _run(run_cli, project, sample_dir)[2] == {"saliency"}
+    run_cli("activations", sample_dir / "star.png", "-o", project / "maps")
+    manifest = json.loads((project / "maps" / "manifest.json").read_text())
+    assert {record["layer"] for record in manifest["outputs"]} == {"block1_conv1"}
+    assert "--layer block1_conv1" in manifest["command_line"]
