@@ -85,6 +85,7 @@ class CnnvizGroup(click.Group):
               help="Settings file [default: the nearest cnnviz.toml, or pyproject.toml with "
               "[tool.cnnviz]].")
 @click.option("--profile", metavar="NAME", envvar=config.PROFILE_VARIABLE, show_envvar=True,
+              shell_complete=completion.complete_profile,
               help="Also use the settings of [profiles.NAME] of the settings file.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, quiet: bool, config_file: Path | None,

@@ -1,6 +1,7 @@
 """Shell completion (bash, zsh, fish) through Click's: model names for -m, the feature-map
 layers of the model given with -m for -l, method names for --method (Click completes
-commands, options and choices such as --metric and --task itself).
+commands, options and choices such as --metric and --task itself), and the profiles of the
+settings file for --profile.
 
 Enable it once per shell (the line goes into ~/.bashrc, ~/.zshrc or fish's config):
 
@@ -103,6 +104,18 @@ def complete_method(_ctx: click.Context, _param, incomplete: str) -> list[Comple
     prefix = done + "," if done else ""
     return [CompletionItem(prefix + name) for name in (*methods(), "all")
             if name.startswith(last)]
+
+
+def complete_profile(ctx: click.Context, _param, incomplete: str) -> list[CompletionItem]:
+    """The profiles of the settings file (--config, else the one found from here)."""
+    from cnnviz_cli.cli.config import read_config
+    from cnnviz_cli.errors import CnnvizError
+
+    try:
+        found = read_config(ctx.params.get("config_file"))
+    except CnnvizError:  # an unreadable file: nothing to offer, never an error
+        return []
+    return _matching(list(found[1].get("profiles", {})) if found else [], incomplete)
 
 
 COMPLETERS = {"model": complete_model, "layer": complete_layer, "layers": complete_layer,

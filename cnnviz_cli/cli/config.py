@@ -54,6 +54,11 @@ def find_config(start: Path) -> tuple[Path, dict] | None:
     return None
 
 
+def read_config(config: Path | None) -> tuple[Path, dict] | None:
+    """The settings file `config` (--config), else the one found from the working folder."""
+    return (config, _read(config)) if config is not None else find_config(Path.cwd())
+
+
 def _shown(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
@@ -163,7 +168,7 @@ def settle(group: click.Group, ctx: click.Context, config: Path | None,
     command = ctx.invoked_subcommand
     if command is None:
         return
-    found = (config, _read(config)) if config is not None else find_config(Path.cwd())
+    found = read_config(config)
     layers = Layers(group, ctx, command)
     if found is not None:
         path, table = found

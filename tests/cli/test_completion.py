@@ -69,3 +69,13 @@ def test_the_shell_scripts_name_the_program():
         result = CliRunner().invoke(cli, [], env={"_CNNVIZ_COMPLETE": f"{shell}_source"},
                                     prog_name="cnnviz")
         assert result.exit_code == 0 and "_CNNVIZ_COMPLETE" in result.output, shell
+
+
+def test_profiles_of_the_settings_file(complete, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert complete("cnnviz --profile ") == []
+    (tmp_path / "cnnviz.toml").write_text("[profiles.ci.cam]\nmetrics = true\n"
+                                          "[profiles.nightly]\ndevice = 'cpu'\n")
+    assert complete("cnnviz --profile ") == ["ci", "nightly"]
+    (tmp_path / "other.toml").write_text("[profiles.gpu]\n")
+    assert complete(f"cnnviz --config {tmp_path / 'other.toml'} --profile ") == ["gpu"]
