@@ -178,9 +178,10 @@ def settle(group: click.Group, ctx: click.Context, config: Path | None,
         layers.add_table(table, f"file {where}", where)
         if profile is not None:
             if profile not in profiles:
+                listed = (f"its profiles are {', '.join(profiles)}" if profiles
+                          else "it has no [profiles.NAME] tables")
                 raise CnnvizError(f"{where} has no profile {profile!r}"
-                                  f"{closest(profile, profiles)}; its profiles are "
-                                  f"{', '.join(profiles) or 'none'}.")
+                                  f"{closest(profile, profiles)}; {listed}.")
             layers.add_table(profiles[profile], f"profile {profile}",
                              f"{where} [profiles.{profile}]")
     elif profile is not None:

@@ -52,7 +52,7 @@ def _print_table(checks) -> None:
 
     table = Table(title="cnnviz doctor")
     for column in ("check", "found", "", "what to do"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for check in checks:
         mark = "ok" if check.ok else "MISSING" if check.needed else "optional"
         table.add_row(check.name, check.found, mark, "" if check.ok else check.hint)

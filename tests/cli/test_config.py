@@ -163,3 +163,18 @@ def test_shared_keys_apply_to_the_commands_that_have_them(run_cli, project, samp
     manifest = json.loads((project / "maps" / "manifest.json").read_text())
     assert {record["layer"] for record in manifest["outputs"]} == {"block1_conv1"}
     assert "--layer block1_conv1" in manifest["command_line"]
+
+
+def test_the_example_of_docs_pipelines_runs_as_described(run_cli, project, sample_dir):
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).parents[2] / "docs" / "pipelines.md").read_text()
+    (project / "pyproject.toml").write_text(re.search(r"```toml\n(.*?)```", page, re.S)[1])
+    _, manifest, methods = _run(run_cli, project, sample_dir, group=("--profile", "ci"))
+    assert methods == {"gradcam", "layercam"}
+    sources = manifest["settings_sources"]
+    assert sources["device"] == sources["batch_size"] == "file pyproject.toml"
+    assert sources["fail_over"] == "profile ci" and manifest["metrics"]["gates"]
+    recorded = manifest["command_line"].replace(str(sample_dir), "sample_images")
+    assert f'"command_line": "{recorded}"' in page
