@@ -66,7 +66,8 @@ class CnnvizGroup(click.Group):
             click.echo("Interrupted.", err=True)
             raise click.exceptions.Exit(getattr(error, "exit_code", 130)) from None
         except CnnvizError as error:
-            _fail(ctx, error, _error_line(error), error.exit_code)
+            line = config.annotate(ctx.meta.get(crash.RUNNING), _error_line(error))
+            _fail(ctx, error, line, error.exit_code)
         except Exception as error:
             if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError":
                 _fail(ctx, error,

@@ -210,6 +210,20 @@ def sources(ctx: click.Context) -> dict[str, str]:
     return found
 
 
+def annotate(running: click.Context | None, message: str) -> str:
+    """An error sentence about `--OPTION ...` whose value came from a settings file, a profile
+    or the environment, with where it came from (it is not on the command line)."""
+    flag = message.split(" ", 1)[0].rstrip(".,:;")
+    if running is None or not flag.startswith("--"):
+        return message
+    names = {opt: param.name for param in running.command.get_params(running)
+             for opt in getattr(param, "opts", [])}
+    label = sources(running).get(names.get(flag, ""), "default")
+    if label in ("command line", "default"):
+        return message
+    return f"{message.rstrip('.')} ({flag} came from the {label}, not the command line)."
+
+
 def current_sources() -> dict[str, str] | None:
     """`sources` of the command running now (None outside a command)."""
     ctx = click.get_current_context(silent=True)

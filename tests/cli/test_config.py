@@ -178,3 +178,13 @@ def test_the_example_of_docs_pipelines_runs_as_described(run_cli, project, sampl
     assert sources["fail_over"] == "profile ci" and manifest["metrics"]["gates"]
     recorded = manifest["command_line"].replace(str(sample_dir), "sample_images")
     assert f'"command_line": "{recorded}"' in page
+
+
+def test_a_file_setting_that_cannot_take_effect_says_where_it_came_from(run_cli, project,
+                                                                         sample_dir):
+    (project / "pyproject.toml").write_text("[tool.cnnviz]\nseed = 3\n")
+    result = run_cli("cam", sample_dir / "star.png", "-o", project / "out", expect=2)
+    assert result.output.startswith("Error: --seed applies only when a method or metric that "
+                                    "draws at random is chosen")
+    assert result.output.rstrip().endswith("(--seed came from the file pyproject.toml, not the "
+                                           "command line).")
