@@ -118,14 +118,15 @@ def complete_profile(ctx: click.Context, _param, incomplete: str) -> list[Comple
     return _matching(list(found[1].get("profiles", {})) if found else [], incomplete)
 
 
-COMPLETERS = {"model": complete_model, "layer": complete_layer, "layers": complete_layer,
-              "methods": complete_method}
-"""Parameter name -> its completer, for every command that has the parameter."""
+COMPLETERS = {"--model": complete_model, "--layer": complete_layer, "--method": complete_method}
+"""Long flag -> its completer, for every command that has the option (and no choices of its
+own, such as reconstruct's --method)."""
 
 
 def attach(command: click.Command, ctx: click.Context) -> None:
-    """Give a command's parameters their completers (Click's `shell_complete=` argument)."""
+    """Give a command's options their completers (Click's `shell_complete=` argument)."""
     for param in command.get_params(ctx):
-        completer = COMPLETERS.get(param.name or "")
-        if completer is not None and param._custom_shell_complete is None:
-            param._custom_shell_complete = completer
+        completers = [COMPLETERS[opt] for opt in getattr(param, "opts", []) if opt in COMPLETERS]
+        if completers and param._custom_shell_complete is None \
+                and not isinstance(param.type, click.Choice):
+            param._custom_shell_complete = completers[0]

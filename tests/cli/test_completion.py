@@ -34,6 +34,10 @@ def test_layers_of_the_model_given_with_m_are_its_feature_maps(complete, demo_re
     assert complete("cnnviz cam -m demo -l ") == expected
     assert complete("cnnviz cam -l block2") == [name for name in expected
                                                if name.startswith("block2")]
+    for command in ("activations", "filters", "maximize", "dream", "reconstruct"):
+        assert complete(f"cnnviz {command} --layer block3") == [
+            name for name in expected if name.startswith("block3")], command
+    assert complete("cnnviz reconstruct --method g") == ["guided"]  # its own choices
     cached = list((tmp_path / "cache" / "cnnviz" / "layers").glob("*.json"))
     assert len(cached) == 1 and json.loads(cached[0].read_text()) == expected
 
