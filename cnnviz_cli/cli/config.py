@@ -55,8 +55,14 @@ def find_config(start: Path) -> tuple[Path, dict] | None:
 
 
 def read_config(config: Path | None) -> tuple[Path, dict] | None:
-    """The settings file `config` (--config), else the one found from the working folder."""
-    return (config, _read(config)) if config is not None else find_config(Path.cwd())
+    """The settings file `config` (--config; of a pyproject.toml, its [tool.cnnviz]), else
+    the one found from the working folder."""
+    if config is None:
+        return find_config(Path.cwd())
+    settings = _read(config)
+    if config.name == "pyproject.toml":
+        settings = settings.get("tool", {}).get("cnnviz", {})
+    return config, settings
 
 
 def _shown(path: Path) -> str:

@@ -93,6 +93,11 @@ def test_cnnviz_toml_and_config_files(run_cli, project, sample_dir):
                                 group=("--config", project / "other.toml"))
     assert methods == {"gradcam++"}
     assert manifest["settings_sources"]["methods"] == "file other.toml"
+    elsewhere = project / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "pyproject.toml").write_text('[tool.cnnviz.cam]\nmethod = "xgradcam"\n')
+    assert _run(run_cli, project, sample_dir,
+                group=("--config", elsewhere / "pyproject.toml"))[2] == {"xgradcam"}
 
 
 def _error(run_cli, *args) -> str:
