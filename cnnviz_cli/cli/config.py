@@ -15,6 +15,7 @@ the command's Click `default_map`; `sources(ctx)` says where each setting came f
 import os
 import shlex
 import tomllib
+from importlib import import_module
 from pathlib import Path
 
 import click
@@ -83,7 +84,11 @@ def _keys(command: click.Command, ctx: click.Context) -> dict[str, click.Option]
 
 
 def _table_option(command: click.Command, name: str):
+    """The options.Option behind a parameter of a table command (CnnvizCommand's `table`: a
+    function returning the Table, or the name of the cnnviz_cli.api module that has one)."""
     table = getattr(command, "table", None)
+    if isinstance(table, str):
+        table = import_module(f"cnnviz_cli.api.{table}").table
     return table().options.get(name) if table is not None else None
 
 
