@@ -12,7 +12,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cnnviz_cli.api.session import Session, check_input_size, command_line, run_options
+from cnnviz_cli.api.limits import check_input_size
+from cnnviz_cli.api.session import Session, command_line, run_options
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ def test_a_size_beyond_max_pixels_is_refused_before_the_output_folder(sample_dir
 
 def test_a_batch_that_cannot_fit_in_memory_is_refused(sample_dir, monkeypatch):
     from cnnviz_cli import api
-    from cnnviz_cli.api import session
+    from cnnviz_cli.api import limits
 
-    monkeypatch.setattr(session, "_memory", lambda: 2**30)  # a machine with 1 GiB
+    monkeypatch.setattr(limits, "_memory", lambda: 2**30)  # a machine with 1 GiB
     with pytest.raises(CnnvizError, match="a batch of 16 8000x8000 inputs, which alone needs "
                        "11 GiB, more than this machine's 1 GiB"):
         api.cam("demo", sample_dir / "star.png", size=8000)

@@ -189,13 +189,12 @@ def test_odd_but_valid_inputs_run(files, tmp_path, command, arguments):
 
 def test_an_internal_error_says_where_to_report_it_and_keeps_the_traceback(
         files, tmp_path, monkeypatch):
-    from cnnviz_cli.api import session
+    from cnnviz_cli.api import limits
 
-    def broken(*_args, **_kwargs):
+    def broken():
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(session, "check_input_size", broken)
-    monkeypatch.setattr("cnnviz_cli.api.results.check_input_size", broken)
+    monkeypatch.setattr(limits, "_memory", broken)  # a bug inside a run
     result = _run(files, tmp_path, "cam", ["{F}/grey.png"])
     lines = result.output.strip().splitlines()
     assert result.exit_code == 1 and len(lines) == 1, result.output
