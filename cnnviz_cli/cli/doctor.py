@@ -23,7 +23,7 @@ version_option = click.option(
 @click.command()
 @click.option("--json", "print_json", is_flag=True, help="Print the checks as JSON.")
 def doctor(print_json: bool) -> None:
-    """Check what cnnviz needs and can use here: versions, devices, caches, fonts.
+    """What cnnviz finds here: versions, devices, caches, fonts.
 
     Lists Python, cnnviz, TensorFlow, Keras, NumPy, Pillow, matplotlib, onnxruntime and
     tensorboard versions, the devices TensorFlow sees and whether its CUDA build is installed,
