@@ -12,6 +12,7 @@ Precedence: command line > environment > profile > file > built-in default. The 
 the command's Click `default_map`; `sources(ctx)` says where each setting came from.
 """
 
+import functools
 import os
 import shlex
 import tomllib
@@ -117,10 +118,14 @@ class Layers:
 
     def __init__(self, group: click.Group, ctx: click.Context, command: str):
         self.group, self.ctx, self.command = group, ctx, command
-        self.keys = {name: _keys(group.get_command(ctx, name), self._context(name))
-                     for name in group.list_commands(ctx)}
         self.values: dict[str, object] = {}
         self.labels: dict[str, str] = {}
+
+    @functools.cached_property
+    def keys(self) -> dict[str, dict[str, click.Option]]:
+        """Every command's options by key (read only when there is a settings file)."""
+        return {name: _keys(self.group.get_command(self.ctx, name), self._context(name))
+                for name in self.group.list_commands(self.ctx)}
 
     def _context(self, name: str) -> click.Context:
         return click.Context(self.group.get_command(self.ctx, name), parent=self.ctx,
@@ -157,8 +162,8 @@ class Layers:
     def add_environment(self, environment: dict[str, str]) -> None:
         """CNNVIZ_<COMMAND>_<OPTION> variables of the invoked command."""
         prefix = f"{PREFIX}{self.command.upper()}_"
-        names = {prefix + key.upper().replace("-", "_"): param
-                 for key, param in self.keys[self.command].items()}
+        own = _keys(self.group.get_command(self.ctx, self.command), self._context(self.command))
+        names = {prefix + key.upper().replace("-", "_"): param for key, param in own.items()}
         for variable, text in environment.items():
             if not variable.startswith(prefix):
                 continue
