@@ -191,6 +191,9 @@ def resolve_model(request: ModelRequest) -> ResolvedModel:
     if kind != "file" and request.custom_objects:
         raise CnnvizError("--custom-objects applies to model files only: a named or the demo "
                           "model has no custom classes, so leave it out.")
+    if kind != "file" and request.signature is not None:
+        raise CnnvizError("--signature applies to SavedModel folders only: a named or the demo "
+                          "model has no signatures, so leave it out.")
     weights_file = None if weights is None or weights.lower() in BUILT_IN_WEIGHTS else Path(weights)
     if weights_file is not None:
         _check_weights_file(weights_file)
