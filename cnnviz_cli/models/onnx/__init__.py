@@ -35,7 +35,7 @@ class Translation:
 
 
 def _listed(counts: Counter) -> str:
-    parts = [f"{name} ({count})" for name, count in sorted(counts.items())]
+    parts = [name if count == 1 else f"{name} x{count}" for name, count in sorted(counts.items())]
     return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
 
 
@@ -55,7 +55,8 @@ def translate(proto, image_shape: tuple, channels_first: bool,
 def _translated(proto, image_shape, channels_first, size) -> Translation:
     missing = missing_ops(proto.graph, OPS)
     if missing:
-        raise Untranslatable(f"it uses {_listed(missing)}, which cnnviz does not translate")
+        raise Untranslatable(f"it uses {_listed(missing)}, which cnnviz does not translate into "
+                             "TensorFlow")
     opset = next((entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")),
                  1)
     free = len(image_shape) == 3 and None in image_shape[:2]
@@ -69,7 +70,8 @@ def _translated(proto, image_shape, channels_first, size) -> Translation:
         except NeedsSize:
             continue
         except Unsupported as error:
-            raise Untranslatable(f"it uses {error}, which cnnviz does not translate") from None
+            raise Untranslatable(f"it uses {error}, which cnnviz does not translate into "
+                                 "TensorFlow") from None
         built = (int(shape[0]), int(shape[1])) if free and None not in shape[:2] else None
         return Translation(model, len(proto.graph.node), opset, built,
                            tuple(layouts))
