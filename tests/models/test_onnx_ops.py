@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.models.onnx_graphs import (
+from onnx_graphs import (
     assert_close,
     graph_model,
     helper,

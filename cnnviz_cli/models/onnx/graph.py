@@ -25,6 +25,13 @@ from cnnviz_cli.models.onnx.values import (
 )
 
 ONNX_DOMAINS = ("", "ai.onnx")
+IMAGE_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool",
+             "GlobalMaxPool", "Resize", "Upsample", "DepthToSpace", "InstanceNormalization"}
+# ops whose output is an image exactly when their inputs are
+PASSING_OPS = {"Relu", "LeakyRelu", "PRelu", "Elu", "Sigmoid", "HardSigmoid", "HardSwish",
+               "Tanh", "Clip", "Erf", "Gelu", "Softplus", "Add", "Sub", "Mul", "Div", "Pow",
+               "Sqrt", "Exp", "Reciprocal", "Neg", "Identity", "Dropout", "BatchNormalization",
+               "Concat", "Split", "Slice", "Pad", "Where", "Max", "Min", "Abs"}
 
 
 @dataclass
@@ -55,8 +62,9 @@ class Node:
 class Builder:
     """What the op functions build with: layouts, folded or generic ops, Keras layers."""
 
-    def __init__(self, source: keras.KerasTensor, fixed_batch: int | None):
+    def __init__(self, source: keras.KerasTensor, fixed_batch: int | None, images: set[str]):
         self.source, self.fixed_batch = source, fixed_batch
+        self.images = images  # tensors that are NCHW images, kept channels-last
         self.names = Names()
         self.converted: dict[tuple[int, str], object] = {}
 
@@ -148,6 +156,19 @@ def missing_ops(graph, registry: dict) -> Counter:
                    if node.domain not in ONNX_DOMAINS or node.op_type not in registry)
 
 
+def image_tensors(graph, channels_first: bool) -> set[str]:
+    """Tensor names that are NCHW images: the inputs of image ops (and, in a channels-first
+    file, its outputs), and what reaches them through ops that keep the layout, so an op that
+    makes a 4-D tensor (Reshape, Transpose) knows whether it makes an image or, say, the
+    (batch, heads, tokens, channels) of attention."""
+    images = {port.name for port in graph.output} if channels_first else set()
+    images |= {node.input[0] for node in graph.node if node.op_type in IMAGE_OPS}
+    for node in reversed(graph.node):
+        if node.op_type in PASSING_OPS and images.intersection(node.output):
+            images.update(node.input)
+    return images
+
+
 def build(proto, image_shape: tuple, channels_first: bool, registry: dict
           ) -> tuple[keras.Model, list[str]]:
     """The Keras model of ONNX model `proto` for channels-last `image_shape` (height, width,
@@ -163,7 +184,7 @@ def build(proto, image_shape: tuple, channels_first: bool, registry: dict
     dims = source.type.tensor_type.shape.dim
     fixed = dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
     inputs = keras.Input(image_shape, name="image")
-    builder = Builder(inputs, fixed)
+    builder = Builder(inputs, fixed, image_tensors(graph, channels_first))
     values[source.name] = Value(inputs, "nhwc" if channels_first else "plain")
     for node in graph.node:
         given = [values[item] if item else None for item in node.input]

@@ -19,30 +19,35 @@ from cnnviz_cli.models.onnx.values import (
 )
 
 
-def file_order_op(builder, node, function, inputs: list, count: int = 1) -> list[Value]:
-    """`function` on file-order `inputs`; its computed 4-D outputs stored channels-last."""
+def file_order_op(builder, node, function, inputs: list) -> list[Value]:
+    """`function` on file-order `inputs`; its computed output stored channels-last when it is
+    an image (`Builder.images`)."""
     if all(isinstance(item, np.ndarray) for item in inputs):
         return [Value(output) for output in builder.apply(function, inputs, node.name,
-                                                          node.op_type, count)]
+                                                          node.op_type)]
+    image = node.name in builder.images
 
     def call(*tensors):
-        results = function(*tensors)
-        many = isinstance(results, list | tuple)
-        results = [tf.transpose(result, TO_NHWC) if result.shape.rank == 4 else result
-                   for result in (results if many else [results])]
-        return results if many else results[0]
+        result = function(*tensors)
+        return tf.transpose(result, TO_NHWC) if image and result.shape.rank == 4 else result
 
-    outputs = builder.apply(call, inputs, node.name, node.op_type, count)
-    return [Value(output, "nhwc" if len(output.shape) == 4 else "plain") for output in outputs]
+    output, = builder.apply(call, inputs, node.name, node.op_type)
+    return [Value(output, "nhwc" if image and len(output.shape) == 4 else "plain")]
 
 
 def reshaped(builder, node, value: Value, shape) -> list[Value]:
     """`value` reshaped to the folded ONNX shape `shape`."""
     if value.constant:
         return [Value(value.data.reshape(shape))]
-    if any(side is None for side in shape):
-        raise NeedsSize
     source_shape = value.shape()
+    if any(side is None for side in (*shape, *source_shape)):
+        raise NeedsSize
+    if has_batch(shape) and not has_batch(source_shape):
+        raise Unsupported("a Reshape to the batch size of a tensor without one")
+    shape = list(shape)
+    if -1 in shape:  # known now, so the model's shapes are static
+        shape[shape.index(-1)] = int(np.prod(source_shape)) // int(np.prod(
+            [side for side in shape if side != -1]))
     return file_order_op(builder, node, lambda x: tf.reshape(
         x, runtime_shape(shape, x, source_shape)), [builder.plain(value)])
 
@@ -113,7 +118,7 @@ def transpose(builder, node):
     for layout, order in orders.items():
         if order == sorted(order):
             return [Value(value.data, layout)]  # the stored tensor is the result already
-    layout = choices[-1]
+    layout = "nhwc" if value.rank == 4 and node.name in builder.images else "plain"
     output, = builder.apply(lambda x: tf.transpose(x, orders[layout]), [value.data], node.name,
                             node.op_type)
     return [Value(output, "plain" if value.constant else layout)]
