@@ -87,7 +87,8 @@ class Builder:
             else:
                 history = getattr(value.data, "_keras_history", None)
                 name = history.operation.name if history else "image"
-                layer = keras.layers.Permute(order[1:], name=self.names(name, f"_{layout}"))
+                suffix = "_nchw" if layout == "plain" else "_nhwc"
+                layer = keras.layers.Permute(order[1:], name=self.names(name, suffix))
                 self.converted[key] = layer(value.data)
         return self.converted[key]
 

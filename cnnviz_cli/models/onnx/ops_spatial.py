@@ -11,8 +11,9 @@ from cnnviz_cli.models.onnx.values import NeedsSize, Unsupported, Value
 LOWEST = -3.4e38  # pads max pooling without infinities (their gradient would be NaN)
 
 
-def _window(node, kernel: tuple, value: Value) -> tuple[tuple, tuple, list]:
-    """(strides, dilations, pads as [top, left, bottom, right]) of a conv or pool node."""
+def _window(node, kernel: tuple, value: Value) -> tuple[tuple, tuple, list | None]:
+    """(strides, dilations, pads as [top, left, bottom, right]) of a conv or pool node; pads
+    None for auto_pad SAME_UPPER, which is Keras' padding="same" at any input size."""
     attributes = node.attributes
     if len(kernel) != 2:
         raise Unsupported(f"{node.op_type} over {len(kernel)} spatial axes")
@@ -20,6 +21,8 @@ def _window(node, kernel: tuple, value: Value) -> tuple[tuple, tuple, list]:
     dilations = tuple(attributes.get("dilations", (1, 1)))
     pads = list(attributes.get("pads", (0, 0, 0, 0)))
     auto = attributes.get("auto_pad", "NOTSET")
+    if auto == "SAME_UPPER" and not attributes.get("ceil_mode", 0):
+        return strides, dilations, None
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         sizes = value.shape()[2:]
         if None in sizes:
@@ -41,8 +44,10 @@ def _window(node, kernel: tuple, value: Value) -> tuple[tuple, tuple, list]:
     return strides, dilations, pads
 
 
-def _same(pads: list, kernel: tuple, strides: tuple, dilations: tuple) -> bool:
+def _same(pads: list | None, kernel: tuple, strides: tuple, dilations: tuple) -> bool:
     """True when Keras' padding="same" is the same as `pads` (stride 1: centred windows)."""
+    if pads is None:
+        return True
     totals = [(k - 1) * d for k, d in zip(kernel, dilations, strict=True)]
     return strides == (1, 1) and pads == [t // 2 for t in totals] + [t - t // 2 for t in totals]
 
@@ -115,11 +120,14 @@ def pool(builder, node):
     if dilations != (1, 1) or node.outputs > 1:
         raise Unsupported(f"{node.op_type} with dilations or indices")
     tensor = builder.nhwc(value)
-    if node.op_type == "MaxPool" or not any(pads):
-        tensor = _padded(builder, node, tensor, pads, LOWEST if node.op_type == "MaxPool" else 0)
+    if pads is None or node.op_type == "MaxPool" or not any(pads):
+        padding = "same" if pads is None else "valid"
+        if pads is not None:
+            tensor = _padded(builder, node, tensor, pads,
+                             LOWEST if node.op_type == "MaxPool" else 0)
         kind = keras.layers.MaxPooling2D if node.op_type == "MaxPool" \
             else keras.layers.AveragePooling2D
-        layer = kind(size, strides, padding="valid", name=builder.names(node.name))
+        layer = kind(size, strides, padding=padding, name=builder.names(node.name))
         return [Value(layer(tensor), "nhwc")]
     return [Value(_average_with_pads(builder, node, tensor, size, strides, pads), "nhwc")]
 

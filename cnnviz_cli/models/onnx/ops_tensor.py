@@ -83,7 +83,8 @@ def flatten(builder, node):
     source = value.shape()
     if axis == 1 and not value.constant and source[0] == BATCH:
         layer = keras.layers.Flatten(name=builder.names(node.name))
-        return [Value(layer(builder.plain(value)))]
+        pooled = value.layout == "nhwc" and tuple(value.data.shape[1:3]) == (1, 1)
+        return [Value(layer(value.data if pooled else builder.plain(value)))]
     outer, inner = source[:axis], source[axis:]
     if None in source:
         raise NeedsSize
