@@ -2,7 +2,8 @@
 
 An `.onnx` file is first translated op by op into a Keras model with layers (models.onnx), so
 every technique works on it as on a `.keras` file; only a graph the translation lacks ops for
-falls back to the forward-only adapter below, and says why. Each format is an adapter with one image input (channels-last for cnnviz; a channels-first
+falls back to the forward-only adapter below, and says why. Each format is an adapter with one
+image input (channels-last for cnnviz; a channels-first
 input is transposed on the way in) and its outputs, wrapped in a `keras.Model` of one layer.
 The techniques then see what they see of any model, a function from inputs to scores, only
 without inner layers: a SavedModel gives input gradients, TFLite and ONNX models give scores

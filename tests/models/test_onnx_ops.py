@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from onnx_graphs import (
     assert_close,
     graph_model,

@@ -17,8 +17,8 @@ import tensorflow as tf
 from cnnviz_cli.models.onnx.values import (
     TO_NCHW,
     TO_NHWC,
-    NeedsSize,
     Names,
+    NeedsSize,
     OnnxOp,
     Unsupported,
     Value,
