@@ -7,7 +7,7 @@ import pytest
 
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.techniques.cam import CamExplainer, CamOptions, Targets
-from cnnviz_cli.techniques.perturbation import patch_windows, rise_factors
+from cnnviz_cli.techniques.methods.perturbation import patch_windows, rise_factors
 
 SIZE = 16
 EVIDENCE = (slice(4, 8), slice(8, 12))  # rows, columns of the pixels class 0 counts
