@@ -42,9 +42,9 @@ def _listed(counts: Counter) -> str:
 def translate(proto, image_shape: tuple, channels_first: bool,
               size: tuple[int, int] | None = None) -> Translation:
     """The Keras model of the ONNX ModelProto `proto`, whose image input is `image_shape`
-    (height, width, channels) channels-last (None: a free side). A graph that computes with
-    its input size is built at `size` (default DEFAULT_SIZE square); built once per
-    (file contents, size)."""
+    (height, width, channels) channels-last (None: a free side). Free sides stay free, unless
+    the graph computes with its input size: then it is built at `size` (default DEFAULT_SIZE
+    square). Built once per (file contents, size)."""
     key = (hashlib.sha256(proto.SerializeToString()).hexdigest(), tuple(image_shape),
            channels_first, size)
     if key not in _CACHE:
@@ -60,7 +60,7 @@ def _translated(proto, image_shape, channels_first, size) -> Translation:
     opset = next((entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")),
                  1)
     free = len(image_shape) == 3 and None in image_shape[:2]
-    shapes = [image_shape] if size is None and free else []
+    shapes = [image_shape] if free else []  # at any size, unless the graph computes with it
     fixed = size or (DEFAULT_SIZE, DEFAULT_SIZE)
     shapes.append(tuple(side or fixed[axis] if axis < 2 and free else side
                         for axis, side in enumerate(image_shape)))
