@@ -209,3 +209,18 @@ def test_free_height_and_width_at_two_sizes(proto, sizes):
         assert_close(ours[0], onnxruntime_outputs(proto, inputs)[0], 1e-5)
         built.add(translation.size)
     assert built == sizes
+
+
+def test_a_file_traced_at_batch_one_runs_at_any_batch_size():
+    """torch.onnx.export without dynamic axes writes the batch size as a number: x.view(1, -1)."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3]),
+             helper.make_node("Reshape", ["c", "shape"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "dense"], ["y"])]
+    rng = np.random.default_rng(5)
+    constants = {"w": rng.normal(size=(4, 3, 3, 3)).astype(np.float32),
+                 "shape": np.array([1, -1]), "dense": rng.normal(size=(64, 2)).astype(np.float32)}
+    proto = graph_model(nodes, [1, 3, 6, 6], constants)
+    inputs = rng.normal(size=(3, 3, 6, 6)).astype(np.float32)
+    ours, _ = translated_outputs(proto, inputs, channels_first=True)
+    theirs = np.concatenate([onnxruntime_outputs(proto, item[None])[0] for item in inputs])
+    assert_close(ours[0], theirs, 1e-5)
