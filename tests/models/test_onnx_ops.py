@@ -145,6 +145,10 @@ CASES = [
         helper.make_node("Cast", ["shape"], ["float"], to=1),
         helper.make_node("Div", ["float", "two"], ["half"]))),
     case("Identity"), case("Dropout"),
+    case("Add", inputs=["x", "normalised"], ident="folded-BatchNormalization", before=(
+        helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["normalised"]),),
+        constants={"c": weights(1, 4, 6, 5), "g": weights(4), "b": weights(4), "m": weights(4),
+                   "v": np.abs(weights(4)) + 0.5}),
     case("Add", inputs=["x", "c"], ident="Constant", before=(helper.make_node(
         "Constant", [], ["c"], value=helper.make_tensor("v", 1, [5], weights(5))),)),
     case("Log", inputs=["s"], before=SIGMOID), case("Floor"), case("Ceil"),

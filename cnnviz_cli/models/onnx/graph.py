@@ -120,19 +120,22 @@ class Builder:
 
         def call(*tensors):
             given = iter(tensors)
-            return function(*[tf.constant(constants[i]) if i in constants else next(given)
-                              for i in range(len(inputs))])
+            results = function(*[tf.constant(constants[i]) if i in constants else next(given)
+                                 for i in range(len(inputs))])
+            return results[0] if count == 1 and isinstance(results, list | tuple) else results
 
         runtime = [item for item in inputs if not isinstance(item, np.ndarray)]
         outputs = OnnxOp(call, op_type, name=self.names(name))(runtime)
         return list(outputs) if count > 1 else [outputs]
 
     def layer(self, layer: keras.layers.Layer, tensor, weights: list | None = None):
-        """`layer(tensor)` with `weights` set; an array in gives an array out."""
-        output = layer(tf.constant(tensor) if isinstance(tensor, np.ndarray) else tensor)
+        """`layer(tensor)` with `weights` set; an array in is computed now into an array."""
+        if isinstance(tensor, np.ndarray):
+            layer.build(tensor.shape)
+        output = None if isinstance(tensor, np.ndarray) else layer(tensor)
         if weights is not None:
             layer.set_weights([np.asarray(weight, np.float32) for weight in weights])
-        return np.asarray(output) if isinstance(tensor, np.ndarray) else output
+        return np.asarray(layer(tf.constant(tensor))) if output is None else output
 
 
 def attribute_values(node) -> dict:

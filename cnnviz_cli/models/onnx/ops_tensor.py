@@ -251,6 +251,10 @@ def pad(builder, node):
     widths = [[0, 0] for _ in range(value.rank)]
     for i, axis in enumerate(axes):
         widths[value.axis(axis)] = [pads[i], pads[i + len(axes)]]
+    spatial = value.layout == "nhwc" and widths[0] == widths[3] == [0, 0]
+    if spatial and mode == "constant" and float(fill) == 0:  # a pass-through layer to Keras
+        layer = keras.layers.ZeroPadding2D(widths[1:3], name=builder.names(node.name))
+        return [Value(layer(value.data), "nhwc")]
     output, = builder.apply(lambda x: tf.pad(x, widths, PAD_MODES[mode],
                                              tf.cast(fill, x.dtype) if mode == "constant" else 0),
                             [value.data], node.name, node.op_type)
