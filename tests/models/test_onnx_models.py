@@ -224,3 +224,17 @@ def test_a_file_traced_at_batch_one_runs_at_any_batch_size():
     ours, _ = translated_outputs(proto, inputs, channels_first=True)
     theirs = np.concatenate([onnxruntime_outputs(proto, item[None])[0] for item in inputs])
     assert_close(ours[0], theirs, 1e-5)
+
+
+def test_a_translated_model_copies_like_a_keras_model(graphs):
+    """clone_model (checkpoints, --sanity, --precision) rebuilds the generic op layers too."""
+    import keras
+
+    from cnnviz_cli import api
+
+    model = api.load_model(graphs["vit"][0]).model
+    copy = keras.models.clone_model(model, recursive=True)
+    copy.set_weights(model.get_weights())
+    inputs = np.random.default_rng(6).normal(size=(2, 16, 16, 3)).astype(np.float32)
+    assert copy is not model
+    np.testing.assert_array_equal(np.asarray(copy(inputs)), np.asarray(model(inputs)))
