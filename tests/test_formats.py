@@ -269,8 +269,8 @@ def test_layer_methods_on_a_savedmodel_are_refused_saying_what_works(
                      "-o", exported / "never", expect=2)
     one_sentence(result.output, words)
     if args[:3] == ["cam", "--method", "gradcam"]:
-        assert ("saliency, smoothgrad, integrated-gradients, gradient-input, occlusion and rise "
-                "work here" in result.output and ".keras file" in result.output)
+        assert ("saliency, smoothgrad, smoothgrad-signed, integrated-gradients, gradient-input, "
+                "occlusion and rise work here" in result.output and ".keras file" in result.output)
     assert not (exported / "never").exists()
 
 
