@@ -45,19 +45,19 @@ def activation(builder, node):
     return [Value(builder.layer(layer, value.data), value.layout)]
 
 
-@op("Elu", "HardSigmoid", "Gelu")
+PARAMETRIC = {  # op type -> attributes -> the function
+    "Elu": lambda attributes: lambda x: tf.where(
+        x > 0, x, attributes.get("alpha", 1.0) * (tf.exp(tf.minimum(x, 0.0)) - 1)),
+    "HardSigmoid": lambda attributes: lambda x: _hard_sigmoid(
+        x, attributes.get("alpha", 0.2), attributes.get("beta", 0.5)),
+    "Gelu": lambda attributes: lambda x: tf.nn.gelu(
+        x, approximate=attributes.get("approximate", "none") == "tanh"),
+}
+
+
+@op(*PARAMETRIC)
 def parametric(builder, node):
-    attributes = node.attributes
-    if node.op_type == "Elu":
-        alpha = attributes.get("alpha", 1.0)
-        function = lambda x: tf.where(x > 0, x, alpha * (tf.exp(tf.minimum(x, 0.0)) - 1))  # noqa: E731
-    elif node.op_type == "HardSigmoid":
-        function = lambda x: _hard_sigmoid(x, attributes.get("alpha", 0.2),  # noqa: E731
-                                           attributes.get("beta", 0.5))
-    else:
-        tanh = attributes.get("approximate", "none") == "tanh"
-        function = lambda x: tf.nn.gelu(x, approximate=tanh)  # noqa: E731
-    return _unary(function)(builder, node)
+    return _unary(PARAMETRIC[node.op_type](node.attributes))(builder, node)
 
 
 @op("Clip")

@@ -230,20 +230,23 @@ def resize(builder, node):
         current = value.shape()
         if sizes[1] != current[1]:
             raise Unsupported("Resize of the batch or channel axis")
-        target = lambda x: tf.constant(sizes[2:], tf.int32)  # noqa: E731
+        fixed, factors = sizes[2:], None
         upscale = all(s >= c for s, c in zip(sizes[2:], current[2:], strict=True)
                       if c is not None)
     else:
         scales = [float(s) for s in scales]
         if scales[:2] != [1.0, 1.0]:
             raise Unsupported("Resize of the batch or channel axis")
-        factors = tf.constant(scales[2:], tf.float32)
-        target = lambda x: tf.cast(tf.floor(tf.cast(tf.shape(x)[1:3], tf.float32)  # noqa: E731
-                                            * factors), tf.int32)
+        fixed, factors = None, scales[2:]
         upscale = min(scales[2:]) >= 1
     function = _resizer(mode, transform, nearest, upscale)
-    output, = builder.apply(lambda x: function(x, target(x)), [builder.nhwc(value)], node.name,
-                            node.op_type)
+
+    def resized(x):
+        size = tf.constant(fixed, tf.int32) if fixed else tf.cast(
+            tf.floor(tf.cast(tf.shape(x)[1:3], tf.float32) * factors), tf.int32)
+        return function(x, size)
+
+    output, = builder.apply(resized, [builder.nhwc(value)], node.name, node.op_type)
     return [Value(output, "nhwc")]
 
 

@@ -264,14 +264,16 @@ def pad(builder, node):
 @op("DepthToSpace")
 def depth_to_space(builder, node):
     value, block = node.inputs[0], node.attributes["blocksize"]
-    if node.attributes.get("mode", "DCR") == "DCR":
-        function = lambda x: tf.nn.depth_to_space(x, block)  # noqa: E731
-    else:
-        def function(x):
-            size = tf.shape(x)
-            height, width, depth = size[1], size[2], x.shape[-1] // block ** 2
-            parts = tf.reshape(x, [-1, height, width, depth, block, block])
-            parts = tf.transpose(parts, [0, 1, 4, 2, 5, 3])
-            return tf.reshape(parts, [-1, height * block, width * block, depth])
-    output, = builder.apply(function, [builder.nhwc(value)], node.name, node.op_type)
+    crd = node.attributes.get("mode", "DCR") == "CRD"
+
+    def rearranged(x):
+        if not crd:  # TensorFlow's depth_to_space is ONNX's DCR mode
+            return tf.nn.depth_to_space(x, block)
+        size = tf.shape(x)
+        height, width, depth = size[1], size[2], x.shape[-1] // block ** 2
+        parts = tf.reshape(x, [-1, height, width, depth, block, block])
+        parts = tf.transpose(parts, [0, 1, 4, 2, 5, 3])
+        return tf.reshape(parts, [-1, height * block, width * block, depth])
+
+    output, = builder.apply(rearranged, [builder.nhwc(value)], node.name, node.op_type)
     return [Value(output, "nhwc")]
