@@ -238,3 +238,21 @@ def test_a_translated_model_copies_like_a_keras_model(graphs):
     inputs = np.random.default_rng(6).normal(size=(2, 16, 16, 3)).astype(np.float32)
     assert copy is not model
     np.testing.assert_array_equal(np.asarray(copy(inputs)), np.asarray(model(inputs)))
+
+
+@pytest.mark.parametrize("command", [
+    ["cam", "sample_images/star.png", "--method", "gradcam,guided-gradcam,saliency",
+     "--size", "32"],
+    ["activations", "sample_images/star.png", "--size", "32"],
+    ["filters"],
+    ["maximize", "--filter", "0", "--steps", "4", "--size", "32"],
+    ["dream", "sample_images/star.png", "--octaves", "1", "--steps", "2", "--size", "32"],
+    ["reconstruct", "sample_images/star.png", "--method", "deconvnet", "--size", "32"],
+])
+def test_every_command_runs_on_an_onnx_file(run_cli, graphs, tmp_path, command):
+    """The commands a .keras file runs, from the shell; their values are checked above."""
+    out = tmp_path / "out"
+    run_cli(*command, "-m", graphs["residual_cnn"][0], "-q", "-o", out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["onnx"]["translated"]
+    assert any(out.rglob("*.png"))
