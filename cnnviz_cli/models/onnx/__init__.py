@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from cnnviz_cli.models.onnx import ops_math, ops_spatial, ops_tensor  # noqa: F401 - registers ops
-from cnnviz_cli.models.onnx.graph import build, missing_ops
+from cnnviz_cli.models.onnx.graph import build, missing_ops, opset_of
 from cnnviz_cli.models.onnx.registry import OPS
 from cnnviz_cli.models.onnx.values import NeedsSize, Unsupported
 
@@ -57,8 +57,6 @@ def _translated(proto, image_shape, channels_first, size) -> Translation:
     if missing:
         raise Untranslatable(f"it uses {_listed(missing)}, which cnnviz does not translate into "
                              "TensorFlow")
-    opset = next((entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")),
-                 1)
     free = len(image_shape) == 3 and None in image_shape[:2]
     shapes = [image_shape] if free else []  # at any size, unless the graph computes with it
     fixed = size or (DEFAULT_SIZE, DEFAULT_SIZE)
@@ -73,8 +71,7 @@ def _translated(proto, image_shape, channels_first, size) -> Translation:
             raise Untranslatable(f"it uses {error}, which cnnviz does not translate into "
                                  "TensorFlow") from None
         built = (int(shape[0]), int(shape[1])) if free and None not in shape[:2] else None
-        return Translation(model, len(proto.graph.node), opset, built,
-                           tuple(layouts))
+        return Translation(model, len(proto.graph.node), opset_of(proto), built, tuple(layouts))
     raise Untranslatable("its shape arithmetic needs sizes cnnviz cannot fold")
 
 

@@ -153,6 +153,12 @@ def attribute_values(node) -> dict:
     return values
 
 
+def opset_of(proto) -> int:
+    """The version of the default ONNX domain the model imports."""
+    return next((entry.version for entry in proto.opset_import if entry.domain in ONNX_DOMAINS),
+                1)
+
+
 def missing_ops(graph, registry: dict) -> Counter:
     """Op types of `graph` the registry does not translate, with their counts."""
     return Counter(node.op_type if node.domain in ONNX_DOMAINS else f"{node.domain}.{node.op_type}"
@@ -180,9 +186,7 @@ def build(proto, image_shape: tuple, channels_first: bool, registry: dict
     given channels-last)."""
     from onnx import numpy_helper
 
-    graph = proto.graph
-    opset = next((entry.version for entry in proto.opset_import if entry.domain in ONNX_DOMAINS),
-                 1)
+    graph, opset = proto.graph, opset_of(proto)
     values = {init.name: Value(numpy_helper.to_array(init)) for init in graph.initializer}
     source, = [port for port in graph.input if port.name not in values]
     dims = source.type.tensor_type.shape.dim
@@ -208,4 +212,4 @@ def build(proto, image_shape: tuple, channels_first: bool, registry: dict
             [value.layout for value in results])
 
 
-__all__ = ["Builder", "NeedsSize", "Node", "Unsupported", "build", "missing_ops"]
+__all__ = ["Builder", "NeedsSize", "Node", "Unsupported", "build", "missing_ops", "opset_of"]
