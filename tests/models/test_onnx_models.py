@@ -259,3 +259,15 @@ def test_every_command_runs_on_an_onnx_file(run_cli, graphs, tmp_path, command):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["onnx"]["translated"]
     assert any(out.rglob("*.png"))
+
+
+def test_lrp_equals_the_keras_twins(graphs, pixels):
+    """LRP's rules see the same Conv2D, BatchNormalization, ReLU, pooling and Dense layers."""
+    from cnnviz_cli import api
+
+    path, _, twin = graphs["residual_cnn"]
+    ours, theirs = (api.cam(model, list(pixels), methods=["lrp"], top_k=2)
+                    for model in (path, twin))
+    for mine, reference in zip(ours.maps, theirs.maps, strict=True):
+        assert np.abs(reference["lrp"]).max() > 0
+        assert correlation(mine["lrp"], reference["lrp"]) >= 0.999
