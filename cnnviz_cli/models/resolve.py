@@ -398,7 +398,8 @@ def _exported_model(path: Path, request: ModelRequest) -> ResolvedModel:
     model, details = exported_model(path, request.signature)
     return ResolvedModel(
         model=model, source=str(path), weights="file", preprocess=resolve_preprocess("none"),
-        preprocess_name="none", labels=None, format=details["format"], details=details,
+        preprocess_name="none", labels=None, format=details.get("format", "keras"),
+        details=details,
         file=path / "saved_model.pb" if path.is_dir() else path,
         preprocess_origin="default for model files",
     )
