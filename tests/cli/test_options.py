@@ -155,17 +155,6 @@ def test_reconstruct_takes_the_filter_ranges_maximize_takes(run_cli, tmp_path, s
     one_error(result, re.escape("'2-1' is not a filter spec: expected `3`, `0-15`"))
 
 
-def test_filter_spec_errors_are_cnnviz_errors():
-    from cnnviz_cli.errors import CnnvizError
-    from cnnviz_cli.specs import parse_filters
-
-    assert parse_filters("3, 0-1,all", 4) == [0, 1, 2, 3]
-    with pytest.raises(CnnvizError, match="not a filter spec"):
-        parse_filters("x", 4)
-    with pytest.raises(CnnvizError, match=r"asks for filter 9, but layer 'conv' has 4 filters"):
-        parse_filters("1,9", 4, "conv")
-
-
 # --- --debug only adds the traceback ------------------------------------------------------------
 
 @pytest.fixture(scope="module")

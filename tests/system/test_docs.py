@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 SKIP = re.compile(r"not run in tests:\s*(.*?)\s*(?:-->)?\s*$")
 SHELL_FENCES = {"", "bash", "sh", "shell", "console"}
