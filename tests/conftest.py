@@ -13,7 +13,6 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-
 SYSTEM = Path(__file__).parent / "system"
 
 

@@ -55,9 +55,11 @@ CASES = {
                 {"layer": "block1_conv1", "order": "norm"}),
 }
 WITHOUT_IMAGES = ("maximize", "filters")
+SLOW = ("cam", "dream", "reconstruct", "maximize")  # the fast tier runs activations and filters
 
 
-@pytest.mark.parametrize("command", list(CASES))
+@pytest.mark.parametrize("command", [
+    pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name for name in CASES])
 def test_command_and_api_write_the_same_bytes(command, run_cli, sample_dir, tmp_path):
     arguments, keywords = CASES[command]
     images = [] if command in WITHOUT_IMAGES else [str(sample_dir / "star.png"),

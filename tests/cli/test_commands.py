@@ -135,6 +135,7 @@ def test_bad_objectives_are_one_sentence(run_cli, tmp_path, arguments, words):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_dream_command_writes_dream_blend_and_gif(run_cli, sample_dir, tmp_path):
     out = tmp_path / "out"
     run_cli("dream", sample_dir / "star.png", "-l", "block3_conv2", "-l", "block4_conv:0.5",
@@ -155,6 +156,7 @@ def test_dream_refuses_an_unknown_layer(run_cli, sample_dir, tmp_path):
     assert "No such layer" in result.output
 
 
+@pytest.mark.slow
 def test_reconstruct_command_projections_and_inversion(run_cli, sample_dir, tmp_path):
     out = tmp_path / "out"
     run_cli("reconstruct", sample_dir / "star.png", "--method", "deconvnet", "-l", "block3_conv2",

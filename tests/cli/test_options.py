@@ -84,6 +84,7 @@ def test_a_flag_given_twice_is_harmless(run_cli, tmp_path):
     assert json.loads(result.stdout)["outputs"]
 
 
+@pytest.mark.slow  # two maximize runs
 def test_maximize_filters_accumulate(run_cli, tmp_path):
     def targets(*filters: str) -> list[int]:
         out = tmp_path / "-".join(filters)

@@ -25,6 +25,7 @@ COMMANDS = {
     "guided": ["reconstruct", IMG],
 }
 IMAGE_COMMANDS = [name for name, args in COMMANDS.items() if IMG in args]
+SLOW = ("dream", "inversion")  # optimisations: the fast tier runs the others
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +166,8 @@ def test_out_without_write_permission_is_refused(run_cli, corpus, tmp_path, comm
         locked.chmod(0o700)
 
 
-@pytest.mark.parametrize("command", ["activations", "maximize"])
+@pytest.mark.parametrize("command", [
+    "activations", pytest.param("maximize", marks=pytest.mark.slow)])  # maximize: ~3 s
 def test_out_the_system_refuses_is_one_error_line(run_cli, corpus, tmp_path, monkeypatch, command):
     """The same refusals as above where permissions do not bind (root): the system says no."""
     import cnnviz_cli.io.outputs as outputs_module
@@ -210,7 +212,9 @@ def test_out_beside_an_input_folder_or_by_a_recursive_glob(run_cli, corpus, tmp_
     assert_one_error(result, "--out photos/out is inside the input folder photos")
 
 
-@pytest.mark.parametrize("command", IMAGE_COMMANDS)
+@pytest.mark.parametrize("command", [
+    pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
+    for name in IMAGE_COMMANDS])
 def test_one_bad_image_among_good_ones(run_cli, corpus, tmp_path, command):
     out = tmp_path / "out"
     args = [str(corpus["images"]) if arg == str(corpus["images"] / "a.png") else arg
@@ -240,6 +244,7 @@ SEEDED = {
 }
 
 
+@pytest.mark.slow  # three runs each
 @pytest.mark.parametrize("command", list(SEEDED))
 def test_same_seed_same_bytes_other_seed_other_pixels(run_cli, corpus, tmp_path, command):
     """Whole PNG files are compared, text chunks included: they hold the version, the command,

@@ -167,15 +167,18 @@ def _check_filters(model, layer: str, preprocess, steps: int):
     return result
 
 
+@pytest.mark.slow  # a long optimisation
 def test_filters_of_a_vgg_style_model(vgg_style):
     _check_filters(vgg_style, "block2_conv2", lambda x: x / 127.5 - 1.0, steps=96)
 
 
+@pytest.mark.slow  # a long optimisation
 @pytest.mark.parametrize("layer", ["block3_conv2", "block4_conv"])
 def test_filters_of_the_demo_model(demo_resolved, layer):
     _check_filters(demo_resolved.model, layer, demo_resolved.preprocess, steps=256)
 
 
+@pytest.mark.slow  # a long optimisation
 def test_classes_of_the_demo_model(demo_resolved):
     import tensorflow as tf
 

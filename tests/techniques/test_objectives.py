@@ -20,6 +20,7 @@ def run(**options):
                                **options)
 
 
+@pytest.mark.slow  # optimisations
 def test_the_neuron_objective_excites_its_centre_unit_more(demo_resolved):
     images = [run(objective=kind).images[0] for kind in ("neuron", "channel")]
     maps = layer_maps(demo_resolved, np.stack(images))
@@ -44,6 +45,7 @@ def gram_similarity(maps: np.ndarray) -> float:
     return float(similarity[~np.eye(len(maps), dtype=bool)].mean())
 
 
+@pytest.mark.slow  # optimisations
 def test_diversity_makes_the_samples_differ_at_a_small_cost(demo_resolved):
     plain, diverse = (run(samples=4, diversity=weight) for weight in (0.0, 1.0))
     similarities = [gram_similarity(layer_maps(demo_resolved, r.images)) for r in (plain, diverse)]

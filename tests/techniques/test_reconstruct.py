@@ -36,6 +36,7 @@ def inversion(demo_resolved, scenes):
     return inverter(scenes[0].astype("float32"))
 
 
+@pytest.mark.slow  # the inversion optimises
 def test_inversion_matches_the_features_of_a_mid_level_layer(demo_resolved, scenes, inversion):
     """The relative feature error is below 0.2, recomputed here with a plain Keras sub-model."""
     import keras
@@ -50,6 +51,7 @@ def test_inversion_matches_the_features_of_a_mid_level_layer(demo_resolved, scen
     np.testing.assert_allclose(inversion.feature_errors, errors, atol=0.02)
 
 
+@pytest.mark.slow  # the inversion optimises
 def test_inversion_keeps_the_shape(demo_resolved, scenes, inversion):
     """Visibly the input's shape: around the shape (its bounding box grown by half its size;
     flat background far from any edge barely moves the features, so the prior's colours stay
