@@ -110,6 +110,7 @@ def test_example_options_need_from_images(run_cli):
     assert "--top applies only with --from-images" in result.output
 
 
+@pytest.mark.slow  # two runs
 def test_command_and_api_write_the_same_grid(run_cli, demo_resolved, tiny_images, tmp_path):
     from cnnviz_cli import maximize
 

@@ -76,6 +76,7 @@ def shape_photo():
     return image
 
 
+@pytest.mark.slow  # two dreams
 def test_dream_raises_its_objective_and_repeats_bytes(demo_resolved, shape_photo):
     """The default layer's channel of median strength on the photo, as a user would pick one."""
     from cnnviz_cli.models.extract import build_extractor

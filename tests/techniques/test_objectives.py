@@ -29,6 +29,7 @@ def test_the_neuron_objective_excites_its_centre_unit_more(demo_resolved):
     assert neuron > 1.2 * channel and neuron > 0
 
 
+@pytest.mark.slow  # an optimisation
 def test_a_chosen_position_is_the_unit_recorded(demo_resolved):
     result = run(objective="neuron", position=(6, 9))
     maps = layer_maps(demo_resolved, result.images)
@@ -54,6 +55,7 @@ def test_diversity_makes_the_samples_differ_at_a_small_cost(demo_resolved):
     assert [int(t) for t in diverse.targets] == [FILTER] * 4
 
 
+@pytest.mark.slow  # an optimisation
 def test_a_direction_is_followed(demo_resolved, tmp_path):
     direction = np.zeros(64, np.float32)
     direction[FILTER] = 1.0
