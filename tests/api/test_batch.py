@@ -300,7 +300,8 @@ def umask():
     os.umask(previous)
 
 
-@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600)], ids=["022", "077"])
+@pytest.mark.parametrize("mask, mode", [pytest.param(0o022, 0o644, marks=pytest.mark.slow),
+                                        (0o077, 0o600)], ids=["022", "077"])
 def test_written_files_get_the_mode_the_umask_gives(tmp_path, run_cli, small_model_file, umask,
                                                     mask, mode):
     write_images(tmp_path / "in", 2, size=16)
@@ -317,6 +318,7 @@ def test_written_files_get_the_mode_the_umask_gives(tmp_path, run_cli, small_mod
         path.name: oct(mode) for path in files}
 
 
+@pytest.mark.slow  # two cam runs with metrics
 def test_report_ranks_the_methods_over_all_shards_of_a_job(tmp_path, run_cli, small_model_file):
     write_images(tmp_path / "in", 5, size=20)
     jobs, methods = tmp_path / "jobs", ["gradcam", "layercam", "eigencam"]

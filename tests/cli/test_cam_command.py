@@ -133,6 +133,7 @@ def test_cli_attributions_with_metrics(run_cli, sample_dir, small_model_file, tm
     assert (out / "star/cam-panel-class_1.png").is_file()
 
 
+@pytest.mark.slow
 def test_cam_command_writes_occlusion_and_rise_maps(run_cli, tmp_path):
     out = tmp_path / "out"
     run_cli("cam", "sample_images/star.png", "--method", "occlusion,rise", "--patch", "32",

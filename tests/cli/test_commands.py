@@ -10,6 +10,7 @@ from PIL import Image
 import cnnviz_cli
 
 
+@pytest.mark.slow  # three runs
 def test_factorize_writes_overlays_and_vectors_that_apply_again(run_cli, sample_dir, tmp_path):
     out = tmp_path / "fit"
     run_cli("-q", "activations", sample_dir, "-l", "block4_conv", "--factorize", "3", "-o", out)
@@ -65,6 +66,7 @@ def test_cli_filters_writes_grid_pngs_gif_and_manifest(run_cli, tmp_path, vgg_st
         assert message in result.output
 
 
+@pytest.mark.slow  # an optimisation
 def test_cli_classes_by_label(run_cli, tmp_path):
     out = tmp_path / "out"
     run_cli("maximize", "--class", "star", "--class", "0", "--steps", "4", "--size", "32",

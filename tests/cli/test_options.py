@@ -183,6 +183,7 @@ def test_debug_only_adds_the_traceback(tmp_path, mixed_folder, args, traceback):
     for name, result in runs.items():
         assert result.exit_code == plain.exit_code, result.output
         assert ("Traceback" in result.output) == traceback, result.output
+        assert ("cnnviz_cli.errors." in result.output) == traceback  # the error's class
         assert error_lines(result) == error_lines(plain)
         lines = iter(result.output.splitlines())  # every line of the plain run, in order
         expected = plain.output.replace(str(tmp_path / "plain"), str(tmp_path / name))

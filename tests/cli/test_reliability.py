@@ -329,6 +329,7 @@ def test_same_stem_in_two_folders_gets_two_outputs(run_cli, corpus, tmp_path):
     assert len(manifest["outputs"]) == 2 * 2  # two images x one stage x (grid, overlay)
 
 
+@pytest.mark.slow  # three commands
 def test_nothing_is_written_outside_out(run_cli, corpus, tmp_path, monkeypatch):
     images = tmp_path / "images"
     shutil.copytree(corpus["images"], images)

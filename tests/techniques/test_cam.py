@@ -216,6 +216,7 @@ def test_method_names_and_target_errors(flat_model):
             bad()
 
 
+@pytest.mark.slow  # 200 images
 def test_gradcam_points_at_the_explained_shape(demo_resolved):
     """Pointing game on 200 generated two-shape images: each shape's class, its own heatmap."""
     from cnnviz_cli.demo.shapes import make_pairs

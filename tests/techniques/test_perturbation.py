@@ -104,6 +104,7 @@ def test_rise_masks_are_smooth_binary_grids_kept_half_the_time():
     assert np.abs(np.diff(masks, axis=1)).max() < 0.6  # upsampled: no hard cell borders
 
 
+@pytest.mark.slow  # four runs
 def test_the_same_seed_gives_the_same_bytes_and_another_seed_other_masks(linear_model, images):
     first = explain(linear_model, images, "rise", masks=50, seed=2, batch_size=16)
     again = explain(linear_model, images, "rise", masks=50, seed=2, batch_size=16)
