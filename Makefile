@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test docs lint bench clean
+.PHONY: install demo test docs test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -27,6 +27,9 @@ test: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not system and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check cnnviz_cli tests

@@ -1,14 +1,27 @@
-"""Shared fixtures: small models with chosen weights, images on disk, a CLI runner."""
+"""Shared fixtures: small models with chosen weights, images on disk, a CLI runner; the system
+tier's marker."""
 
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+
+SYSTEM = Path(__file__).parent / "system"
+
+
+def pytest_collection_modifyitems(items):
+    """Tests under tests/system (subprocesses, Slurm, a browser, the notebook, the docs' command
+    lines) are the `system` tier: `make test-fast` leaves them out."""
+    for item in items:
+        if SYSTEM in item.path.parents:
+            item.add_marker(pytest.mark.system)
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +55,22 @@ def tiny_conv_model(keras):
     model = keras.Model(inputs, outputs, name="tiny")
     rng = np.random.default_rng(0)
     model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+@pytest.fixture(scope="session")
+def flat_model(keras):
+    """input 6x6x3 -> conv 'conv' (4 filters 3x3, ReLU) -> Flatten -> Dense(3, softmax).
+
+    The dense layer sees every position, so gradients vary over space.
+    """
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(x)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(3)
+    model.set_weights([0.4 * rng.normal(size=w.shape).astype("float32") for w in model.weights])
     return model
 
 
@@ -94,3 +123,19 @@ def small_model_file(keras, tmp_path_factory):
     path = tmp_path_factory.mktemp("small_model") / "small.keras"
     keras.Model(inputs, outputs).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def vgg_style(keras):
+    """A small VGG-style network for 64x64 inputs with its initial (weights=None) random weights:
+    blocks of two convolutions `blockB_convC` and a pool, GAP, Dense(10, softmax)."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((64, 64, 3))
+    x = inputs
+    for block, filters in enumerate((16, 32, 32), start=1):
+        for conv in (1, 2):
+            x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
+                                    name=f"block{block}_conv{conv}")(x)
+        x = keras.layers.MaxPooling2D(name=f"block{block}_pool")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))

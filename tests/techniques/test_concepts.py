@@ -3,9 +3,6 @@
 import numpy as np
 import pytest
 
-import cnnviz_cli
-from cnnviz_cli.errors import CnnvizError
-
 
 @pytest.fixture(scope="session")
 def pair_maps(demo_resolved):
@@ -74,43 +71,3 @@ def test_saved_concepts_find_the_same_regions(pair_maps):
         assert np.corrcoef(flat[0][:, k], flat[1][:, k])[0, 1] > 0.95
 
 
-def test_factorize_writes_overlays_and_vectors_that_apply_again(run_cli, sample_dir, tmp_path):
-    out = tmp_path / "fit"
-    run_cli("-q", "activations", sample_dir, "-l", "block4_conv", "--factorize", "3", "-o", out)
-    vectors = np.load(out / "concepts-block4_conv.npy")
-    assert vectors.shape == (3, 128) and vectors.min() >= 0
-    for name in ("circle", "star", "pair"):
-        assert (out / name / "concepts-block4_conv.png").is_file()
-    result = cnnviz_cli.activations("demo", str(sample_dir / "pair.png"), layers=["block4_conv"],
-                                    concepts=out / "concepts-block4_conv.npy")
-    fitted = cnnviz_cli.activations("demo", str(sample_dir), layers=["block4_conv"], factorize=3)
-    np.testing.assert_allclose(fitted.concept_vectors["block4_conv"], vectors, rtol=1e-5)
-    pair = next(item for item in fitted.items if item.image.key == "pair")
-    ours = result.items[0].concepts["block4_conv"].reshape(-1, 3)
-    theirs = pair.concepts["block4_conv"].reshape(-1, 3)
-    assert np.corrcoef(ours[:, 0], theirs[:, 0])[0, 1] > 0.9
-    assert "concepts_error/block4_conv" in fitted.metrics
-
-
-@pytest.mark.parametrize("arguments, words", [
-    (["--factorize", "200"], "between 1 and the layer's 128 channels"),
-    (["--factorize", "2", "--shard", "1/2"], "cannot run in shards"),
-    (["--concepts", "WRONG"], "(K, 128) array"),
-    (["-l", "block1_conv1", "-l", "block4_conv", "--concepts", "WRONG"], "applies to one layer"),
-])
-def test_bad_concept_options_are_one_sentence(run_cli, sample_dir, tmp_path, arguments, words):
-    wrong = tmp_path / "wrong.npy"
-    np.save(wrong, np.ones((2, 5), np.float32))
-    arguments = [str(wrong) if word == "WRONG" else word for word in arguments]
-    if "-l" not in arguments:
-        arguments = ["-l", "block4_conv", *arguments]
-    result = run_cli("activations", sample_dir / "star.png", *arguments, "-o", tmp_path / "o",
-                     expect=2)
-    assert words in result.output and "Traceback" not in result.output
-    assert not (tmp_path / "o").exists()
-
-
-def test_factorize_and_concepts_together_are_refused(sample_dir):
-    with pytest.raises(CnnvizError, match="not both"):
-        cnnviz_cli.activations("demo", str(sample_dir / "star.png"), layers=["block4_conv"],
-                               factorize=2, concepts=np.ones((2, 128)))

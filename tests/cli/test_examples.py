@@ -72,6 +72,7 @@ def _examples_of(records: list[dict]) -> dict:
             for record in records}
 
 
+@pytest.mark.slow  # three runs
 def test_shards_merged_by_report_equal_one_run(run_cli, tiny_images, tmp_path):
     base = ["maximize", "--from-images", tiny_images, "-l", LAYER, "--filter", "0-2",
             "--top", TOP, "--size", SIZE, "--batch-size", 3, "--projection", "guided"]
@@ -109,6 +110,7 @@ def test_example_options_need_from_images(run_cli):
     assert "--top applies only with --from-images" in result.output
 
 
+@pytest.mark.slow  # two runs
 def test_command_and_api_write_the_same_grid(run_cli, demo_resolved, tiny_images, tmp_path):
     from cnnviz_cli import maximize
 

@@ -55,9 +55,11 @@ CASES = {
                 {"layer": "block1_conv1", "order": "norm"}),
 }
 WITHOUT_IMAGES = ("maximize", "filters")
+SLOW = ("cam", "dream", "reconstruct", "maximize")  # the fast tier runs activations and filters
 
 
-@pytest.mark.parametrize("command", list(CASES))
+@pytest.mark.parametrize("command", [
+    pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name for name in CASES])
 def test_command_and_api_write_the_same_bytes(command, run_cli, sample_dir, tmp_path):
     arguments, keywords = CASES[command]
     images = [] if command in WITHOUT_IMAGES else [str(sample_dir / "star.png"),
@@ -165,3 +167,35 @@ def test_a_result_written_while_computed_keeps_no_pictures(sample_dir, tmp_path)
     assert result._repr_png_() is None  # Jupyter falls back to the text repr
     kernels = cnnviz_cli.filters("demo", out=tmp_path / "filters")
     assert kernels.kernels.shape[0] == len(kernels.records()[0]["filters"])
+
+
+def test_resolve_metrics():
+    from cnnviz_cli.api.trust import resolve_metrics
+
+    assert resolve_metrics(True) == ["deletion", "insertion"]
+    assert resolve_metrics(["Road", "insertion"], sanity=True) == [
+        "road", "insertion", "deletion", "randomisation"]
+    with pytest.raises(CnnvizError, match="Unknown metric 'roads'"):
+        resolve_metrics(["roads"])
+
+
+def test_api_takes_metric_names_and_refuses_unknown_ones(sample_dir):
+    import cnnviz_cli
+
+    result = cnnviz_cli.cam("demo", sample_dir / "pair.png", methods=["gradcam", "eigencam"],
+                            top_k=2, metric=["complexity"], size=64)
+    for row in result.trust:
+        values = [record["complexity"] for record in result.records()
+                  if record["kind"] == "overlay" and record["method"] == row["method"]]
+        assert row["maps"] == 2 and row["complexity"] == pytest.approx(np.mean(values))
+    with pytest.raises(CnnvizError, match="--metric entropy is not one of road, "):
+        cnnviz_cli.cam("no-such-model", sample_dir / "pair.png", metric=["entropy"])
+    with pytest.raises(CnnvizError, match="--metrics is a flag"):
+        cnnviz_cli.cam("demo", sample_dir / "pair.png", metrics=["road"])
+
+
+def test_factorize_and_concepts_together_are_refused(sample_dir):
+    with pytest.raises(CnnvizError, match="not both"):
+        cnnviz_cli.activations("demo", str(sample_dir / "star.png"), layers=["block4_conv"],
+                               factorize=2, concepts=np.ones((2, 128)))
+

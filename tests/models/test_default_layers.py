@@ -131,6 +131,7 @@ def test_auto_layers_of_every_registry_model(built, name):
         info.layer for info in feature_map_layers(model) if "Conv" in type(info.layer).__name__)
 
 
+@pytest.mark.slow  # builds ConvNeXt
 def test_convnext_explains_the_last_residual_sum(built):
     """The block's output is skip + branch, an operation Keras keeps out of model.layers."""
     from cnnviz_cli.models.layers import last_feature_map

@@ -1,10 +1,8 @@
 """DeepDream: the tiled objective and its gradient, the spec grammar, a dream on the demo model."""
 
-import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from cnnviz_cli.errors import CnnvizError
 
@@ -18,26 +16,6 @@ def free_size_model(keras):
     rng = np.random.default_rng(9)
     model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
     return model
-
-
-@pytest.mark.parametrize(
-    ("spec", "expected"),
-    [("conv", ("conv", 1.0, None)), ("conv:2", ("conv", 1.0, 2)),
-     ("conv:1.5", ("conv", 1.5, None)), ("base/conv:2:0.5", ("base/conv", 0.5, 2))],
-)
-def test_layer_specs(spec, expected):
-    from cnnviz_cli.techniques.dream import DreamLayer
-
-    layer = DreamLayer.parse(spec)
-    assert (layer.path, layer.weight, layer.channel) == expected
-
-
-@pytest.mark.parametrize("spec", ["conv:x", "conv:1:2:3", "conv:1.5:2"])
-def test_bad_layer_specs_say_how_to_write_them(spec):
-    from cnnviz_cli.techniques.dream import DreamLayer
-
-    with pytest.raises(CnnvizError, match="LAYER:CHANNEL"):
-        DreamLayer.parse(spec)
 
 
 def test_tiled_objective_and_gradient_stitch_the_tiles(free_size_model):
@@ -98,6 +76,7 @@ def shape_photo():
     return image
 
 
+@pytest.mark.slow  # two dreams
 def test_dream_raises_its_objective_and_repeats_bytes(demo_resolved, shape_photo):
     """The default layer's channel of median strength on the photo, as a user would pick one."""
     from cnnviz_cli.models.extract import build_extractor
@@ -120,21 +99,3 @@ def test_dream_raises_its_objective_and_repeats_bytes(demo_resolved, shape_photo
     assert dreamer.score(first.image[None]) == pytest.approx(first.objective_after, rel=1e-4)
 
 
-def test_dream_command_writes_dream_blend_and_gif(run_cli, sample_dir, tmp_path):
-    out = tmp_path / "out"
-    run_cli("dream", sample_dir / "star.png", "-l", "block3_conv2", "-l", "block4_conv:0.5",
-            "--octaves", "2", "--steps", "4", "--blend", "0.5", "--gif", "1", "-o", out)
-    original = np.asarray(Image.open(sample_dir / "star.png").convert("RGB"))
-    dreamed = np.asarray(Image.open(out / "star" / "dream.png"))
-    blended = np.asarray(Image.open(out / "star" / "dream-blend.png"))
-    assert dreamed.shape == original.shape
-    np.testing.assert_allclose(blended, 0.5 * dreamed + 0.5 * original, atol=1)
-    assert Image.open(out / "star" / "dream.gif").n_frames == 2 * (4 + 1)  # octaves x frames
-    record = json.loads((out / "manifest.json").read_text())["outputs"][0]
-    assert record["objective_after"] > record["objective_before"] > 0
-    assert [layer["weight"] for layer in record["layers"]] == [1.0, 0.5]
-
-
-def test_dream_refuses_an_unknown_layer(run_cli, sample_dir, tmp_path):
-    result = run_cli("dream", sample_dir, "-l", "block9", "-o", tmp_path, expect=2)
-    assert "No such layer" in result.output

@@ -86,3 +86,29 @@ def test_unreadable_input_messages_leave_the_path_to_the_caller(tmp_path, sample
                      "-o", tmp_path / "out", expect=1)
     skipped = [line for line in result.output.splitlines() if line.startswith("Skipped")]
     assert len(skipped) == 1 and skipped[0].count("text.png") == 1, skipped
+
+
+def test_support_box_is_the_smallest_square_around_the_projection():
+    from cnnviz_cli.render.maps import support_box
+
+    values = np.zeros((40, 60, 3))
+    values[10:16, 30:34, 1] = -2.0  # 6 rows x 4 columns
+    rows, columns = support_box(values, minimum=0.1)
+    assert (rows, columns) == (slice(10, 16), slice(29, 35))
+    rows, columns = support_box(values, minimum=0.5)  # at least 20 pixels, kept inside
+    assert (rows.stop - rows.start, columns.stop - columns.start) == (20, 20)
+    assert rows.start <= 10 and rows.stop >= 16 and columns.start <= 30 and columns.stop >= 34
+
+
+def test_a_raised_max_pixels_is_honoured_past_pillows_own_limit(tmp_path, monkeypatch):
+    from cnnviz_cli.errors import InputError
+    from cnnviz_cli.io.images import load_image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow refuses over 200 pixels
+    path = tmp_path / "big.png"
+    Image.new("RGB", (30, 30), "red").save(path)
+    assert load_image(path, max_pixels=1000).shape == (30, 30, 3)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(InputError, match="more than 100 pixels, over the --max-pixels limit of 50"):
+        load_image(path, max_pixels=50)
+

@@ -110,7 +110,7 @@ def test_non_image_model_refused(keras, tmp_path):
         resolve_model(ModelRequest(model=str(path)))
 
 
-def test_application_by_name_without_weights():
+def test_application_by_name_without_weights_and_its_own_preprocessing():
     resolved = resolve_model(ModelRequest(model="MobileNet_V2", weights="none"))
     assert resolved.input_shape == (224, 224, 3)
     assert resolved.label(281) == "tabby"
@@ -120,6 +120,9 @@ def test_application_by_name_without_weights():
     with pytest.raises(CnnvizError, match="Unknown class label 'tabbby'. Closest: tabby"):
         resolved.class_index("tabbby", 1000)
     assert last_feature_map(resolved.model).path == "out_relu"
+    assert (resolved.source, resolved.describe()["default_size"]) == ("mobilenet_v2", [224, 224])
+    assert resolved.summary() == ("preprocess mobilenet_v2 (the model's own), 224x224 px, "
+                                  "1000 labels")
 
 
 def test_layer_lookup_nested(nested_model):
@@ -335,10 +338,3 @@ def test_layer_index_out_of_range_names_the_unit(tiny_conv_model):
     with pytest.raises(CnnvizError, match=r"the model has 3 layers\.$"):  # conv, gap, predictions
         find_layer(tiny_conv_model, "-4")
     assert find_layer(tiny_conv_model, "-3").path == "conv"
-
-
-def test_named_models_summarise_their_own_preprocessing():
-    resolved = resolve_model(ModelRequest("MobileNetV2", weights="none"))
-    assert (resolved.source, resolved.describe()["default_size"]) == ("mobilenet_v2", [224, 224])
-    assert resolved.summary() == ("preprocess mobilenet_v2 (the model's own), 224x224 px, "
-                                  "1000 labels")

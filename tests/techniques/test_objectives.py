@@ -20,6 +20,7 @@ def run(**options):
                                **options)
 
 
+@pytest.mark.slow  # optimisations
 def test_the_neuron_objective_excites_its_centre_unit_more(demo_resolved):
     images = [run(objective=kind).images[0] for kind in ("neuron", "channel")]
     maps = layer_maps(demo_resolved, np.stack(images))
@@ -28,6 +29,7 @@ def test_the_neuron_objective_excites_its_centre_unit_more(demo_resolved):
     assert neuron > 1.2 * channel and neuron > 0
 
 
+@pytest.mark.slow  # an optimisation
 def test_a_chosen_position_is_the_unit_recorded(demo_resolved):
     result = run(objective="neuron", position=(6, 9))
     maps = layer_maps(demo_resolved, result.images)
@@ -44,6 +46,7 @@ def gram_similarity(maps: np.ndarray) -> float:
     return float(similarity[~np.eye(len(maps), dtype=bool)].mean())
 
 
+@pytest.mark.slow  # optimisations
 def test_diversity_makes_the_samples_differ_at_a_small_cost(demo_resolved):
     plain, diverse = (run(samples=4, diversity=weight) for weight in (0.0, 1.0))
     similarities = [gram_similarity(layer_maps(demo_resolved, r.images)) for r in (plain, diverse)]
@@ -52,6 +55,7 @@ def test_diversity_makes_the_samples_differ_at_a_small_cost(demo_resolved):
     assert [int(t) for t in diverse.targets] == [FILTER] * 4
 
 
+@pytest.mark.slow  # an optimisation
 def test_a_direction_is_followed(demo_resolved, tmp_path):
     direction = np.zeros(64, np.float32)
     direction[FILTER] = 1.0
@@ -62,17 +66,3 @@ def test_a_direction_is_followed(demo_resolved, tmp_path):
     assert result.scores[0] == pytest.approx(maps[0, ..., FILTER].mean(), rel=1e-3)
 
 
-@pytest.mark.parametrize("arguments, words", [
-    (["--objective", "direction", "--direction-vector", "WRONG"], "vector of 64 values"),
-    (["--position", "1,1"], "--position applies only with --objective neuron"),
-    (["--objective", "neuron", "--position", "99,1"], "outside the 16x16 feature map"),
-    (["--objective", "direction"], "give --direction-vector"),
-])
-def test_bad_objectives_are_one_sentence(run_cli, tmp_path, arguments, words):
-    wrong = tmp_path / "wrong.npy"
-    np.save(wrong, np.ones(5, np.float32))
-    arguments = [str(wrong) if word == "WRONG" else word for word in arguments]
-    result = run_cli("maximize", "-l", LAYER, "--steps", "2", "--size", SIZE, *arguments,
-                     "-o", tmp_path / "o", expect=2)
-    assert words in result.output and "Traceback" not in result.output
-    assert not (tmp_path / "o").exists()

@@ -22,7 +22,7 @@ from cnnviz_cli.io.lock import LOCK, FolderLock
 from cnnviz_cli.io.outputs import TEMPORARY
 
 CAM = ["-q", "cam", "--method", "gradcam"]  # the demo model, seed 0 (cam's default)
-PYTHON_PATH = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+PYTHON_PATH = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
 
 def write_images(folder: Path, count: int) -> Path:
@@ -424,3 +424,62 @@ def test_the_same_setup_on_other_images_keeps_the_earlier_images_listed(
     assert f"Kept the outputs of 12 image(s) an earlier run into {out} finished" in result.output
     assert len(manifest_of(out)["inputs"]) == 15
     assert listed_files(out) == files_on_disk(out)
+
+
+def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path, monkeypatch):
+    import cnnviz_cli.io.outputs as outputs_module
+
+    def refuse(source, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outputs_module.os, "replace", refuse)
+    with pytest.raises(OSError, match="No space"):
+        outputs_module.write_atomic(tmp_path / "sub" / "x.png", b"data")
+    assert [p.name for p in tmp_path.rglob("*")] == ["sub"]
+
+
+def test_files_enter_the_manifest_only_once_written(tmp_path, monkeypatch):
+    import cnnviz_cli.io.outputs as outputs_module
+
+    gate = threading.Event()
+    write = outputs_module.write_atomic
+
+    def slow_write(path, data, **options):
+        if path.suffix == ".png":  # the manifest itself is written at once
+            gate.wait(10)
+        write(path, data, **options)
+
+    monkeypatch.setattr(outputs_module, "write_atomic", slow_write)
+    outputs = outputs_module.Outputs(tmp_path, "probe", {})
+    outputs.begin_batch([{"input": "a.png", "key": "a"}])
+    for index in range(3):
+        outputs.save_png(f"a/{index}.png", np.zeros((4, 4, 3), np.uint8), {"index": index})
+    outputs.end_batch()
+    written = json.loads(outputs.write_manifest())
+    assert written["outputs"] == [] and written["inputs"] == []
+    gate.set()
+    outputs.flush()
+    final = outputs.manifest()
+    assert [record["index"] for record in final["outputs"]] == [0, 1, 2]
+    assert final["inputs"] == [{"input": "a.png", "key": "a"}]
+    assert all((tmp_path / record["file"]).is_file() for record in final["outputs"])
+    outputs.close()
+
+
+def test_write_error_surfaces_and_batch_stays_unfinished(tmp_path, monkeypatch):
+    import cnnviz_cli.io.outputs as outputs_module
+    from cnnviz_cli.errors import CnnvizError
+
+    def failing_write(path, data, **options):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outputs_module, "write_atomic", failing_write)
+    outputs = outputs_module.Outputs(tmp_path, "probe", {})
+    outputs.begin_batch([{"input": "a.png", "key": "a"}])
+    outputs.save_png("a/x.png", np.zeros((4, 4), np.uint8), {})
+    outputs.end_batch()
+    with pytest.raises(CnnvizError, match="No space left on device"):
+        outputs.flush()
+    assert outputs.inputs == [] and outputs.records == []
+    outputs.close()
+

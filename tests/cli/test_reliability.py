@@ -8,14 +8,9 @@ import re
 import shutil
 from pathlib import Path
 
-import click
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from PIL import Image
-
-from cnnviz_cli.errors import CnnvizError
 
 IMG, FOLDER = "IMG", "FOLDER"  # placeholders for one good image and the mixed folder
 
@@ -30,6 +25,7 @@ COMMANDS = {
     "guided": ["reconstruct", IMG],
 }
 IMAGE_COMMANDS = [name for name, args in COMMANDS.items() if IMG in args]
+SLOW = ("dream", "inversion")  # optimisations: the fast tier runs the others
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +166,8 @@ def test_out_without_write_permission_is_refused(run_cli, corpus, tmp_path, comm
         locked.chmod(0o700)
 
 
-@pytest.mark.parametrize("command", ["activations", "maximize"])
+@pytest.mark.parametrize("command", [
+    "activations", pytest.param("maximize", marks=pytest.mark.slow)])  # maximize: ~3 s
 def test_out_the_system_refuses_is_one_error_line(run_cli, corpus, tmp_path, monkeypatch, command):
     """The same refusals as above where permissions do not bind (root): the system says no."""
     import cnnviz_cli.io.outputs as outputs_module
@@ -215,7 +212,9 @@ def test_out_beside_an_input_folder_or_by_a_recursive_glob(run_cli, corpus, tmp_
     assert_one_error(result, "--out photos/out is inside the input folder photos")
 
 
-@pytest.mark.parametrize("command", IMAGE_COMMANDS)
+@pytest.mark.parametrize("command", [
+    pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
+    for name in IMAGE_COMMANDS])
 def test_one_bad_image_among_good_ones(run_cli, corpus, tmp_path, command):
     out = tmp_path / "out"
     args = [str(corpus["images"]) if arg == str(corpus["images"] / "a.png") else arg
@@ -235,107 +234,6 @@ def test_one_bad_image_among_good_ones(run_cli, corpus, tmp_path, command):
 
 # --- spec parsers -----------------------------------------------------------------------------
 
-FILTER_COUNT = 40
-SPEC_CHARACTERS = st.text(alphabet="0123456789-,: ./allALL²١\n", max_size=20)
-ANY_TEXT = st.one_of(st.text(max_size=30), SPEC_CHARACTERS)
-
-
-def format_filters(bounds: list[tuple[int, int]]) -> str:
-    return ",".join(f"{low}" if low == high else f" {low} - {high}" for low, high in bounds)
-
-
-@settings(max_examples=300, deadline=None)
-@given(ANY_TEXT)
-def test_filter_spec_of_any_text_parses_cleanly_or_says_how_to_write_it(text):
-    from cnnviz_cli.specs import parse_filters
-
-    try:
-        indices = parse_filters(text, FILTER_COUNT)
-    except CnnvizError as error:
-        message = str(error)
-        assert "`0-15`" in message or f"but the layer has {FILTER_COUNT} filters" in message
-        return
-    assert indices and len(set(indices)) == len(indices)
-    assert all(0 <= index < FILTER_COUNT for index in indices)
-    assert parse_filters(format_filters([(i, i) for i in indices]), FILTER_COUNT) == indices
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 5)), min_size=1, max_size=6))
-def test_filter_spec_round_trips(pairs):
-    from cnnviz_cli.specs import parse_filters
-
-    bounds = [(low, low + width) for low, width in pairs]
-    expected = list(dict.fromkeys(i for low, high in bounds for i in range(low, high + 1)))
-    spec = format_filters(bounds)
-    if max(expected) >= FILTER_COUNT:
-        with pytest.raises(CnnvizError, match=f"asks for filter {max(expected)}"):
-            parse_filters(spec, FILTER_COUNT)
-    else:
-        assert parse_filters(spec, FILTER_COUNT) == expected
-
-
-def test_filter_spec_all_and_default():
-    from cnnviz_cli.specs import parse_filters
-
-    assert parse_filters(" ALL ", 5) == [0, 1, 2, 3, 4]
-    assert parse_filters(None, 40) == list(range(16)) and parse_filters(None, 3) == [0, 1, 2]
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.one_of(ANY_TEXT, st.text(alphabet="0123456789/ ", max_size=8)))
-def test_shard_of_any_text_parses_cleanly_or_says_how_to_write_it(text):
-    from cnnviz_cli.cli.common import parse_shard
-
-    try:
-        index, count = parse_shard(None, None, text)
-    except click.BadParameter as error:
-        assert "expected K/N with 1 <= K <= N" in error.message
-        return
-    assert 1 <= index <= count
-    assert parse_shard(None, None, f"{index}/{count}") == (index, count)
-
-
-@given(st.integers(1, 10**6), st.integers(0, 10**6), st.sampled_from(["{}/{}", " {} / {} "]))
-def test_shard_round_trips(index, extra, template):
-    from cnnviz_cli.cli.common import parse_shard
-
-    assert parse_shard(None, None, template.format(index, index + extra)) == (index, index + extra)
-    with pytest.raises(click.BadParameter):
-        parse_shard(None, None, f"{index + extra + 1}/{index + extra}")
-
-
-def format_dream_layer(layer) -> str:
-    channel = "" if layer.channel is None else f":{layer.channel}"
-    weight = "" if layer.weight == 1.0 else f":{layer.weight!r}"
-    return f"{layer.path}{channel}{weight}"
-
-
-@settings(max_examples=300, deadline=None)
-@given(ANY_TEXT)
-def test_dream_layer_spec_of_any_text_parses_cleanly_or_says_how_to_write_it(text):
-    from cnnviz_cli.techniques.dream import DreamLayer
-
-    try:
-        layer = DreamLayer.parse(text)
-    except CnnvizError as error:
-        assert "LAYER:CHANNEL:WEIGHT" in str(error) and repr(text) in str(error)
-        return
-    assert layer.path and ":" not in layer.path and np.isfinite(layer.weight)
-    assert layer.channel is None or layer.channel >= 0
-    assert DreamLayer.parse(format_dream_layer(layer)) == layer
-
-
-@settings(max_examples=300, deadline=None)
-@given(path=st.text(min_size=1, max_size=12).filter(lambda text: ":" not in text),
-       channel=st.none() | st.integers(0, 10**6),
-       weight=st.floats(allow_nan=False, allow_infinity=False))
-def test_dream_layer_spec_round_trips(path, channel, weight):
-    from cnnviz_cli.techniques.dream import DreamLayer
-
-    layer = DreamLayer(path, weight, channel)
-    assert DreamLayer.parse(format_dream_layer(layer)) == layer
-
 
 # --- determinism ------------------------------------------------------------------------------
 
@@ -346,6 +244,7 @@ SEEDED = {
 }
 
 
+@pytest.mark.slow  # three runs each
 @pytest.mark.parametrize("command", list(SEEDED))
 def test_same_seed_same_bytes_other_seed_other_pixels(run_cli, corpus, tmp_path, command):
     """Whole PNG files are compared, text chunks included: they hold the version, the command,
@@ -391,19 +290,6 @@ def test_max_pixels_default_is_shown_and_a_refusal_names_the_limit(run_cli, corp
             "limit if you trust the file.") in result.output
 
 
-def test_a_raised_max_pixels_is_honoured_past_pillows_own_limit(tmp_path, monkeypatch):
-    from cnnviz_cli.errors import InputError
-    from cnnviz_cli.io.images import load_image
-
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow refuses over 200 pixels
-    path = tmp_path / "big.png"
-    Image.new("RGB", (30, 30), "red").save(path)
-    assert load_image(path, max_pixels=1000).shape == (30, 30, 3)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
-    with pytest.raises(InputError, match="more than 100 pixels, over the --max-pixels limit of 50"):
-        load_image(path, max_pixels=50)
-
-
 # --- outputs ----------------------------------------------------------------------------------
 
 def test_every_file_is_written_to_a_temporary_name_then_renamed(run_cli, corpus, tmp_path,
@@ -427,18 +313,6 @@ def test_every_file_is_written_to_a_temporary_name_then_renamed(run_cli, corpus,
         assert source.suffix == ".tmp" and not source.exists()
 
 
-def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path, monkeypatch):
-    import cnnviz_cli.io.outputs as outputs_module
-
-    def refuse(source, target):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(outputs_module.os, "replace", refuse)
-    with pytest.raises(OSError, match="No space"):
-        outputs_module.write_atomic(tmp_path / "sub" / "x.png", b"data")
-    assert files_under(tmp_path) == {"sub"}
-
-
 def test_same_stem_in_two_folders_gets_two_outputs(run_cli, corpus, tmp_path):
     for folder, colour in (("left", "red"), ("right", "blue")):
         (tmp_path / folder).mkdir()
@@ -455,6 +329,7 @@ def test_same_stem_in_two_folders_gets_two_outputs(run_cli, corpus, tmp_path):
     assert len(manifest["outputs"]) == 2 * 2  # two images x one stage x (grid, overlay)
 
 
+@pytest.mark.slow  # three commands
 def test_nothing_is_written_outside_out(run_cli, corpus, tmp_path, monkeypatch):
     images = tmp_path / "images"
     shutil.copytree(corpus["images"], images)

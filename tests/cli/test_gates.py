@@ -1,171 +1,23 @@
 """Ground truth per image (--targets), agreement with a baseline run, and gates (exit 3)."""
 
 import json
-import re
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from cnnviz_cli.api.gates import Gate, evaluate_gates
-from cnnviz_cli.errors import CnnvizError
-from cnnviz_cli.io.targets import read_targets
-from cnnviz_cli.techniques.agreement import correlation, region_energy, top_region_iou
-from cnnviz_cli.techniques.cam import Targets
-from cnnviz_cli.techniques.metrics import pointing_game
 
 LABELS = ["cat", "dog", "fox"]
 
 
 # ---------- region scores ----------
 
-def test_region_energy_is_the_share_of_heat_inside_the_mask():
-    maps = np.array([[[1.0, 2.0], [3.0, 4.0]], [[0.0, 0.0], [0.0, 0.0]], [[-5.0, 1.0], [1.0, 2.0]]])
-    masks = np.array([[[True, False], [False, True]]] * 3)
-    # (1 + 4) / 10; a map without heat: 0; negative heat is left out: 2 / 4
-    np.testing.assert_allclose(region_energy(maps, masks), [0.5, 0.0, 0.5], rtol=1e-6)
-
-
-def test_region_energy_upsamples_the_map_bilinearly():
-    # columns 0 and 1 of a 2x2 map at 4 px (half-pixel centres): 0, 0.25, 0.75, 1
-    maps = np.array([[[0.0, 1.0], [0.0, 1.0]]])
-    masks = np.zeros((1, 4, 4), bool)
-    masks[:, :, 2:] = True
-    np.testing.assert_allclose(region_energy(maps, masks), [1.75 / 2.0], rtol=1e-6)
-
-
-def test_pointing_game_hits_at_the_maximum_and_never_without_heat():
-    maps = np.zeros((3, 4, 4))
-    maps[0, 1, 2] = 1.0
-    maps[1, 3, 3] = 1.0
-    masks = np.zeros((3, 4, 4), bool)
-    masks[:, :2, :] = True  # the top half; the map of item 2 is all zero, its argmax (0, 0) inside
-    assert pointing_game(maps, masks).tolist() == [True, False, False]
-
 
 # ---------- agreement with another map ----------
 
-def test_correlation_matches_numpy_and_handles_sizes_and_constants():
-    rng = np.random.default_rng(0)
-    first, second = rng.random((7, 7)), rng.random((7, 7))
-    assert correlation(first, second) == pytest.approx(np.corrcoef(first.ravel(),
-                                                                   second.ravel())[0, 1])
-    assert correlation(first, -first) == pytest.approx(-1.0)
-    assert correlation(first, 3 * first + 1) == pytest.approx(1.0)
-    # a map against itself at twice the resolution: both compared at 14x14, the same map
-    bigger = np.kron(first, np.ones((2, 2)))
-    assert 0.9 < correlation(first, bigger) < 1.0
-    assert correlation(np.ones((7, 7)), np.full((7, 7), 2.0)) == 1.0
-    assert correlation(np.zeros((7, 7)), first) == 0.0
-
-
-def test_top_region_iou_matches_a_set_computation():
-    rng = np.random.default_rng(1)
-    for _ in range(5):
-        first, second = rng.random((5, 7)), rng.random((5, 7))
-        top = [set(sorted(range(35), key=lambda i, m=m: -m.ravel()[i])[:7])
-               for m in (first, second)]
-        expected = len(top[0] & top[1]) / len(top[0] | top[1])
-        assert top_region_iou(first, second) == pytest.approx(expected)
-    assert top_region_iou(first, first) == 1.0
-    assert top_region_iou(first, -first) == 0.0  # hottest 7 of one are the coldest of the other
-
 
 # ---------- the targets file ----------
-
-def _label_index(text: str) -> int:
-    if text.isdigit():
-        return int(text)
-    if text not in LABELS:
-        raise CnnvizError(f"Unknown class label {text!r}.")
-    return LABELS.index(text)
-
-
-@pytest.fixture
-def csv_folder(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "data").mkdir()
-    (tmp_path / "images").mkdir()
-    mask = np.zeros((4, 4), np.uint8)
-    mask[:2, :2] = 1  # non-zero is inside, even 1
-    Image.fromarray(mask).save(tmp_path / "data" / "star-mask.png")
-    return tmp_path
-
-
-def _write(folder, text, name="targets.csv"):
-    path = folder / "data" / name
-    path.write_text(text)
-    return path
-
-
-def test_targets_rows_by_path_name_and_stem(csv_folder):
-    images = csv_folder / "images"
-    path = _write(csv_folder, "images/circle.png,dog\nstar,fox,star-mask.png\n"
-                  "pair.png,,0,5,40,20.5\nelsewhere,1\n")
-    table = read_targets(path, _label_index)
-    (circle,), (star,), (pair,) = (table.rows_for(images / f"{n}.png")
-                                   for n in ("circle", "star", "pair"))
-    assert (circle.class_index, circle.has_region) == (1, False)  # a path relative to the CWD
-    assert star.class_index == 2 and star.mask == csv_folder / "data" / "star-mask.png"
-    assert pair.class_index is None and pair.box == (0.0, 5.0, 40.0, 20.5)
-    assert table.rows_for(images / "other.png") == []
-    assert [row.image for row in table.unmatched(images / f"{n}.png" for n in ("circle", "star",
-                                                                             "pair"))] == [
-        "elsewhere"]
-    assert table.has_regions
-
-
-def test_an_image_may_have_a_row_per_class(csv_folder):
-    path = _write(csv_folder, "a.png,cat\na.png,fox,0,0,4,4\n")
-    rows = read_targets(path, _label_index).rows_for(csv_folder / "a.png")
-    assert [(row.class_index, row.has_region) for row in rows] == [(0, False), (2, True)]
-
-
-def test_targets_header_names_columns_in_any_order(csv_folder):
-    path = _write(csv_folder, "split,label,xmin,ymin,xmax,ymax,file\nval,cat,1,2,3,4,a.png\n"
-                  "val,fox,,,,,b.png\n")
-    table = read_targets(path, _label_index)
-    (first,), (second,) = (table.rows_for(csv_folder / "x" / name) for name in ("a.png", "b.png"))
-    assert (first.class_index, first.box) == (0, (1.0, 2.0, 3.0, 4.0))
-    assert (second.class_index, second.box, second.mask) == (2, None, None)
-
-
-def test_regions_are_scaled_to_the_input_size(csv_folder):
-    path = _write(csv_folder, "a,cat,50,0,200,25\nb,cat,star-mask.png\n")
-    table = read_targets(path, _label_index)
-    box = table.rows_for(csv_folder / "a.png")[0].region((100, 200), (10, 20))
-    expected = np.zeros((10, 20), bool)
-    expected[:2, 5:] = True  # row centres 5, 15 (of 5, 15, 25, ...) < 25; column centres >= 50
-    np.testing.assert_array_equal(box, expected)
-    mask = table.rows_for(csv_folder / "b.png")[0].region((30, 30), (8, 8))
-    assert mask[:4, :4].all() and int(np.count_nonzero(mask)) == 16  # a count, not a float sum
-
-
-@pytest.mark.parametrize(
-    "text, message",
-    [
-        ("a,wolf\n", "row 1: Unknown class label 'wolf'"),
-        ("a,cat\nb,cat,nowhere.png\n", "row 2: mask file 'nowhere.png' not found"),
-        ("a,cat,5,0,2,9\n", "row 1: bad box 5,0,2,9"),
-        ("a,cat,x,0,2,9\n", "row 1: the box x,0,2,9 is not four numbers"),
-        ("a,cat,1,2\n", "row 1 has 4 columns"),
-        ("image,class,mask,x0,y0,x1,y1\na,cat,star-mask.png,0,0,1,1\n", "both a mask and a box"),
-        ("a.png,cat\nimages/../a.png,cat\n", "row 2 names the same image and class as"),
-        ("image,class,x0,y0\na,cat,1,2\n", "all of x0,y0,x1,y1"),
-    ],
-)
-def test_targets_errors_name_the_row(csv_folder, text, message):
-    with pytest.raises(CnnvizError, match=re.escape(message)):
-        read_targets(_write(csv_folder, text), _label_index)
-
-
-def test_per_image_class_none_keeps_the_default_target():
-    images, codes = Targets(classes=(2,), per_image=(1, None)).items(2, 3)
-    assert images.tolist() == [0, 0, 1] and codes.tolist() == [1, 2, 2]
-    images, codes = Targets(per_image=(None, 0)).items(2, 3)
-    assert images.tolist() == [0, 1] and codes.tolist() == [-1, 0]
-    images, codes = Targets(per_image=((0, 2), (), (None, 1))).items(3, 3)  # several rows
-    assert images.tolist() == [0, 0, 2, 2] and codes.tolist() == [0, 2, 1, -1]
 
 
 # ---------- gates ----------

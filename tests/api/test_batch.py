@@ -137,52 +137,6 @@ def test_stream_keeps_order_and_full_batches_with_bounded_read_ahead(tmp_path, m
     assert [Path(f["input"]).stem for f in manifest["failures"]] == ["img002", "img009"]
 
 
-def test_files_enter_the_manifest_only_once_written(tmp_path, monkeypatch):
-    import cnnviz_cli.io.outputs as outputs_module
-
-    gate = threading.Event()
-    write = outputs_module.write_atomic
-
-    def slow_write(path, data, **options):
-        if path.suffix == ".png":  # the manifest itself is written at once
-            gate.wait(10)
-        write(path, data, **options)
-
-    monkeypatch.setattr(outputs_module, "write_atomic", slow_write)
-    outputs = outputs_module.Outputs(tmp_path, "probe", {})
-    outputs.begin_batch([{"input": "a.png", "key": "a"}])
-    for index in range(3):
-        outputs.save_png(f"a/{index}.png", np.zeros((4, 4, 3), np.uint8), {"index": index})
-    outputs.end_batch()
-    written = json.loads(outputs.write_manifest())
-    assert written["outputs"] == [] and written["inputs"] == []
-    gate.set()
-    outputs.flush()
-    final = outputs.manifest()
-    assert [record["index"] for record in final["outputs"]] == [0, 1, 2]
-    assert final["inputs"] == [{"input": "a.png", "key": "a"}]
-    assert all((tmp_path / record["file"]).is_file() for record in final["outputs"])
-    outputs.close()
-
-
-def test_write_error_surfaces_and_batch_stays_unfinished(tmp_path, monkeypatch):
-    import cnnviz_cli.io.outputs as outputs_module
-    from cnnviz_cli.errors import CnnvizError
-
-    def failing_write(path, data, **options):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(outputs_module, "write_atomic", failing_write)
-    outputs = outputs_module.Outputs(tmp_path, "probe", {})
-    outputs.begin_batch([{"input": "a.png", "key": "a"}])
-    outputs.save_png("a/x.png", np.zeros((4, 4), np.uint8), {})
-    outputs.end_batch()
-    with pytest.raises(CnnvizError, match="No space left on device"):
-        outputs.flush()
-    assert outputs.inputs == [] and outputs.records == []
-    outputs.close()
-
-
 @pytest.mark.parametrize("count, shards", [(10, 3), (7, 7), (3, 5)])
 def test_shards_partition_the_inputs(tmp_path, count, shards):
     names = write_images(tmp_path / "in", count)
@@ -346,7 +300,8 @@ def umask():
     os.umask(previous)
 
 
-@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600)], ids=["022", "077"])
+@pytest.mark.parametrize("mask, mode", [pytest.param(0o022, 0o644, marks=pytest.mark.slow),
+                                        (0o077, 0o600)], ids=["022", "077"])
 def test_written_files_get_the_mode_the_umask_gives(tmp_path, run_cli, small_model_file, umask,
                                                     mask, mode):
     write_images(tmp_path / "in", 2, size=16)
@@ -363,6 +318,7 @@ def test_written_files_get_the_mode_the_umask_gives(tmp_path, run_cli, small_mod
         path.name: oct(mode) for path in files}
 
 
+@pytest.mark.slow  # two cam runs with metrics
 def test_report_ranks_the_methods_over_all_shards_of_a_job(tmp_path, run_cli, small_model_file):
     write_images(tmp_path / "in", 5, size=20)
     jobs, methods = tmp_path / "jobs", ["gradcam", "layercam", "eigencam"]

@@ -29,7 +29,7 @@ def test_layer_names_are_never_cut(run_cli, long_names_file, monkeypatch, column
     assert [layer.name for layer in model.layers[1:]] == ["backbone", "gap", "logits"]
     cells = [cell.strip() for line in output.splitlines() for cell in line.split("│")]
     assert all(name in cells for name in expected), output
-    assert "…" not in output
+    assert "…" not in output and "Conv2D" in output  # the type column
 
 
 def test_layers_json_lists_every_path(run_cli, nested_model, tmp_path):

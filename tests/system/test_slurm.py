@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "batch-runs.md"
 SBIN = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "scancel", "sinfo", "squeue")
@@ -237,8 +237,6 @@ def cluster(tmp_path_factory):
     finally:
         cluster.stop()
         shutil.rmtree(cluster.root, ignore_errors=True)
-
-
 
 
 # --- the jobs ------------------------------------------------------------------------------

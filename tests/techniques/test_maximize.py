@@ -1,6 +1,5 @@
 """Activation maximisation and the shared optimisation pieces, against properties that must hold."""
 
-import json
 
 import numpy as np
 import pytest
@@ -17,21 +16,6 @@ from cnnviz_cli.techniques.optim import (
 )
 
 SIZE = 64
-
-
-@pytest.fixture(scope="session")
-def vgg_style(keras):
-    """A small VGG-style network with its initial (weights=None) random weights."""
-    keras.utils.set_random_seed(3)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = inputs
-    for block, filters in enumerate((16, 32, 32), start=1):
-        for conv in (1, 2):
-            x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
-                                    name=f"block{block}_conv{conv}")(x)
-        x = keras.layers.MaxPooling2D(name=f"block{block}_pool")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
 
 
 def _linear_objective(images, targets):
@@ -183,15 +167,18 @@ def _check_filters(model, layer: str, preprocess, steps: int):
     return result
 
 
+@pytest.mark.slow  # a long optimisation
 def test_filters_of_a_vgg_style_model(vgg_style):
     _check_filters(vgg_style, "block2_conv2", lambda x: x / 127.5 - 1.0, steps=96)
 
 
+@pytest.mark.slow  # a long optimisation
 @pytest.mark.parametrize("layer", ["block3_conv2", "block4_conv"])
 def test_filters_of_the_demo_model(demo_resolved, layer):
     _check_filters(demo_resolved.model, layer, demo_resolved.preprocess, steps=256)
 
 
+@pytest.mark.slow  # a long optimisation
 def test_classes_of_the_demo_model(demo_resolved):
     import tensorflow as tf
 
@@ -208,30 +195,3 @@ def test_classes_of_the_demo_model(demo_resolved):
 # -- command line --------------------------------------------------------------------------
 
 
-def test_cli_filters_writes_grid_pngs_gif_and_manifest(run_cli, tmp_path, vgg_style):
-    path = tmp_path / "vgg.keras"
-    vgg_style.save(path)
-    out = tmp_path / "out"
-    run_cli("maximize", "-m", path, "--preprocess", "symmetric", "-l", "block1_conv2",
-            "--filter", "1,3-4", "--steps", "8", "--gif", "4", "-o", out, "-q")
-    for name in ("maximize-block1_conv2-grid.png", "maximize-block1_conv2.gif",
-                 *(f"maximize-block1_conv2/filter-{i}.png" for i in (1, 3, 4))):
-        assert (out / name).is_file(), name
-    records = json.loads((out / "manifest.json").read_text())["outputs"]
-    single = [r for r in records if r["file"].endswith("filter-3.png")][0]
-    assert single["target"] == 3 and single["activation"] > single["noise_activation"]
-    for spec, message in (("7-x", "expected"), ("16", "has 16 filters")):
-        result = run_cli("maximize", "-m", path, "-l", "block1_conv2", "--filter", spec,
-                         "-o", out, expect=2)
-        assert message in result.output
-
-
-def test_cli_classes_by_label(run_cli, tmp_path):
-    out = tmp_path / "out"
-    run_cli("maximize", "--class", "star", "--class", "0", "--steps", "4", "--size", "32",
-            "-o", out, "-q")
-    assert (out / "maximize-class-star.png").is_file()
-    assert (out / "maximize-class-circle.png").is_file()
-    assert (out / "maximize-classes-grid.png").is_file()
-    result = run_cli("maximize", "--class", "hexagon", "-o", out, expect=2)
-    assert "hexagon" in result.output

@@ -84,6 +84,7 @@ def test_a_flag_given_twice_is_harmless(run_cli, tmp_path):
     assert json.loads(result.stdout)["outputs"]
 
 
+@pytest.mark.slow  # two maximize runs
 def test_maximize_filters_accumulate(run_cli, tmp_path):
     def targets(*filters: str) -> list[int]:
         out = tmp_path / "-".join(filters)
@@ -155,17 +156,6 @@ def test_reconstruct_takes_the_filter_ranges_maximize_takes(run_cli, tmp_path, s
     one_error(result, re.escape("'2-1' is not a filter spec: expected `3`, `0-15`"))
 
 
-def test_filter_spec_errors_are_cnnviz_errors():
-    from cnnviz_cli.errors import CnnvizError
-    from cnnviz_cli.specs import parse_filters
-
-    assert parse_filters("3, 0-1,all", 4) == [0, 1, 2, 3]
-    with pytest.raises(CnnvizError, match="not a filter spec"):
-        parse_filters("x", 4)
-    with pytest.raises(CnnvizError, match=r"asks for filter 9, but layer 'conv' has 4 filters"):
-        parse_filters("1,9", 4, "conv")
-
-
 # --- --debug only adds the traceback ------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -193,6 +183,7 @@ def test_debug_only_adds_the_traceback(tmp_path, mixed_folder, args, traceback):
     for name, result in runs.items():
         assert result.exit_code == plain.exit_code, result.output
         assert ("Traceback" in result.output) == traceback, result.output
+        assert ("cnnviz_cli.errors." in result.output) == traceback  # the error's class
         assert error_lines(result) == error_lines(plain)
         lines = iter(result.output.splitlines())  # every line of the plain run, in order
         expected = plain.output.replace(str(tmp_path / "plain"), str(tmp_path / name))

@@ -1,10 +1,8 @@
 """Feature inversion on the demo model, the alpha-norm prior, and the reconstruct command."""
 
-import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 MID_LAYER = "block2_conv2"
 
@@ -38,6 +36,7 @@ def inversion(demo_resolved, scenes):
     return inverter(scenes[0].astype("float32"))
 
 
+@pytest.mark.slow  # the inversion optimises
 def test_inversion_matches_the_features_of_a_mid_level_layer(demo_resolved, scenes, inversion):
     """The relative feature error is below 0.2, recomputed here with a plain Keras sub-model."""
     import keras
@@ -52,6 +51,7 @@ def test_inversion_matches_the_features_of_a_mid_level_layer(demo_resolved, scen
     np.testing.assert_allclose(inversion.feature_errors, errors, atol=0.02)
 
 
+@pytest.mark.slow  # the inversion optimises
 def test_inversion_keeps_the_shape(demo_resolved, scenes, inversion):
     """Visibly the input's shape: around the shape (its bounding box grown by half its size;
     flat background far from any edge barely moves the features, so the prior's colours stay
@@ -75,36 +75,3 @@ def test_inversion_keeps_the_shape(demo_resolved, scenes, inversion):
                                   np.argmax(model(prepare(images)), axis=1))
 
 
-def test_reconstruct_command_projections_and_inversion(run_cli, sample_dir, tmp_path):
-    out = tmp_path / "out"
-    run_cli("reconstruct", sample_dir / "star.png", "--method", "deconvnet", "-l", "block3_conv2",
-            "--top-channels", "3", "-o", out)
-    grid = Image.open(out / "star" / "reconstruct-deconvnet-block3_conv2.png")
-    assert grid.width > 4 * 96
-    record = json.loads((out / "manifest.json").read_text())["outputs"][0]
-    assert len(record["channels"]) == 3 and record["activations"] == sorted(
-        record["activations"], reverse=True)
-    out = tmp_path / "inversion"  # another method: another folder (one run per folder)
-    run_cli("reconstruct", sample_dir / "star.png", "--method", "inversion", "-l", "block1_conv1",
-            "-l", MID_LAYER, "--steps", "20", "-o", out)
-    record = json.loads((out / "manifest.json").read_text())["outputs"][0]
-    assert set(record["feature_errors"]) == {"block1_conv1", MID_LAYER}
-    assert Image.open(out / "star" / "reconstruct-inversion.png").width > 3 * 96
-
-
-def test_reconstruct_refuses_a_filter_the_layer_does_not_have(run_cli, sample_dir, tmp_path):
-    result = run_cli("reconstruct", sample_dir, "-l", "block1_conv1", "--filter", "99",
-                     "-o", tmp_path, expect=2)
-    assert "--filter 99 is out of range" in result.output
-
-
-def test_support_box_is_the_smallest_square_around_the_projection():
-    from cnnviz_cli.render.maps import support_box
-
-    values = np.zeros((40, 60, 3))
-    values[10:16, 30:34, 1] = -2.0  # 6 rows x 4 columns
-    rows, columns = support_box(values, minimum=0.1)
-    assert (rows, columns) == (slice(10, 16), slice(29, 35))
-    rows, columns = support_box(values, minimum=0.5)  # at least 20 pixels, kept inside
-    assert (rows.stop - rows.start, columns.stop - columns.start) == (20, 20)
-    assert rows.start <= 10 and rows.stop >= 16 and columns.start <= 30 and columns.stop >= 34

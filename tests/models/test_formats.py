@@ -76,6 +76,7 @@ def one_sentence(output: str, *parts: str) -> None:
 
 
 # The refusals run first: once the layer is imported, Keras knows it for the whole process.
+@pytest.mark.slow  # custom_files saves the model in a subprocess
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_a_custom_layer_without_the_flag_is_named_and_its_code_does_not_run(
         run_cli, custom_files, suffix):
@@ -84,6 +85,7 @@ def test_a_custom_layer_without_the_flag_is_named_and_its_code_does_not_run(
     assert not (custom_files / "scale_layer.imported").exists()
 
 
+@pytest.mark.slow  # custom_files saves the model in a subprocess
 @pytest.mark.parametrize(("name", "message"), [
     ("missing.py", "--custom-objects {folder}/missing.py: no such Python file."),
     ("raises.py", "--custom-objects {folder}/raises.py raised RuntimeError while importing: "
@@ -98,12 +100,14 @@ def test_bad_custom_objects_are_one_sentence_and_exit_2(run_cli, custom_files, n
     one_sentence(result.output, message.format(folder=custom_files))
 
 
+@pytest.mark.slow  # custom_files saves the model in a subprocess
 def test_custom_objects_apply_to_model_files_only(run_cli, custom_files):
     result = run_cli("layers", "demo", "--custom-objects", custom_files / "scale_layer.py",
                      expect=2)
     one_sentence(result.output, "--custom-objects applies to model files only")
 
 
+@pytest.mark.slow  # custom_files saves the model in a subprocess
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_a_custom_layer_loads_with_the_flag(run_cli, custom_files, suffix):
     from cnnviz_cli import api
@@ -120,6 +124,7 @@ def test_a_custom_layer_loads_with_the_flag(run_cli, custom_files, suffix):
                                np.load(custom_files / "expected.npy"), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # custom_files saves the model in a subprocess
 def test_a_module_name_is_imported_and_its_classes_offered(custom_files, monkeypatch):
     from cnnviz_cli.models.custom import custom_objects
 
@@ -219,6 +224,7 @@ def test_savedmodel_saliency_equals_the_keras_models(exported, pixels):
                                    atol=1e-5 * theirs[method].max(), err_msg=method)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["saved", "model.tflite", "model.onnx", "first.onnx",
                                   "fallback.onnx"])
 def test_perturbation_maps_of_exported_models_equal_the_keras_models(exported, pixels, name):

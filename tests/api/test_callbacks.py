@@ -8,7 +8,7 @@ from PIL import Image
 
 from cnnviz_cli.errors import CnnvizError
 
-EPOCHS = 3
+EPOCHS = 2
 SIDE = 8
 
 

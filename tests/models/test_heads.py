@@ -228,41 +228,6 @@ def test_embedding_explains_the_similarity_to_the_references(keras):
     assert on_red(result.maps[0]["gradcam"])
 
 
-def test_deletion_insertion_of_a_sigmoid_head_match_numpy(keras):
-    """A linear 1x1 conv -> GAP -> Dense(1, sigmoid): every curve point computed by hand."""
-    from cnnviz_cli.techniques.cam import CamExplainer
-    from cnnviz_cli.techniques.metrics import deletion_insertion
-
-    inputs = keras.Input((4, 4, 3))
-    x = keras.layers.Conv2D(1, 1, name="conv")(inputs)
-    x = keras.layers.Dense(1, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(x))
-    model = keras.Model(inputs, x)
-    kernel, bias, weight, dense_bias = (np.float64(v) for v in ([[[[0.5], [-1.0], [2.0]]]],
-                                                                [0.1], [[1.5]], [-0.2]))
-    model.set_weights([np.float32(v) for v in (kernel, bias, weight, dense_bias)])
-    rng = np.random.default_rng(5)
-    x = rng.normal(size=(2, 4, 4, 3)).astype("float32")
-    maps = rng.random((2, 4, 4)).astype("float32")
-    steps, classes = 4, np.array([1, 0])
-    curves = deletion_insertion(CamExplainer(model, "conv", (4, 4, 3)), x, classes, maps, steps)
-
-    def probability(images, positive):
-        logit = ((images @ kernel[0, 0])[..., 0] + bias[0]).mean(axis=(1, 2)) * 1.5 - 0.2
-        p = 1 / (1 + np.exp(-logit))
-        return np.where(positive, p, 1 - p)
-
-    order = np.argsort(np.argsort(-maps.reshape(2, -1), axis=1, kind="stable"), axis=1)
-    deletion, insertion = [], []
-    for stage in range(steps + 1):
-        hot = (order < round(stage * 16 / steps)).reshape(2, 4, 4, 1)
-        deletion.append(probability(x * ~hot, classes == 1))
-        insertion.append(probability(x * hot, classes == 1))
-    np.testing.assert_allclose(curves.deletion, np.array(deletion).T, rtol=1e-5)
-    np.testing.assert_allclose(curves.insertion, np.array(insertion).T, rtol=1e-5)
-    assert not np.allclose(curves.deletion_auc, 1.0) and not np.allclose(curves.insertion_auc, 1)
-    assert not np.allclose(curves.deletion_auc, curves.insertion_auc)
-
-
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory, binary_model, keras):
     folder = tmp_path_factory.mktemp("heads")

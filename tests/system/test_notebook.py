@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "docs" / "examples" / "tour.ipynb"
 TECHNIQUES = {"cam", "activations", "filters", "maximize", "dream", "reconstruct"}
 
