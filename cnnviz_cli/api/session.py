@@ -7,65 +7,19 @@ twice a second at most and, after an error, a failed write or SIGINT/SIGTERM, ke
 Without one it keeps the results in memory for the caller.
 """
 
-import shlex
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 
 from cnnviz_cli.api.inputs import ImageSource, collect_inputs, input_folders, load_input
 from cnnviz_cli.errors import CnnvizError, InputError, Interrupted, WriteError
-from cnnviz_cli.io import DEFAULT_MAX_PIXELS
 
 MANIFEST_INTERVAL = 0.5  # seconds between rewrites of manifest.json (at least; see Outputs)
-RUN_OPTIONS = {  # the run-loop options every image technique takes, with their defaults
-    "size": None, "batch_size": 8, "max_pixels": DEFAULT_MAX_PIXELS, "skip_existing": False,
-    "fail_fast": False, "shard": None, "force": False,
-}
 LISTENER: ContextVar[Callable[[str], None] | None] = ContextVar("cnnviz_listener", default=None)
 """Who hears a run's messages when its caller gives no `notify` (the command line sets it)."""
-UNRECORDED = ("out", "progress", "skip_existing", "force")  # never change what a run writes
-FLAGS = {"methods": "--method", "classes": "--class", "layers": "--layer", "layer": "--layer",
-         "filters": "--filter", "checkpoints": "--checkpoint", "model": "--model"}
-
-
-def run_options(given: dict, defaults: dict | None = None) -> dict:
-    """The run-loop options with defaults filled in; an unknown name is one error sentence."""
-    defaults = {**RUN_OPTIONS, **(defaults or {})}
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise CnnvizError(f"Unknown option(s) {', '.join(unknown)}; run options are "
-                          f"{', '.join(defaults)}.")
-    return {**defaults, **given}
-
-
-def flag_words(name: str, value) -> list[str]:
-    """The command-line words of one option: `--name value`, repeated for sequences."""
-    flag = FLAGS.get(name, "--" + name.replace("_", "-"))
-    if value is True:
-        return [flag]
-    if isinstance(value, list | tuple) and name != "shard":
-        return [word for item in value for word in (flag, str(item))]
-    if name == "shard":
-        value = f"{value[0]}/{value[1]}"
-    return [flag, str(value)]
-
-
-def command_line(command: str, inputs: Sequence[str], options: dict, defaults: dict) -> str:
-    """The canonical command line of a run: the inputs, then every option that differs from
-    its default in a fixed order, never the output folder. The shell and the Python API record
-    the same line for the same run, so their pictures are byte-identical."""
-    words = ["cnnviz", command, *inputs]
-    for name in sorted(options):
-        value = options[name]
-        if name in UNRECORDED or value == defaults.get(name) or value is False:
-            continue
-        if value is None or (isinstance(value, list | tuple) and not value):
-            continue
-        words += flag_words(name, value)
-    return shlex.join(words)
 
 
 def _interrupt(number: int, _frame) -> None:
@@ -250,11 +204,7 @@ class Session:
             self.finished = True
             return None
         self._start()
-        self.outputs.end_batch()
-        self.outputs.flush()
-        self.outputs.metrics.update(metrics or {})
-        text = save_manifest(self.outputs)
-        self.outputs.release()
+        text = finish_run(self.outputs, metrics)
         self.finished = True
         return text
 
@@ -295,6 +245,17 @@ def placement(runtime):
     import tensorflow as tf
 
     return tf.device(runtime.device)
+
+
+def finish_run(outputs, metrics: dict | None = None) -> str:
+    """The end of a run into an open output folder: wait for the writers, write the manifest
+    (with `metrics`) and report, unlock the folder. Returns the manifest's text."""
+    outputs.end_batch()
+    outputs.flush()
+    outputs.metrics.update(metrics or {})
+    text = save_manifest(outputs)
+    outputs.release()
+    return text
 
 
 def save_manifest(outputs) -> str:

@@ -31,6 +31,30 @@ def _path_text(value) -> str:
     return str(value)
 
 
+def _filter_ranges(values) -> list[str]:
+    """Repeated `--filter` values (or a list of indices) -> their comma parts, grammar checked;
+    they add up: `--filter 1 --filter 5-9` = `--filter 1,5-9`."""
+    from cnnviz_cli.specs import filter_ranges
+
+    parts = [part.strip() for value in values for part in str(value).split(",")]
+    if parts:
+        filter_ranges(",".join(parts))
+    return parts
+
+
+def filter_option(help_text: str, group: str, **rules) -> Option:
+    """`--filter SPEC`, repeatable (`filters`: the spec is `filter_spec(settings)`)."""
+    from cnnviz_cli.specs import FILTER_GRAMMAR
+
+    return Option("filters", (), f"{help_text} SPEC is {FILTER_GRAMMAR}.", multiple=True,
+                  flag="--filter", metavar="SPEC", group=group, settle=_filter_ranges, **rules)
+
+
+def filter_spec(settings: dict) -> str | None:
+    """The filters of settled `settings` as one spec (None: the default)."""
+    return ",".join(settings["filters"]) or None
+
+
 IMAGES = Option("images", (), "Image files, folders (recursive) or globs.", Path, multiple=True,
                 argument=True, group=INPUTS, metavar="IMAGES...")
 
