@@ -131,6 +131,9 @@ class Table:
             if option.multiple:
                 value = [] if value is None else [value] if isinstance(value, str | Path) \
                     else list(value)
+            if option.kind is Path:  # paths as Path, written the one way they print
+                value = ([_path(item) for item in value] if option.multiple
+                         else _path(value))
             if option.settle is not None:
                 value = option.settle(value)
             option.check(value)
@@ -163,13 +166,18 @@ class Table:
                 if name in self.options and _differs(self.options[name], value)]
 
 
+def _path(value):
+    return Path(value) if isinstance(value, str) else value
+
+
 def _differs(option: Option, value) -> bool:
     """Whether `value` is given: not empty, off or the default (a repeatable option's values
     compare as a list)."""
     if option.multiple and isinstance(value, tuple):
         value = list(value)
     default = list(option.default or []) if option.multiple else option.default
-    return value not in (None, [], False) and value != default
+    empty = value is None or value is False or value == []  # 0 and 0.0 are values
+    return not empty and value != default
 
 
 def group_of(options: Iterable[Option], group: str) -> list[Option]:

@@ -103,21 +103,27 @@ class CnnvizCommand(click.Command):
     """
 
     def __init__(self, *args, table: str | None = None, **kwargs):
+        self.table, self._built = table, False
         super().__init__(*args, **kwargs)
-        self.table = table
         self.params.append(click.Option(
             ["--debug"], is_flag=True, expose_value=False, callback=_set_debug,
             help="Show full tracebacks on errors (as `cnnviz --debug`).",
         ))
 
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
-        if self.table is not None and not getattr(self, "_built", False):
-            self._built = True
+    @property
+    def params(self) -> list[click.Parameter]:
+        """The parameters, those of the table built on first use."""
+        if self.table is not None and not self._built:
             from importlib import import_module
 
+            self._built = True
             table = import_module(f"cnnviz_cli.api.{self.table}").table()
-            self.params[:0] = [*map(click_parameter, table), *PRINTING]
-        return super().get_params(ctx)
+            self._params[:0] = [*map(click_parameter, table), *PRINTING]
+        return self._params
+
+    @params.setter
+    def params(self, params: list[click.Parameter]) -> None:
+        self._params = params
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         sections: dict[str, list] = {}
