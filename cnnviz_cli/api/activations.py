@@ -90,22 +90,19 @@ class ActivationsResult(Result):
                       if file.record["kind"] == shown])
 
 
-WHAT = "What to show"
-CONCEPTS = "Concepts"
-
-
 @cache
 def table() -> Table:
     """The options of `cnnviz activations` and `cnnviz_cli.activations`."""
+    what, concepts = "What to show", "Concepts"
     own = (
         Option("layers", (), "Layer name, nested path (base/conv1), negative index, `all` "
                "(every feature map) or `auto` (the outputs of four stages from shallow to "
                "deep, the default).", multiple=True, flag="--layer", short="-l",
-               metavar="LAYER", group=WHAT),
+               metavar="LAYER", group=what),
         Option("max_channels", 32, "Feature maps drawn per layer grid, in the --order chosen.",
-               int, low=1, group=WHAT),
+               int, low=1, group=what),
         Option("order", "mean", "Show the strongest channels first, or channels in index "
-               "order.", ("mean", "index"), group=WHAT),
+               "order.", ("mean", "index"), group=what),
         Option("scale", "shared", "One colour scale per grid, or one per feature map.",
                ("shared", "each"), group=OUTPUT),
         Option("colormap", "viridis", "Matplotlib colour map of the feature maps and the "
@@ -114,11 +111,11 @@ def table() -> Table:
                group=OUTPUT),
         Option("factorize", None, "Fit K concepts (NMF of each layer's maps over all the "
                "images): per image their regions in colour (concepts-<layer>.png), the vectors "
-               "in concepts-<layer>.npy.", int, low=1, metavar="K", group=CONCEPTS,
+               "in concepts-<layer>.npy.", int, low=1, metavar="K", group=concepts,
                show_default=False),
         Option("concepts", None, "Apply concepts that --factorize saved (a .npy file, or in "
                "Python a (K, channels) array), at the one --layer they were fitted at.", Path,
-               metavar="FILE.npy", group=CONCEPTS, show_default=False),
+               metavar="FILE.npy", group=concepts, show_default=False),
     )
     return Table("activations", IMAGES, RUN, CHECKPOINTS, MODEL_OPTIONS, own, OUTPUT_OPTIONS)
 
@@ -128,10 +125,7 @@ def activations(model, images: ImageSource, settings: dict | None = None, /, *,
     """The feature maps images produce at some layers, from one compiled forward pass.
 
     Args:
-        model: a name, a model file, a keras.Model or a `load_model` result.
-        images: paths, folders, globs, PIL images or uint8 arrays (or a list of these).
-        settings: options as a dict (e.g. read from a file); keywords override them.
-        progress: show a progress bar and messages on stderr.
+        model, images, settings, progress: as for `cnnviz_cli.cam`.
         **options: the options of `cnnviz activations` by their keyword (`cnnviz activations
             --help`, or `cnnviz_cli.api.activations.table()`): layers (names, nested paths,
             negative indices, `all` or `auto`), max_channels, order, scale, colormap, alpha,

@@ -61,30 +61,28 @@ def _blend(dreamed: np.ndarray, original: np.ndarray, share: float) -> np.ndarra
     return (share * dreamed + (1.0 - share) * original).round().astype("uint8")
 
 
-DREAM = "What to dream"
-
-
 @cache
 def table() -> Table:
     """The options of `cnnviz dream` and `cnnviz_cli.dream`."""
+    what = "What to dream"
     own = (
         Option("layers", (), "A layer to amplify, optionally one channel (an integer) and a "
                "weight (with a decimal point): block3_conv2, block3_conv2:7, block4_conv:1.5, "
                "or `auto` (the output of the stage before the last, the default).",
                multiple=True, flag="--layer", short="-l", metavar="LAYER[:CHANNEL][:WEIGHT]",
-               group=DREAM),
+               group=what),
         Option("octaves", 4, "Scales to dream at, from small to the photo's own size.", int,
-               low=1, group=DREAM),
+               low=1, group=what),
         Option("octave_scale", 1.4, "Size ratio between octaves.", float, low=1.0,
-               open_low=True, group=DREAM),
-        Option("steps", 20, "Gradient steps per octave.", int, low=1, group=DREAM),
+               open_low=True, group=what),
+        Option("steps", 20, "Gradient steps per octave.", int, low=1, group=what),
         Option("step_size", 0.01, "Step of a normalised gradient, in units of the pixel range.",
-               float, low=0, open_low=True, group=DREAM),
+               float, low=0, open_low=True, group=what),
         Option("tile", 512, "Tile side: gradients are computed tile by tile (randomly rolled "
                "each step), so memory stays that of one tile. Fixed-size models use their "
-               "input size.", int, low=16, group=DREAM),
+               "input size.", int, low=16, group=what),
         Option("seed", 0, "Seeds the random roll of the tiles (same seed, same bytes).", int,
-               group=DREAM),
+               group=what),
         Option("blend", None, "Also write dream-blend.png: this share of the dream over the "
                "original.", float, low=0, high=1, group=OUTPUT, show_default=False),
         Option("gif", 0, "Also write dream.gif, the dream growing octave by octave, a frame "
@@ -100,10 +98,7 @@ def dream(model, images: ImageSource, settings: dict | None = None, /, *,
     Dreams at the photo's own resolution (or with its longer side at `size`), octave by octave.
 
     Args:
-        model: a name, a model file, a keras.Model or a `load_model` result.
-        images: paths, folders, globs, PIL images or uint8 arrays (or a list of these).
-        settings: options as a dict (e.g. read from a file); keywords override them.
-        progress: show a progress bar and messages on stderr.
+        model, images, settings, progress: as for `cnnviz_cli.cam`.
         **options: the options of `cnnviz dream` by their keyword (`cnnviz dream --help`, or
             `cnnviz_cli.api.dream.table()`): layers (specs `LAYER[:CHANNEL][:WEIGHT]`),
             octaves, octave_scale, steps, step_size, tile, blend, gif, seed, out, size (the

@@ -137,9 +137,7 @@ def filters(model, settings: dict | None = None, /, *, progress: bool = False,
     """The learned kernels of a convolution layer, and how they changed over checkpoints.
 
     Args:
-        model: a name, a model file, a keras.Model or a `load_model` result.
-        settings: options as a dict (e.g. read from a file); keywords override them.
-        progress: show messages on stderr.
+        model, settings, progress: as for `cnnviz_cli.cam`.
         **options: the options of `cnnviz filters` by their keyword (`cnnviz filters --help`,
             or `cnnviz_cli.api.filters.table()`): layer (`auto` = the first convolution),
             channel (N or `mean`), order (index or norm), max_filters, checkpoints (one row

@@ -16,6 +16,7 @@ from cnnviz_cli.api.tables import (
     RUN,
     filter_option,
     filter_spec,
+    integer_pair,
 )
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.options import Option, Table
@@ -115,13 +116,10 @@ EXAMPLES = "Dataset examples (--from-images)"
 
 def _position(value) -> tuple[int, int] | None:
     """`X,Y` (or a pair) -> (column, row)."""
-    if value is None or isinstance(value, tuple | list):
-        return None if value is None else (int(value[0]), int(value[1]))
-    try:
-        column, row = (int(part) for part in str(value).split(","))
-    except ValueError:
-        raise CnnvizError(f"--position expects X,Y such as 3,4, but got {value!r}.") from None
-    return column, row
+    position = None if value is None else integer_pair(value, ",")
+    if value is not None and position is None:
+        raise CnnvizError(f"--position expects X,Y such as 3,4, but got {value!r}.")
+    return position
 
 
 def _synthesis(settings: dict) -> bool:
@@ -229,9 +227,7 @@ def maximize(model, settings: dict | None = None, /, *, progress: bool = False,
     the dataset examples that excite the filters most (`from_images`).
 
     Args:
-        model: a name, a model file, a keras.Model or a `load_model` result.
-        settings: options as a dict (e.g. read from a file); keywords override them.
-        progress: show a spinner and messages on stderr.
+        model, settings, progress: as for `cnnviz_cli.cam` (progress: a spinner).
         **options: the options of `cnnviz maximize` by their keyword (`cnnviz maximize
             --help`, or `cnnviz_cli.api.maximize.table()`): layer, filters (`0-15`, a list of
             indices), classes (instead of filters), task, direction; param, transforms, l2, tv,

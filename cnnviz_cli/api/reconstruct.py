@@ -152,10 +152,7 @@ def reconstruct(model, images: ImageSource, settings: dict | None = None, /, *,
     """Project a layer's activations to pixels, or invert its features.
 
     Args:
-        model: a name, a model file, a keras.Model or a `load_model` result.
-        images: paths, folders, globs, PIL images or uint8 arrays (or a list of these).
-        settings: options as a dict (e.g. read from a file); keywords override them.
-        progress: show a progress bar and messages on stderr.
+        model, images, settings, progress: as for `cnnviz_cli.cam`.
         **options: the options of `cnnviz reconstruct` by their keyword (`cnnviz reconstruct
             --help`, or `cnnviz_cli.api.reconstruct.table()`): method (guided, deconvnet or
             inversion), layers; projections: top_channels, filters (`0-15`, a list), extent;

@@ -57,8 +57,10 @@ class Session:
             self._open(Path(out))
 
     def _open(self, out: Path) -> None:
+        from cnnviz_cli.io.manifests import Pace
         from cnnviz_cli.io.outputs import Outputs
 
+        self._pace = Pace(MANIFEST_INTERVAL)
         images = self.options.get("images") or self.options.get("from_images")
         if isinstance(images, list) and all(isinstance(spec, str) for spec in images):
             _check_out_folder(out, images)
@@ -177,13 +179,15 @@ class Session:
         self.warn(f"Skipped {name}: {error}")
 
     def _hand_out(self, batch: list) -> Iterator[list]:
+        from cnnviz_cli.io.manifests import write_manifest
+
         if self.outputs is not None:
             self.outputs.begin_batch([{"input": image.name, "key": image.key}
                                       for image in batch])
         yield batch
         if self.outputs is not None:
             self.outputs.end_batch()
-            self.outputs.write_manifest(min_interval=MANIFEST_INTERVAL)
+            write_manifest(self.outputs, self._pace)
 
     def keep(self, part, retain: bool = False) -> None:
         """Write a part of the result (its files) into the output folder, else keep it; with
@@ -262,11 +266,11 @@ def save_manifest(outputs) -> str:
     """Write manifest.json and index.html of an output folder; return the manifest's text."""
     import json
 
-    from cnnviz_cli.io.manifests import merge_manifests
+    from cnnviz_cli.io.manifests import merge_manifests, write_manifest
     from cnnviz_cli.io.outputs import REPORT
     from cnnviz_cli.render.report import render_report
 
-    text = outputs.write_manifest()
+    text = write_manifest(outputs)
     page = render_report(merge_manifests([(json.loads(text), ".")]))
     outputs.write_now(REPORT, page.encode("utf-8"))
     return text

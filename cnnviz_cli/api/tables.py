@@ -16,15 +16,21 @@ MODEL = "Model"
 OUTPUT = "Output"
 
 
+def integer_pair(value, separator: str) -> tuple[int, int] | None:
+    """`A<separator>B` (or an (A, B) pair) -> (A, B); None when the text is not that."""
+    if isinstance(value, tuple | list):
+        return int(value[0]), int(value[1])
+    match = re.fullmatch(rf"\s*(\d+)\s*{re.escape(separator)}\s*(\d+)\s*", str(value))
+    return None if match is None else (int(match[1]), int(match[2]))
+
+
 def parse_shard(value) -> tuple[int, int] | None:
     """`K/N` (or a (K, N) pair) -> (K, N) with 1 <= K <= N."""
-    if value is None or isinstance(value, tuple | list):
-        return None if value is None else (int(value[0]), int(value[1]))
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(value))
-    if not match or not 1 <= int(match[1]) <= int(match[2]):
+    shard = None if value is None else integer_pair(value, "/")
+    if value is not None and (shard is None or not 1 <= shard[0] <= shard[1]):
         raise CnnvizError(f"--shard expects K/N with 1 <= K <= N, such as 2/8, but got "
                           f"{value!r}.")
-    return int(match[1]), int(match[2])
+    return shard
 
 
 def _path_text(value) -> str:
