@@ -105,7 +105,7 @@ class CnnvizCommand(click.Command):
     def __init__(self, *args, table: str | None = None, **kwargs):
         self.table, self._built = table, False
         super().__init__(*args, **kwargs)
-        self.params.append(click.Option(
+        self._params.append(click.Option(
             ["--debug"], is_flag=True, expose_value=False, callback=_set_debug,
             help="Show full tracebacks on errors (as `cnnviz --debug`).",
         ))
