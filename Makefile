@@ -27,6 +27,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check cnnviz_cli tests
+	$(BIN)/lint-imports --no-logo
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]' || echo "tf-keras-vis not installable: comparisons skipped"

@@ -64,6 +64,8 @@ class Option:
 
     def check(self, value) -> None:
         """One error sentence when `value` is outside the option's choices or range."""
+        if self.kind is bool and not isinstance(value, bool):
+            raise CnnvizError(f"{self.long} is a flag: give True or False, not {value!r}.")
         for item in (value if self.multiple and value is not None else [value]):
             if item is None or self.kind is bool:
                 continue

@@ -1,6 +1,6 @@
 """`cnnviz_cli.cam`: heatmaps of the pixels that drove a class score (the CAM family)."""
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +28,8 @@ class CamItem:
     fields: dict[str, dict]  # per method: heatmap statistics, metrics, region, baseline
     region: np.ndarray | None = None  # segmentation: the pixels whose score is explained
     sanity: "Cascade | None" = None  # the maps of the randomised models (sanity=True)
+    attributions: dict[str, np.ndarray] = field(default_factory=dict)  # signed methods:
+    # method -> (height, width, channels) raw signed attributions at the input
 
     @property
     def label(self) -> str:
@@ -82,10 +84,24 @@ class CamResult(Result):
         """Whether every gate passed (True without gates)."""
         return all(row["passed"] for row in self.gates)
 
-    def _overlay(self, item: CamItem, method: str) -> np.ndarray:
-        from cnnviz_cli.render.cam import outline
+    def drawn(self, item: CamItem, method: str) -> tuple[np.ndarray, bool]:
+        """The map drawn for a method: (map, signed). Signed attributions are drawn as
+        `attribution_sign` says: their channel sum (signed), its absolute value or its
+        positive part (the map the metrics use)."""
+        if method not in item.attributions:
+            return item.maps[method], False
+        total = item.attributions[method].sum(axis=-1)
+        sign = self.options.get("attribution_sign", "signed")
+        if sign == "signed":
+            return total, True
+        return (np.abs(total) if sign == "absolute" else item.maps[method]), False
 
-        picture = self._heat(item, item.maps[method])
+    def _overlay(self, item: CamItem, method: str) -> np.ndarray:
+        from cnnviz_cli.render.cam import outline, signed_overlay
+
+        heat, signed = self.drawn(item, method)
+        picture = (signed_overlay(item.image.original, heat, self.options["alpha"]) if signed
+                   else self._heat(item, heat))
         return picture if item.region is None else outline(picture, item.region)
 
     def _heat(self, item: CamItem, heat: np.ndarray) -> np.ndarray:
@@ -102,19 +118,26 @@ class CamResult(Result):
         title = f"{item.image.title} · {item.label} · {score_text(item.record)}"
         return method_panel(item.image.original, overlays, list(item.maps), title)
 
-    def _files(self, item: CamItem):
-        from cnnviz_cli.render.cam import bare_heatmap
+    def _heatmap(self, item: CamItem, method: str) -> np.ndarray:
+        from cnnviz_cli.render.cam import bare_heatmap, signed_heatmap
 
-        image, colormap = item.image, self.options["colormap"]
-        for method, heat in item.maps.items():
+        heat, signed = self.drawn(item, method)
+        size = item.image.original.shape[:2]
+        return (signed_heatmap(heat, size) if signed
+                else bare_heatmap(heat, size, self.options["colormap"]))
+
+    def _files(self, item: CamItem):
+        image = item.image
+        for method in item.maps:
             name = f"{image.key}/cam-{slug(method.replace('+', 'p'))}-{slug(item.label)}"
             entry = {**item.record, "method": method, **item.fields[method]}
             yield File(f"{name}.png", {**entry, "kind": "overlay"},
                        partial(self._overlay, item, method))
             yield File(f"{name}-heatmap.png", {**entry, "kind": "heatmap"},
-                       partial(bare_heatmap, heat, image.original.shape[:2], colormap))
+                       partial(self._heatmap, item, method))
             if self.options["save_npy"]:
-                yield File(f"{name}.npy", {**entry, "kind": "map"}, partial(np.asarray, heat),
+                raw = item.attributions.get(method, item.maps[method])
+                yield File(f"{name}.npy", {**entry, "kind": "map"}, partial(np.asarray, raw),
                            kind="npy")
         if len(item.maps) > 1:
             yield File(f"{image.key}/cam-panel-{slug(item.label)}.png",
@@ -242,11 +265,21 @@ def table() -> Table:
         Option("colormap", "turbo", "Matplotlib colour map of the heatmaps.", group=OUTPUT),
         Option("alpha", 0.7, "Opacity of the hottest colours over the image (cold areas stay "
                "clear).", float, low=0, high=1, group=OUTPUT),
-        Option("save_npy", False, "Also write the raw maps as .npy files.", bool, group=OUTPUT),
+        Option("save_npy", False, "Also write the raw maps as .npy files (signed methods: the "
+               "attributions per pixel and channel, (H, W, C)).", bool, group=OUTPUT),
+        Option("attribution_sign", "signed", "What is drawn of a signed attribution ("
+               + ", ".join(name for name, spec in methods().items() if spec.signed)
+               + "): its channel sum with the sign, on a diverging map centred on zero (red "
+               "positive, blue negative), its absolute value, or its positive part (what the "
+               "metrics use).", ("signed", "absolute", "positive"), group=OUTPUT,
+               applies=lambda settings: any(methods()[name].signed
+                                            for name in settings["methods"]),
+               when="when --method includes a signed method"),
     )
     measured = (
         Option("metrics", False, "Deletion and insertion AUC of every heatmap (and a ranking of "
-               "the methods).", bool, group=METRICS),
+               "the methods). Signed attributions are scored by their positive part, as the "
+               "pointing game, energy and trust metrics do.", bool, group=METRICS),
         Option("metric_steps", 32, "Pixel fractions evaluated along the deletion and insertion "
                "curves.", int, low=2, group=METRICS, applies=lambda s: s["metrics"],
                when="with --metrics"),
@@ -308,10 +341,10 @@ def cam(model, images: ImageSource, settings: dict | None = None, /, *,
 def _prepare(resolved, settings: dict, run: dict, session) -> Plan:
     """The explainer of the chosen methods, layer and head; per batch the CamItems; at the
     end the head, the checks' tables and the gates."""
+    from cnnviz_cli.api.formats import check_methods
     from cnnviz_cli.api.gates import Checks
     from cnnviz_cli.api.heads import model_head
     from cnnviz_cli.api.trust import resolve_metrics
-    from cnnviz_cli.models.formats import check_methods
     from cnnviz_cli.models.heads import check_threshold
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
     from cnnviz_cli.techniques.cam import CamExplainer, CamOptions, Targets, output_index
@@ -319,8 +352,8 @@ def _prepare(resolved, settings: dict, run: dict, session) -> Plan:
     chosen, layer = settings["methods"], settings["layer"]
     chosen_metrics = resolve_metrics(settings["metric"] + (["deletion"] if settings["metrics"]
                                                            else []), settings["sanity"])
-    check_methods(resolved.details, resolved.source, chosen)
-    exported = "format" in resolved.details  # no layers: the methods that need none
+    check_methods(resolved, chosen)
+    exported = "layer" not in resolved.gives  # no layers: the methods that need none
     if exported and layer != "auto":
         raise CnnvizError(f"--layer applies to Keras models only: {resolved.source} is an "
                           "exported model without layers; leave it out.")
@@ -409,10 +442,14 @@ def _explain(explainer, resolved, batch: list[LoadedImage], targets, methods: li
                 fields[method]["deletion_auc"] = float(scores[method].deletion_auc[item])
                 fields[method]["insertion_auc"] = float(scores[method].insertion_auc[item])
             fields[method].update(trusted[method][item] if trusted else {})
+            fields[method].update({name: float(values[item]) for name, values
+                                   in result.extras.get(method, {}).items()})
         maps = {method: maps[item] for method, maps in result.maps.items()}
+        attributions = {method: values[item] for method, values in result.attributions.items()}
         region = None if result.regions is None else result.regions[item]
         sanity = cascade.of_item(item) if cascade and options["sanity"] else None
-        items.append(CamItem(batch[image_index], record, maps, fields, region, sanity))
+        items.append(CamItem(batch[image_index], record, maps, fields, region, sanity,
+                             attributions))
     return items
 
 

@@ -76,7 +76,7 @@ def load_model(
             else tuple(str(spec) for spec in custom_objects),
             signature=signature,
         ))
-        if "format" in resolved.details and runtime.precision != "float32":
+        if resolved.format != "keras" and runtime.precision != "float32":
             raise CnnvizError(f"--precision mixed applies to Keras models only: {model} is an "
                               "exported model that computes as it was exported.")
     else:

@@ -115,10 +115,10 @@ def start_session(table: Table, resolved, settings: dict,
 
     The manifest's options are the settings; the recorded command line comes from the table.
     """
+    from cnnviz_cli.api.formats import check_command
     from cnnviz_cli.api.tables import RUN
-    from cnnviz_cli.models.formats import check_command
 
-    check_command(resolved.details, resolved.source, table.command)
+    check_command(resolved, table.command)
     options = {option.name: settings.get(option.name, option.default) for option in RUN}
     options["force"] = settings["force"]
     recorded = {name: _plain(value) for name, value in settings.items()}

@@ -6,7 +6,6 @@ import traceback
 
 import click
 
-from cnnviz_cli import __version__
 from cnnviz_cli.cli.activations import activations
 from cnnviz_cli.cli.cam import cam
 from cnnviz_cli.cli.common import ARGUMENTS
@@ -18,6 +17,7 @@ from cnnviz_cli.cli.maximize import maximize
 from cnnviz_cli.cli.reconstruct import reconstruct
 from cnnviz_cli.cli.report import report
 from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.version import __version__
 
 
 def _error_line(error: BaseException) -> str:

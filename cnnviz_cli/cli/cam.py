@@ -11,7 +11,7 @@ from cnnviz_cli.cli.gates import GATE_EXIT_CODE, report_checks
 @click.command(cls=CnnvizCommand, table="cam")
 @click.pass_context
 def cam(ctx: click.Context, **options) -> None:
-    """Heatmaps: which pixels drove a class score (CAMs, gradient and perturbation methods).
+    """Heatmaps: which pixels drove a class score (the CAM family).
 
     Per image, class and method: the heatmap over the image, the bare heatmap and, with several
     methods, a side-by-side panel, in <out>/<image>/. Exit 3 when a gate fails.

@@ -9,10 +9,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnviz_cli import __version__
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.io.outputs import MANIFEST, RUN_CONTROL, Outputs, to_json
 from cnnviz_cli.io.provenance import read_png_fields
+from cnnviz_cli.version import __version__
 
 FAITHFULNESS = "faithfulness"  # the name of the ranking of the methods in a manifest's metrics
 EXAMPLES = "examples"  # the name of the merged dataset examples in a manifest's metrics

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from cnnviz_cli import __version__
 from cnnviz_cli.errors import CnnvizError, WriteError
 from cnnviz_cli.io.background import BoundedPool
 from cnnviz_cli.io.lock import FolderLock
 from cnnviz_cli.io.provenance import PREFIX, png_fields
+from cnnviz_cli.version import __version__
 
 MANIFEST = "manifest.json"
 REPORT = "index.html"

@@ -4,7 +4,8 @@ Each format is an adapter with one image input (channels-last for cnnviz; a chan
 input is transposed on the way in) and its outputs, wrapped in a `keras.Model` of one layer.
 The techniques then see what they see of any model, a function from inputs to scores, only
 without inner layers: a SavedModel gives input gradients, TFLite and ONNX models give scores
-only (forward-only), so each format supports the cam methods whose `NEEDS` it meets.
+only (forward-only): `GIVES` says what of the model each format exposes, and the API compares
+it with what a command or method needs (api.formats).
 """
 
 import re
@@ -20,10 +21,11 @@ import tensorflow as tf
 from cnnviz_cli.errors import CnnvizError
 
 FORMAT_SUFFIXES = (".tflite", ".onnx")
-FORMAT_NAMES = {"savedmodel": "SavedModel", "tflite": "TFLite model", "onnx": "ONNX model"}
-GIVES = {"keras": {"layer", "gradient", "forward"}, "savedmodel": {"gradient", "forward"},
-         "tflite": {"forward"}, "onnx": {"forward"}}  # what of the model each format exposes
-LAYER_COMMANDS = ("activations", "filters", "maximize", "dream", "reconstruct")
+FORMAT_NAMES = {"keras": "Keras model", "savedmodel": "SavedModel", "tflite": "TFLite model",
+                "onnx": "ONNX model"}
+GIVES = {"keras": frozenset({"layer", "gradient", "forward"}),
+         "savedmodel": frozenset({"gradient", "forward"}), "tflite": frozenset({"forward"}),
+         "onnx": frozenset({"forward"})}  # what of the model each format exposes
 # TFLite's own kernels, without the default delegate that announces itself on stderr
 QUIET_RESOLVER = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
 INSTALL_ONNX = "pip install 'cnnviz[onnx]' (or pip install onnxruntime)"
@@ -256,44 +258,3 @@ def _padded(batch: np.ndarray, size: int) -> np.ndarray:
 def _first_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0].rstrip(".") if lines else type(error).__name__
-
-
-def model_format(details: dict) -> str:
-    """The format of a resolved model from its details: keras, savedmodel, tflite or onnx."""
-    return details.get("format", "keras")
-
-
-def check_methods(details: dict, source: str, methods: list[str]) -> None:
-    """Refuse cam methods the model's format cannot give, in one sentence."""
-    kind = model_format(details)
-    refused = [method for method in methods if method not in _working(kind)]
-    if refused:
-        raise CnnvizError(
-            f"{_listed(refused)} cannot run on the {FORMAT_NAMES[kind]} {source}, which "
-            f"{_exposes(kind)}: {_listed(_working(kind))} work here, and a .keras file of the "
-            "model gives every method.")
-
-
-def check_command(details: dict, source: str, command: str) -> None:
-    """Refuse the commands that need the model's layers when its format has none."""
-    kind = model_format(details)
-    if command in LAYER_COMMANDS and "layer" not in GIVES[kind]:
-        raise CnnvizError(
-            f"cnnviz {command} needs the model's layers, and the {FORMAT_NAMES[kind]} {source} "
-            f"{_exposes(kind)}: cnnviz cam --method {_listed(_working(kind))} work here, and a "
-            ".keras file of the model gives every command.")
-
-
-def _working(kind: str) -> list[str]:
-    from cnnviz_cli.techniques.cam import methods
-
-    return [name for name, method in methods().items() if method.needs in GIVES[kind]]
-
-
-def _listed(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-
-
-def _exposes(kind: str) -> str:
-    return ("gives input gradients but no layers" if "gradient" in GIVES[kind]
-            else "gives scores only (no layers or gradients)")

@@ -29,7 +29,6 @@ import tensorflow as tf
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.models.extract import build_extractor, final_activation
 from cnnviz_cli.specs import TASKS
-from cnnviz_cli.techniques.targets import class_scores
 
 SIGNS = {"up": 1.0, "down": -1.0}  # of the specs.DIRECTIONS
 REFERENCE_RULE = ("--reference IMAGE goes with --task embed, and --task embed needs it: the "
@@ -130,6 +129,11 @@ class Head:
     def probability(self, outputs: tf.Tensor, classes: tf.Tensor, regions: tf.Tensor) -> tf.Tensor:
         """(batch,) each item's probability (the value curves of deletion/insertion follow)."""
         return class_scores(self.all_probabilities(outputs, regions), classes)
+
+
+def class_scores(scores: tf.Tensor, class_indices: tf.Tensor) -> tf.Tensor:
+    """scores (batch, classes), one class index per item -> (batch,) the item's class's score."""
+    return tf.gather(scores, tf.cast(class_indices, tf.int32), axis=1, batch_dims=1)
 
 
 def _assigned(outputs: tf.Tensor) -> tf.Tensor:

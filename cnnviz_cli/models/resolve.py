@@ -22,7 +22,7 @@ from cnnviz_cli.device import Runtime
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.io.provenance import file_sha256
 from cnnviz_cli.models.custom import custom_objects, unknown_classes
-from cnnviz_cli.models.formats import FORMAT_SUFFIXES, exported_model
+from cnnviz_cli.models.formats import FORMAT_SUFFIXES, GIVES, exported_model
 from cnnviz_cli.models.labels import imagenet_labels, read_labels
 from cnnviz_cli.models.preprocessing import (
     Preprocess,
@@ -62,7 +62,8 @@ class ResolvedModel:
     preprocess_name: str
     labels: tuple[str, ...] | None
     default_size: int = DEFAULT_FREE_SIZE
-    details: dict = field(default_factory=dict)
+    format: str = "keras"  # keras, or the exported format: savedmodel, tflite or onnx
+    details: dict = field(default_factory=dict)  # an exported model's record (models.formats)
     file: Path | None = None  # the model file it was loaded from
     weights_file: Path | None = None  # a weights file loaded into it
     preprocess_origin: str = "default"  # why this preprocessing, for the summary line
@@ -77,6 +78,11 @@ class ResolvedModel:
         if key not in self.compiled:
             self.compiled[key] = build()
         return self.compiled[key]
+
+    @property
+    def gives(self) -> frozenset[str]:
+        """What the techniques can use of the model: `layer`, `gradient`, `forward`."""
+        return GIVES[self.format]
 
     @property
     def input_shape(self) -> tuple:
@@ -389,7 +395,7 @@ def _exported_model(path: Path, request: ModelRequest) -> ResolvedModel:
     model, details = exported_model(path, request.signature)
     return ResolvedModel(
         model=model, source=str(path), weights="file", preprocess=resolve_preprocess("none"),
-        preprocess_name="none", labels=None, details=details,
+        preprocess_name="none", labels=None, format=details["format"], details=details,
         file=path / "saved_model.pb" if path.is_dir() else path,
         preprocess_origin="default for model files",
     )

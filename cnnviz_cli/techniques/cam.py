@@ -3,9 +3,11 @@
 The core runs a batch of items (one image and one target class each) through the model once and
 returns the target scores, the activations A of the chosen layer and the gradients G of the
 scores with respect to A. Every method is a `Method` spec registered with `method` (or
-`layer_rule`) by a module of `techniques/methods/`: its name, what it needs from the model, its
-options and a function from that `CamPass` to one map per item. The command line, the API, the
-manifest and the docs read the specs; adding a method is one rule in one file there.
+`layer_rule`, `weight_rule`) by a module of `techniques/methods/`: its name, what it needs from
+the model, its options and a function from that `CamPass` to one map per item. A `Modifier`
+(also registered there) changes the maps of the methods it takes, switched on by its own
+option. The command line, the API, the manifest and the docs read the specs; adding a method or
+a modifier is one rule in one file there.
 """
 
 from __future__ import annotations
@@ -142,6 +144,11 @@ def selection(classes, regions=None) -> tuple[tf.Tensor, tf.Tensor]:
     return classes, tf.convert_to_tensor(regions, tf.float32)
 
 
+def channel_sum(weighted: tf.Tensor) -> tf.Tensor:
+    """ReLU(sum over channels) of weighted activations: the usual CAM."""
+    return tf.nn.relu(tf.reduce_sum(weighted, axis=-1))
+
+
 @dataclass
 class CamPass:
     """What the compiled core computed for a batch of items, handed to every method."""
@@ -152,6 +159,15 @@ class CamPass:
     activations: tf.Tensor  # (items, h, w, k) the layer's feature maps A
     gradients: tf.Tensor  # (items, h, w, k) d score / d A
     options: CamOptions
+    combine: Callable[[tf.Tensor], tf.Tensor] = channel_sum  # weighted A -> maps
+
+    def redone(self, inputs: tf.Tensor, regions: tf.Tensor) -> CamPass:
+        """This pass for the same items and classes from changed `inputs` (with their
+        `regions`, see `selection`): new activations and gradients, the same options."""
+        classes = self.selection[0]
+        _, _, _, activations, gradients, regions = self.explainer.core(inputs, classes, regions)
+        return replace(self, inputs=inputs, selection=(classes, regions),
+                       activations=activations, gradients=gradients)
 
     @cached_property
     def input_gradients(self) -> tf.Tensor:
@@ -165,7 +181,20 @@ class CamPass:
         )
 
 
-Compute = Callable[[CamPass], Any]  # -> (items, height, width) maps
+Compute = Callable[[CamPass], Any]  # -> (items, height, width) maps, or an Attribution
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """What a signed method returns: signed attributions (items, height, width, channels) at
+    the input, and numbers to record per item (`fields`, e.g. a completeness error)."""
+
+    values: Any
+    fields: dict = field(default_factory=dict)
+
+    def positive(self):
+        """The map the metrics and statistics use: the positive part of the channel sum."""
+        return tf.nn.relu(tf.reduce_sum(self.values, axis=-1))
 
 
 @dataclass(frozen=True)
@@ -175,8 +204,9 @@ class Method:
     `needs` says what it uses of the model: `layer` (a layer's activations and gradients),
     `gradient` (input gradients only) or `forward` (scores of changed inputs only). `options`
     are its own parameters (flags of `cnnviz cam`, keywords of `cnnviz_cli.cam`); `random`
-    says whether it draws at random (True, or a test of the settings). `modifiers` wrap it
-    (see `Modifier`); `signed` maps keep their sign.
+    says whether it draws at random (True, or a test of the settings). `weighted` methods
+    weigh the activations and leave their combination into maps to `CamPass.combine`.
+    `Modifier`s wrap it. A `signed` method returns an `Attribution`, drawn with its sign.
     """
 
     name: str
@@ -186,11 +216,11 @@ class Method:
     options: tuple[Option, ...] = ()
     random: bool | Callable[[dict], bool] = False
     signed: bool = False
+    weighted: bool = False
 
     @property
     def modifier_options(self) -> tuple[Option, ...]:
-        return tuple(modifier.option for modifier in MODIFIERS.values()
-                     if self.needs in modifier.needs)
+        return tuple(modifier.option for modifier in MODIFIERS.values() if modifier.takes(self))
 
     def draws_at_random(self, settings: dict) -> bool:
         return self.random(settings) if callable(self.random) else self.random
@@ -198,13 +228,13 @@ class Method:
 
 @dataclass(frozen=True)
 class Modifier:
-    """A change any method of the kinds in `needs` takes, switched on by its flag `option`:
-    `wrap(compute, cam_pass)` gives the changed maps."""
+    """A change to the maps of every method that `takes(method)` accepts, switched on by its
+    bool `option`: `wrap(compute, cam_pass)` gives the changed maps."""
 
     name: str
     option: Option
     wrap: Callable[[Compute, CamPass], Any]
-    needs: tuple[str, ...] = ("layer",)
+    takes: Callable[[Method], bool]
 
 
 METHODS: dict[str, Method] = {}
@@ -228,22 +258,25 @@ def methods() -> dict[str, Method]:
 
 
 def method(name: str, needs: str = "layer", summary: str = "", options: Sequence[Option] = (),
-           random: bool | Callable[[dict], bool] = False, signed: bool = False):
+           random: bool | Callable[[dict], bool] = False, signed: bool = False,
+           weighted: bool = False):
     """Register a function from a `CamPass` to (items, height, width) maps as a method."""
 
     def add(compute: Compute) -> Compute:
         METHODS[name] = Method(name, compute, needs, summary or _first_line(compute),
-                               tuple(options), random, signed)
+                               tuple(options), random, signed, weighted)
         return compute
 
     return add
 
 
-def modifier(name: str, option: Option, needs: Sequence[str] = ("layer",)):
-    """Register `wrap(compute, cam_pass) -> maps` as a modifier switched on by `option`."""
+def modifier(name: str, option: Option,
+             takes: Callable[[Method], bool] = lambda spec: spec.needs == "layer"):
+    """Register `wrap(compute, cam_pass) -> maps` as a modifier switched on by `option`, for
+    the methods `takes(method)` accepts (default: those of a layer)."""
 
     def add(wrap: Callable) -> Callable:
-        MODIFIERS[name] = Modifier(name, option, wrap, tuple(needs))
+        MODIFIERS[name] = Modifier(name, option, wrap, takes)
         return wrap
 
     return add
@@ -256,6 +289,21 @@ def layer_rule(name: str, summary: str = "", options: Sequence[Option] = ()) -> 
         compiled = cache(lambda: tf.function(rule, reduce_retracing=True))
         method(name, summary=summary or _first_line(rule), options=options)(
             lambda cam_pass: compiled()(cam_pass.activations, cam_pass.gradients))
+        return rule
+
+    return add
+
+
+def weight_rule(name: str, summary: str = "") -> Callable:
+    """Register a rule `(activations, gradients) -> weights` as a weighted method, compiled on
+    first use: channel weights (items, k) or weights per position (items, h, w, k), whose
+    weighted activations `CamPass.combine` turns into maps."""
+
+    def add(rule: Callable):
+        compiled = cache(lambda: tf.function(rule, reduce_retracing=True))
+        method(name, summary=summary or _first_line(rule), weighted=True)(
+            lambda cam_pass: cam_pass.combine(weigh(
+                compiled()(cam_pass.activations, cam_pass.gradients), cam_pass.activations)))
         return rule
 
     return add
@@ -284,19 +332,35 @@ def run_method(name: str, cam_pass: CamPass):
     spec = methods()[name]
     compute = spec.compute
     for extra in MODIFIERS.values():
-        if spec.needs in extra.needs and getattr(cam_pass.options, extra.option.name, False):
+        if extra.takes(spec) and getattr(cam_pass.options, extra.option.name, False):
             compute = partial(extra.wrap, compute)
     return compute(cam_pass)
 
 
-def weighted_sum(weights: tf.Tensor, activations: tf.Tensor) -> tf.Tensor:
-    """ReLU(sum_k weights[n, k] * A[n, :, :, k]): the usual CAM from channel weights."""
-    return tf.nn.relu(tf.einsum("nk,nhwk->nhw", weights, activations))
+def weigh(weights: tf.Tensor, activations: tf.Tensor) -> tf.Tensor:
+    """The activations (items, h, w, k) times channel weights (items, k) or weights per
+    position (items, h, w, k)."""
+    if weights.shape.rank == 2:
+        weights = weights[:, None, None, :]
+    return weights * activations
 
 
 def unchanged(inputs, sources, item, copy, copies):
     del sources, copy, copies
     return tf.gather(inputs, item)
+
+
+def interpolation(positions: np.ndarray, size: int) -> np.ndarray:
+    """(positions, size) weights interpolating linearly between values at 0 .. size - 1 at
+    `positions` (clamped to the ends)."""
+    positions = np.clip(positions, 0, size - 1)
+    low = np.floor(positions).astype(int)
+    high = np.minimum(low + 1, size - 1)
+    rows = np.arange(len(positions))
+    weights = np.zeros((len(positions), size), np.float32)
+    np.add.at(weights, (rows, low), 1 - (positions - low))
+    np.add.at(weights, (rows, high), positions - low)
+    return weights
 
 
 def gaussian_blur(images: tf.Tensor, sigma: float) -> tf.Tensor:
@@ -312,6 +376,7 @@ def gaussian_blur(images: tf.Tensor, sigma: float) -> tf.Tensor:
     return tf.nn.depthwise_conv2d(blurred, tf.transpose(rows, [1, 0, 2, 3]), [1, 1, 1, 1], "VALID")
 
 
+ACTIVATION_BUDGET = 2**24  # floats of changed layer activations in one pass (64 MB)
 BLUR_SIGMA = 1 / 16  # of the longer image side: the blur baseline keeps only coarse colour
 
 
@@ -375,6 +440,10 @@ class CamBatch:
     score_kind: str = "logit"  # what the scores are: see `Head.score_kind`
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (items, h, w)
     regions: np.ndarray | None = None  # segmentation: (items, h, w) the region explained
+    attributions: dict[str, np.ndarray] = field(default_factory=dict)  # signed methods:
+    # method -> (items, height, width, channels) raw signed attributions
+    extras: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # method -> field
+    # -> (items,) numbers a method records (completeness or conservation error)
 
     def score_fields(self, item: int) -> dict:
         """The explained score of one item, its probability (None without one) and its kind."""
@@ -440,8 +509,7 @@ class CamExplainer:
 
     def forward(self, inputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(activations of the layer, pre-activation outputs of the chosen output) for a batch."""
-        outputs = self._network(inputs, training=False)
-        outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
+        outputs = _listed(self._network(inputs, training=False))
         logits = outputs[len(self._taps) + self.output_index]
         return (outputs[0] if self._taps else inputs), logits
 
@@ -484,9 +552,69 @@ class CamExplainer:
         """
         sizes = tf.constant(copies, tf.int32), tf.constant(batch_size, tf.int32)
         score = self.head.probability if probability else self.head.score
-        loop = self._compiled(self._perturbed_loop, make_inputs, score)
+        loop = self._compiled(self._perturbed_loop, make_inputs, self._changed_inputs, score)
         return loop(tf.convert_to_tensor(inputs, tf.float32), _as_selection(chosen), sources,
                     *sizes)
+
+    def replaced_scores(
+        self,
+        make_activations: Callable,
+        inputs: tf.Tensor,
+        activations: tf.Tensor,
+        chosen,
+        sources,
+        copies: int,
+        batch_size: int,
+    ) -> tf.Tensor:
+        """Scores of `copies` changed copies of every item's layer activations (`chosen`: each
+        item's class or a `selection`) run through the part of the model after the layer
+        (see `models.extract.build_replaced`): as many copies per pass as ACTIVATION_BUDGET
+        allows (at least `batch_size`), or `batch_size` when that part needs the input too.
+
+        `make_activations(activations, sources, item, copy, copies)` builds the changed
+        activations of one pass. Returns (items, copies) scores; one compiled loop.
+        """
+        _, takes_images = self._replaced  # built here, outside the compiled loop
+        if not takes_images:
+            size = int(np.prod(activations.shape[1:]))
+            batch_size = max(batch_size, ACTIVATION_BUDGET // size)
+        sizes = tf.constant(copies, tf.int32), tf.constant(batch_size, tf.int32)
+        loop = self._compiled(self._perturbed_loop, make_activations, self._changed_activations,
+                              self.head.score)
+        return loop((tf.convert_to_tensor(inputs, tf.float32), activations),
+                    _as_selection(chosen), sources, *sizes)
+
+    def layer_gradients(self, score: Callable, inputs: tf.Tensor, chosen, arguments=()
+                        ) -> tuple[tf.Tensor, tf.Tensor]:
+        """(activations, gradients) of the layer for another score than the class's:
+        `score(head, outputs, selection, arguments) -> (items,)`; compiled once per `score`."""
+        step = self._compiled(self._gradient_step, score)
+        return step(tf.convert_to_tensor(inputs, tf.float32), _as_selection(chosen), arguments)
+
+    def _gradient_step(self, score, inputs, chosen, arguments):
+        with tf.GradientTape() as tape:
+            activations, outputs = self.forward(inputs)
+            scores = score(self.head, outputs, chosen, arguments)
+        return activations, tape.gradient(scores, activations)
+
+    @cached_property
+    def _replaced(self) -> tuple[keras.Model, bool]:
+        from cnnviz_cli.models.extract import build_replaced
+
+        return build_replaced(self.model, self.layer_path, logits=True)
+
+    def _changed_inputs(self, make_inputs, inputs, sources, item, copy, copies):
+        """The chosen output for the inputs `make_inputs` builds."""
+        return self.forward(make_inputs(inputs, sources, item, copy, copies))[1]
+
+    def _changed_activations(self, make_activations, inputs, sources, item, copy, copies):
+        """The chosen output for the layer activations `make_activations` builds (`inputs`:
+        (images, activations))."""
+        images, activations = inputs
+        changed = make_activations(activations, sources, item, copy, copies)
+        network, takes_images = self._replaced
+        outputs = network([tf.gather(images, item), changed] if takes_images else changed)
+        return _listed(outputs)[self.output_index]
 
     def mean_input_gradients(
         self,
@@ -516,13 +644,13 @@ class CamExplainer:
             self._loops[key] = tf.function(partial(loop, *functions), reduce_retracing=True)
         return self._loops[key]
 
-    def _perturbed_loop(self, make_inputs, score, inputs, chosen, sources, copies, batch_size):
-        items = tf.shape(inputs)[0]
+    def _perturbed_loop(self, make, run, score, inputs, chosen, sources, copies, batch_size):
+        items = tf.shape(chosen[0])[0]
         steps = _pass_count(items, copies, batch_size)
         results = tf.TensorArray(tf.float32, size=steps, infer_shape=False)
         for step in tf.range(steps):
             item, copy = _chunk(step, batch_size, items, copies)
-            _, outputs = self.forward(make_inputs(inputs, sources, item, copy, copies))
+            outputs = run(make, inputs, sources, item, copy, copies)
             results = results.write(step, score(outputs, *_gathered(chosen, item)))
         return tf.reshape(results.concat(), [items, copies])
 
@@ -570,16 +698,23 @@ class CamExplainer:
             items, tensors = tf.gather(items, keep), [tf.gather(t, keep) for t in tensors]
         classes, scores, probabilities, activations, gradients, regions = tensors
         cam_pass = CamPass(self, items, (classes, regions), activations, gradients, options)
-        return CamBatch(
-            self.layer_path,
-            images[keep],
-            classes.numpy(),
-            scores.numpy(),
-            probabilities.numpy() if head.has_probability else None,
-            head.score_kind,
-            {name: np.asarray(run_method(name, cam_pass)) for name in methods},
-            regions.numpy() if head.task == "segment" else None,
-        )
+        batch = CamBatch(self.layer_path, images[keep], classes.numpy(), scores.numpy(),
+                         probabilities.numpy() if head.has_probability else None,
+                         head.score_kind, regions=regions.numpy() if head.task == "segment"
+                         else None)
+        for name in methods:
+            computed = run_method(name, cam_pass)
+            if isinstance(computed, Attribution):
+                batch.attributions[name] = np.asarray(computed.values)
+                batch.extras[name] = {key: np.asarray(value)
+                                      for key, value in computed.fields.items()}
+                computed = computed.positive()
+            batch.maps[name] = np.asarray(computed)
+        return batch
+
+
+def _listed(outputs) -> list:
+    return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
 
 
 def _as_selection(chosen) -> tuple[tf.Tensor, tf.Tensor]:

@@ -167,3 +167,31 @@ def test_a_recorded_line_replays_to_the_same_pixels(command, arguments, tiny_ima
     assert replay.exit_code == 0, replay.output
     written = pictures(first)
     assert written and pictures(second) == written
+
+
+FILTER_SETTINGS = st.fixed_dictionaries({}, optional={
+    "layer": st.sampled_from(["auto", "block1_conv1", "block3_conv2"]),
+    "channel": st.one_of(st.just("mean"), st.integers(0, 2).map(str)),
+    "order": value_of(table_of("filters").options["order"]),
+    "max_filters": st.integers(1, 12),
+    "colormap": st.sampled_from(["RdBu_r", "viridis", "gray"]),
+})
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(FILTER_SETTINGS)
+def test_generated_filters_lines_replay_to_the_same_pixels(tmp_path_factory, options):
+    """A sample of generated option sets: the API's run and its recorded line's replay."""
+    from click.testing import CliRunner
+
+    import cnnviz_cli
+    from cnnviz_cli.cli import cli
+
+    folder = tmp_path_factory.mktemp("filters")
+    result = cnnviz_cli.filters("demo", out=folder / "api", **options)
+    replay = CliRunner().invoke(cli, [*shlex.split(result.command_line)[1:], "-q", "-o",
+                                      str(folder / "replay")])
+    assert replay.exit_code == 0, replay.output
+    written = pictures(folder / "api")
+    assert written and pictures(folder / "replay") == written

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 from cnnviz_cli.lazy import tf
 from cnnviz_cli.options import Option
-from cnnviz_cli.techniques.cam import IG_BASELINES, CamExplainer, CamPass, method
+from cnnviz_cli.techniques.cam import (
+    IG_BASELINES,
+    Attribution,
+    CamExplainer,
+    CamPass,
+    method,
+    unchanged,
+)
 
 SAMPLES = Option("samples", 32, "Noisy copies of the input averaged.", int, low=1)
 NOISE = Option("noise", 0.15, "Noise standard deviation as a fraction of the input's range.",
                float, low=0)
-IG_STEPS = Option("ig_steps", 32, "Points on the path from the baseline to the input.", int,
-                  low=1)
+IG_STEPS = Option("ig_steps", 32, "Points on the path from the baseline to the input (the "
+                  "midpoints of equal steps).", int, low=1)
 IG_BASELINE = Option("ig_baseline", "blur", "The image the path starts from.",
                      tuple(IG_BASELINES))
 
@@ -66,9 +73,14 @@ def _sensitivity(gradients: tf.Tensor) -> tf.Tensor:
     return tf.reduce_max(tf.abs(gradients), axis=-1)
 
 
-def _evidence(attributions: tf.Tensor) -> tf.Tensor:
-    """The positive part of the attributions summed over colour channels."""
-    return tf.nn.relu(tf.reduce_sum(attributions, axis=-1))
+def completeness_error(cam_pass: CamPass, attributions, baselines):
+    """|sum of attributions - (score(x) - score(baseline))| / |score(x) - score(baseline)| per
+    item: how far an attribution is from accounting for the whole change of the score."""
+    explainer, chosen, size = cam_pass.explainer, cam_pass.selection, cam_pass.options.batch_size
+    change = (explainer.perturbed_scores(unchanged, cam_pass.inputs, chosen, (), 1, size)
+              - explainer.perturbed_scores(unchanged, baselines, chosen, (), 1, size))[:, 0]
+    total = tf.reduce_sum(attributions, axis=[1, 2, 3])
+    return tf.abs(total - change) / tf.maximum(tf.abs(change), 1e-12)
 
 
 @method("saliency", needs="gradient")
@@ -85,19 +97,29 @@ def _smoothgrad(cam_pass: CamPass) -> tf.Tensor:
     return _sensitivity(cam_pass.mean_input_gradients(_noisy, sources, options.samples))
 
 
+@method("smoothgrad-signed", needs="gradient", options=[SAMPLES, NOISE], random=True,
+        signed=True)
+def _smoothgrad_signed(cam_pass: CamPass) -> Attribution:
+    """SmoothGrad keeping the sign: the mean input gradient of the noisy copies, per channel."""
+    options = cam_pass.options
+    sources = (tf.constant(options.noise, tf.float32), tf.constant(options.seed, tf.int64))
+    return Attribution(cam_pass.mean_input_gradients(_noisy, sources, options.samples))
+
+
 @method("integrated-gradients", needs="gradient", options=[IG_STEPS, IG_BASELINE],
-        random=lambda settings: settings["ig_baseline"] == "noise")
-def _integrated_gradients(cam_pass: CamPass) -> tf.Tensor:
-    """Sundararajan et al., from the `ig_baseline` image."""
+        random=lambda settings: settings["ig_baseline"] == "noise", signed=True)
+def _integrated_gradients(cam_pass: CamPass) -> Attribution:
+    """Sundararajan et al., from the `ig_baseline` image (midpoint rule; the manifest records
+    the completeness error)."""
     options = cam_pass.options
     baselines = IG_BASELINES[options.ig_baseline](cam_pass.inputs, options)
-    return _evidence(integrated_gradients(
-        cam_pass.explainer, cam_pass.inputs, cam_pass.selection, baselines, options.ig_steps,
-        options.batch_size,
-    ))
+    values = integrated_gradients(cam_pass.explainer, cam_pass.inputs, cam_pass.selection,
+                                  baselines, options.ig_steps, options.batch_size)
+    return Attribution(values, {"completeness_error": completeness_error(cam_pass, values,
+                                                                         baselines)})
 
 
-@method("gradient-input", needs="gradient")
-def _gradient_input(cam_pass: CamPass) -> tf.Tensor:
+@method("gradient-input", needs="gradient", signed=True)
+def _gradient_input(cam_pass: CamPass) -> Attribution:
     """Shrikumar et al.: the input times its gradient."""
-    return _evidence(cam_pass.inputs * cam_pass.input_gradients)
+    return Attribution(cam_pass.inputs * cam_pass.input_gradients)

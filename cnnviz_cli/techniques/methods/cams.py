@@ -4,16 +4,17 @@ the score's gradients G, one compiled rule each."""
 from __future__ import annotations
 
 from cnnviz_cli.lazy import tf
-from cnnviz_cli.techniques.cam import CamPass, layer_rule, method, weighted_sum
+from cnnviz_cli.techniques.cam import CamPass, layer_rule, method, weigh, weight_rule
 
 
-@layer_rule("gradcam")
-def _gradcam(activations, gradients):
+@weight_rule("gradcam")
+def gradcam_weights(activations, gradients):
     """Selvaraju et al.: channel weight = mean gradient over space."""
-    return weighted_sum(tf.reduce_mean(gradients, axis=[1, 2]), activations)
+    del activations
+    return tf.reduce_mean(gradients, axis=[1, 2])
 
 
-@layer_rule("gradcam++")
+@weight_rule("gradcam++")
 def _gradcam_plus_plus(activations, gradients):
     """Chattopadhyay et al., closed-form alpha for an exponential score exp(logit).
 
@@ -24,27 +25,28 @@ def _gradcam_plus_plus(activations, gradients):
         squared * gradients
     )
     alpha = tf.math.divide_no_nan(squared, denominator)
-    return weighted_sum(tf.reduce_sum(alpha * tf.nn.relu(gradients), axis=[1, 2]), activations)
+    return tf.reduce_sum(alpha * tf.nn.relu(gradients), axis=[1, 2])
 
 
-@layer_rule("xgradcam")
+@weight_rule("xgradcam")
 def _xgradcam(activations, gradients):
     """Fu et al.: gradients weighted by the activations normalised to sum 1 per channel."""
     total = tf.reduce_sum(activations, axis=[1, 2], keepdims=True)
-    weights = tf.reduce_sum(tf.math.divide_no_nan(activations, total) * gradients, axis=[1, 2])
-    return weighted_sum(weights, activations)
+    return tf.reduce_sum(tf.math.divide_no_nan(activations, total) * gradients, axis=[1, 2])
 
 
-@layer_rule("layercam")
+@weight_rule("layercam")
 def _layercam(activations, gradients):
     """Jiang et al.: every position weighted by its own positive gradient."""
-    return tf.nn.relu(tf.reduce_sum(tf.nn.relu(gradients) * activations, axis=-1))
+    del activations
+    return tf.nn.relu(gradients)
 
 
-@layer_rule("hirescam")
+@weight_rule("hirescam")
 def _hirescam(activations, gradients):
     """Draelos & Carin: the element-wise product of gradients and activations, summed."""
-    return tf.nn.relu(tf.reduce_sum(gradients * activations, axis=-1))
+    del activations
+    return gradients
 
 
 @layer_rule("eigencam")
@@ -62,7 +64,7 @@ def _eigencam(activations, gradients):
     return tf.nn.relu(tf.reshape(projection * sign, shape[:3]))
 
 
-@method("guided-gradcam")
+@method("guided-gradcam", weighted=True)
 def _guided_gradcam(cam_pass: CamPass) -> tf.Tensor:
     """Selvaraju et al.: guided backprop (largest absolute colour channel) times the GradCAM
     map upsampled to the input, a class-discriminative map at pixel resolution."""
@@ -71,6 +73,8 @@ def _guided_gradcam(cam_pass: CamPass) -> tf.Tensor:
     explainer = cam_pass.explainer
     gradients = class_gradients(explainer.model, cam_pass.inputs, cam_pass.selection,
                                 explainer.head, "guided", explainer.output_index)
-    heat = _gradcam(cam_pass.activations, cam_pass.gradients)[..., None]
+    activations = cam_pass.activations
+    weighted = weigh(gradcam_weights(activations, cam_pass.gradients), activations)
+    heat = cam_pass.combine(weighted)[..., None]
     upsampled = tf.image.resize(heat, tf.shape(gradients)[1:3], method="bilinear")[..., 0]
     return tf.reduce_max(tf.abs(gradients), axis=-1) * upsampled

@@ -16,7 +16,14 @@ import numpy as np
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.lazy import tf
 from cnnviz_cli.options import Option
-from cnnviz_cli.techniques.cam import IG_BASELINES, CamOptions, CamPass, method, unchanged
+from cnnviz_cli.techniques.cam import (
+    IG_BASELINES,
+    CamOptions,
+    CamPass,
+    interpolation,
+    method,
+    unchanged,
+)
 
 RISE_GRID = 8  # cells per side of a RISE mask before upsampling
 RISE_KEEP = 0.5  # probability that a cell is kept
@@ -85,13 +92,7 @@ def _occlusion(cam_pass: CamPass) -> tf.Tensor:
 
 def _upsampling(cells: int, length: int) -> np.ndarray:
     """(length, cells) bilinear interpolation weights from `cells` values to `length` pixels."""
-    position = np.clip((np.arange(length) + 0.5) * cells / length - 0.5, 0, cells - 1)
-    low = np.floor(position).astype(int)
-    high = np.minimum(low + 1, cells - 1)
-    weights = np.zeros((length, cells), np.float32)
-    np.add.at(weights, (np.arange(length), low), 1 - (position - low))
-    np.add.at(weights, (np.arange(length), high), position - low)
-    return weights
+    return interpolation((np.arange(length) + 0.5) * cells / length - 0.5, cells)
 
 
 def rise_factors(count: int, size: tuple[int, int], seed: int) -> tuple[np.ndarray, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from cnnviz_cli.lazy import tf
 from cnnviz_cli.options import Option
-from cnnviz_cli.techniques.cam import CamPass, method, weighted_sum
+from cnnviz_cli.techniques.cam import CamPass, method, weigh
 
 MAX_N = Option("max_n", 10, "Channels of largest activation variance to score.", int, low=1)
 
@@ -26,15 +26,15 @@ def _score_weighted(cam_pass: CamPass, activations: tf.Tensor) -> tf.Tensor:
         _activation_masks, cam_pass.inputs, cam_pass.selection, activations,
         int(activations.shape[-1]), cam_pass.options.batch_size,
     )
-    return weighted_sum(tf.nn.softmax(scores, axis=1), activations)
+    return cam_pass.combine(weigh(tf.nn.softmax(scores, axis=1), activations))
 
 
-@method("scorecam")
+@method("scorecam", weighted=True)
 def _scorecam(cam_pass: CamPass) -> tf.Tensor:
     return _score_weighted(cam_pass, cam_pass.activations)
 
 
-@method("faster-scorecam", options=[MAX_N])
+@method("faster-scorecam", options=[MAX_N], weighted=True)
 def _faster_scorecam(cam_pass: CamPass) -> tf.Tensor:
     """ScoreCAM on the channels of largest spatial activation variance only."""
     activations = cam_pass.activations
