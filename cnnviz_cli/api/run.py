@@ -21,6 +21,7 @@ IN_MEMORY = "<array in memory>"
 MODEL_NAMES = tuple(option.name for option in MODEL_OPTIONS if option.name != "model")
 NOT_PER_STATE = (*MODEL_NAMES, "model", "checkpoints", "out", "tensorboard", "force")
 """Settings a checkpoint series applies once, not to the run on each checkpoint."""
+LIMITED = ("size", "max_pixels", "batch_size")  # what api.limits checks before any work
 
 
 @dataclass
@@ -116,9 +117,11 @@ def start_session(table: Table, resolved, settings: dict,
     The manifest's options are the settings; the recorded command line comes from the table.
     """
     from cnnviz_cli.api.formats import check_command
+    from cnnviz_cli.api.limits import check_input_size
     from cnnviz_cli.api.tables import RUN
 
     check_command(resolved, table.command)
+    check_input_size(resolved, {name: settings[name] for name in LIMITED if name in settings})
     options = {option.name: settings.get(option.name, option.default) for option in RUN}
     options["force"] = settings["force"]
     recorded = {name: _plain(value) for name, value in settings.items()}

@@ -20,6 +20,10 @@ from cnnviz_cli.errors import CnnvizError, InputError, Interrupted, WriteError
 MANIFEST_INTERVAL = 0.5  # seconds between rewrites of manifest.json (at least; see Outputs)
 LISTENER: ContextVar[Callable[[str], None] | None] = ContextVar("cnnviz_listener", default=None)
 """Who hears a run's messages when its caller gives no `notify` (the command line sets it)."""
+SETTINGS_SOURCES: ContextVar[Callable[[], dict | None] | None] = ContextVar(
+    "cnnviz_settings_sources", default=None)
+"""Where each setting came from (command line, environment, profile, file, default), for the
+manifest's `settings_sources` (the command line sets it)."""
 
 
 def _interrupt(number: int, _frame) -> None:
@@ -66,6 +70,8 @@ class Session:
             _check_out_folder(out, images)
         self.outputs = Outputs(out, self.command, self.options, self.command_line, self.warn)
         self.outputs.model = self.model.describe()
+        sources = SETTINGS_SOURCES.get()
+        self.outputs.sources = sources() if sources else None
         if self.model.runtime is not None:
             self.outputs.runtime = self.model.runtime.describe()
         if threading.current_thread() is threading.main_thread():

@@ -69,7 +69,8 @@ RUN = (
            "model's].", int, low=8, group=INPUTS, show_default=False),
     Option("batch_size", 8, "Images per compiled pass.", int, low=1, group=INPUTS),
     Option("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images that declare more pixels than this "
-           "(decompression bombs).", int, low=1, group=INPUTS),
+           "(decompression bombs), and a --size that makes larger inputs.", int, low=1,
+           group=INPUTS),
     Option("skip_existing", False, "Resume: leave out images an earlier run into --out finished "
            "(same options).", bool, group=INPUTS, recorded=False),
     Option("fail_fast", False, "Stop at the first unreadable image [default: go on, list "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from cnnviz_cli.cli.crash import RUNNING
 from cnnviz_cli.options import Option
 
 ARGUMENTS = "cnnviz.arguments"  # ctx.meta key: the command-line arguments, set by the group
@@ -140,6 +141,7 @@ class CnnvizCommand(click.Command):
         from cnnviz_cli.api.session import LISTENER
 
         token = LISTENER.set(echo_error)  # a run's messages go to stderr
+        ctx.meta[RUNNING] = ctx  # an internal error writes its traceback into --out
         try:
             return super().invoke(ctx)
         finally:

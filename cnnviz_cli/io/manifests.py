@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.errors import CnnvizError, reason
 from cnnviz_cli.io.outputs import MANIFEST, RUN_CONTROL, Outputs, to_json
 from cnnviz_cli.io.provenance import read_png_fields
 from cnnviz_cli.version import __version__
@@ -27,6 +27,7 @@ def manifest_of(outputs: Outputs) -> dict:
         "command_line": outputs.command_line,
         "created": _now(),
         "options": outputs.options,
+        "settings_sources": outputs.sources,
         "model": outputs.model,
         "runtime": outputs.runtime,
         "outputs": outputs.records,
@@ -75,7 +76,7 @@ def read_manifest(folder: Path) -> dict:
             f"No {MANIFEST} in {folder}: give an output folder written by a cnnviz command."
         ) from None
     except (OSError, ValueError) as error:
-        raise CnnvizError(f"Cannot read {path}: {error}.") from None
+        raise CnnvizError(f"Cannot read {path}: {reason(error)}.") from None
     if not isinstance(manifest, dict) or manifest.get("tool") != "cnnviz":
         raise CnnvizError(f"{path} is not a cnnviz manifest.")
     return manifest

@@ -141,6 +141,7 @@ class Outputs:
         self.options = options
         self.model: dict | None = None
         self.runtime: dict | None = None  # the device and TensorFlow that computed the run
+        self.sources: dict | None = None  # option -> where its setting came from (the shell's)
         self.failures: list[dict] = []
         self.metrics: dict = {}  # named tables (lists of row dicts) shown in the report
         self.changed = False  # True once this run saved a file or recorded a failure

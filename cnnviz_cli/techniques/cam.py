@@ -271,9 +271,10 @@ def method(name: str, needs: str = "layer", summary: str = "", options: Sequence
 
 
 def modifier(name: str, option: Option,
-             takes: Callable[[Method], bool] = lambda spec: spec.needs == "layer"):
+             takes: Callable[[Method], bool] = lambda spec: spec.needs == "layer"
+             and not spec.signed):
     """Register `wrap(compute, cam_pass) -> maps` as a modifier switched on by `option`, for
-    the methods `takes(method)` accepts (default: those of a layer)."""
+    the methods `takes(method)` accepts (default: the maps of a layer, not signed ones)."""
 
     def add(wrap: Callable) -> Callable:
         MODIFIERS[name] = Modifier(name, option, wrap, takes)
@@ -310,7 +311,8 @@ def weight_rule(name: str, summary: str = "") -> Callable:
 
 
 def _first_line(function: Callable) -> str:
-    return (function.__doc__ or "").strip().split("\n")[0]
+    """The docstring's first paragraph (its summary sentence), on one line."""
+    return " ".join((function.__doc__ or "").strip().split("\n\n")[0].split())
 
 
 def resolve_methods(specs: Sequence[str]) -> list[str]:
@@ -636,6 +638,13 @@ class CamExplainer:
         loop = self._compiled(self._gradient_loop, make_inputs)
         inputs = tf.convert_to_tensor(inputs, tf.float32)
         return loop(inputs, _as_selection(chosen), sources, *sizes)
+
+    def reused(self, key: tuple, build: Callable[[], Any]) -> Any:
+        """What `build()` returns, built once per `key` for this explainer (a method's own
+        compiled functions)."""
+        if key not in self._loops:
+            self._loops[key] = build()
+        return self._loops[key]
 
     def _compiled(self, loop: Callable, *functions: Callable) -> Callable:
         """`loop` with its leading function arguments bound, compiled once per explainer."""

@@ -18,13 +18,14 @@ trick: `carried(v, x)` has v's value and passes v * upstream to x, so the ordina
 of `apply` over carried inputs computes sum_k c_jk s_k for any modified weights.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import tensorflow as tf
-
 from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.lazy import tf
 
 STABILISER = 1e-6  # keeps the denominators of every rule but epsilon away from zero
 
@@ -215,6 +216,10 @@ def _epsilon_alpha2_beta1(kind: str, first: bool, settings: RuleSettings) -> Rul
     return alpha_beta(2.0, 1.0) if kind == "conv" else epsilon(settings.epsilon)
 
 
+MAX_POOL_MODES = {
+    "winner": "max pooling passes each output's relevance to its largest input",
+    "average": "max pooling splits relevance as average pooling would",
+}
 COMPOSITES: dict[str, Composite] = {
     "epsilon-plus-flat": _epsilon_plus_flat,
     "epsilon-gamma-box": _epsilon_gamma_box,

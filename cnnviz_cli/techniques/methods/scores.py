@@ -31,6 +31,8 @@ def _score_weighted(cam_pass: CamPass, activations: tf.Tensor) -> tf.Tensor:
 
 @method("scorecam", weighted=True)
 def _scorecam(cam_pass: CamPass) -> tf.Tensor:
+    """Wang et al.: channels weighted by the softmax of the scores of the input masked by each
+    (its upsampled, normalised activation map)."""
     return _score_weighted(cam_pass, cam_pass.activations)
 
 
