@@ -5,7 +5,6 @@
     model.fit(x, y, epochs=10, callbacks=[callback])
 """
 
-import inspect
 import logging
 import time
 from collections.abc import Sequence
@@ -14,22 +13,23 @@ from pathlib import Path
 import keras
 
 from cnnviz_cli.api.inputs import ImageSource
-from cnnviz_cli.api.session import RUN_OPTIONS
 from cnnviz_cli.errors import CnnvizError
 
 TECHNIQUES = ("cam", "activations", "filters", "maximize")
 WITH_IMAGES = ("cam", "activations")
 LOADING = ("preprocess", "labels")  # options of load_model, given once for all techniques
-NOT_OPTIONS = ("model", "images", "out", "progress", "checkpoints")
+NOT_OPTIONS = ("model", "images", "out", "checkpoints", "tensorboard", "force")
 logger = logging.getLogger("cnnviz_cli.callbacks")
 
 
-def _parameters(function) -> set[str]:
-    parameters = inspect.signature(function).parameters
-    names = {name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY}
-    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        names |= set(RUN_OPTIONS)
-    return names - set(NOT_OPTIONS)
+def _parameters(technique: str) -> set[str]:
+    """The options of a technique the callback can pass (its table's, less the run's own)."""
+    from importlib import import_module
+
+    from cnnviz_cli.api.run import MODEL_NAMES
+
+    options = import_module(f"cnnviz_cli.api.{technique}").table().options
+    return set(options) - {*NOT_OPTIONS, *MODEL_NAMES}
 
 
 class VisualizeCallback(keras.callbacks.Callback):
@@ -76,8 +76,8 @@ class VisualizeCallback(keras.callbacks.Callback):
         for option, value in options.items():
             if option in LOADING:
                 continue
-            takers = [name for name, function in self.functions.items()
-                      if option in _parameters(function)]
+            takers = [name for name in self.functions
+                      if option in _parameters(name)]
             if not takers:
                 raise CnnvizError(f"None of the techniques {', '.join(self.functions)} takes "
                                   f"the option {option!r}.")

@@ -133,6 +133,9 @@ class Table:
             if option.multiple:
                 value = [] if value is None else [value] if isinstance(value, str | Path) \
                     else list(value)
+            if option.kind is Path:  # paths as Path, written the one way they print
+                value = ([_path(item) for item in value] if option.multiple
+                         else _path(value))
             if option.settle is not None:
                 value = option.settle(value)
             option.check(value)
@@ -144,7 +147,8 @@ class Table:
         for name in given:
             option = self.options[name]
             if option.applies is not None and not option.applies(settings):
-                raise CnnvizError(f"{option.long} applies only {option.when}, so it would be "
+                flags = "/".join(word for word in (option.short, option.long) if word)
+                raise CnnvizError(f"{flags} applies only {option.when}, so it would be "
                                   "ignored here; leave it out.")
 
     def command_line(self, settings: Mapping[str, Any]) -> str:
@@ -154,20 +158,28 @@ class Table:
         arguments = [option for option in self if option.argument]
         for option in [*arguments, *(option for option in self if not option.argument)]:
             value = settings.get(option.name, option.default)
-            if option.recorded and value not in (None, [], False) and value != _default(option):
+            if option.recorded and _differs(option, value):
                 words += option.words(value)
         return shlex.join(words)
 
     def given(self, settings: Mapping[str, Any]) -> list[str]:
         """The options of `settings` that differ from their defaults."""
         return [name for name, value in settings.items()
-                if name in self.options and value not in (None, [], False)
-                and value != _default(self.options[name])]
+                if name in self.options and _differs(self.options[name], value)]
 
 
-def _default(option: Option):
-    """The default as a settled value compares (a list for a repeatable option)."""
-    return list(option.default or []) if option.multiple else option.default
+def _path(value):
+    return Path(value) if isinstance(value, str) else value
+
+
+def _differs(option: Option, value) -> bool:
+    """Whether `value` is given: not empty, off or the default (a repeatable option's values
+    compare as a list)."""
+    if option.multiple and isinstance(value, tuple):
+        value = list(value)
+    default = list(option.default or []) if option.multiple else option.default
+    empty = value is None or value is False or value == []  # 0 and 0.0 are values
+    return not empty and value != default
 
 
 def group_of(options: Iterable[Option], group: str) -> list[Option]:

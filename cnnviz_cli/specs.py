@@ -4,7 +4,6 @@ They raise CnnvizError (never a Click exception): the API calls them too.
 """
 
 import re
-from collections.abc import Sequence
 
 from cnnviz_cli.errors import CnnvizError
 
@@ -45,14 +44,6 @@ def parse_filters(spec: str | None, count: int, layer: str | None = None) -> lis
         raise CnnvizError(f"--filter {spec} is out of range: it asks for filter {highest}, but "
                           f"{where} has {count} filters (0 to {count - 1}).")
     return list(dict.fromkeys(i for low, high in ranges for i in range(low, high + 1)))
-
-
-def filter_spec(filters: str | Sequence[int] | None) -> str | None:
-    """Filters as the command line writes them: a spec string (a list of indices joined by
-    commas), or None for the default."""
-    if filters is None or isinstance(filters, str):
-        return filters
-    return ",".join(str(int(index)) for index in filters)
 
 
 TASKS = ("classify", "binary", "multilabel", "regress", "segment", "embed")  # models.heads

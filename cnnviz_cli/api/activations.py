@@ -1,24 +1,16 @@
 """`cnnviz_cli.activations`: the feature maps an image produces, layer by layer."""
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
 
 from cnnviz_cli.api.inputs import ImageSource, LoadedImage
-from cnnviz_cli.api.results import (
-    File,
-    Result,
-    Series,
-    collect,
-    locals_of,
-    open_session,
-    part,
-    slug,
-    stack,
-)
+from cnnviz_cli.api.results import File, Result, Series, slug, stack
+from cnnviz_cli.api.run import Plan, Technique, run
+from cnnviz_cli.api.tables import CHECKPOINTS, IMAGES, MODEL_OPTIONS, OUTPUT, OUTPUT_OPTIONS, RUN
+from cnnviz_cli.options import Option, Table
 
 
 @dataclass
@@ -98,92 +90,85 @@ class ActivationsResult(Result):
                       if file.record["kind"] == shown])
 
 
-def activations(
-    model,
-    images: ImageSource,
-    *,
-    layers: Sequence[str] = (),
-    max_channels: int = 32,
-    order: str = "mean",
-    scale: str = "shared",
-    colormap: str = "viridis",
-    alpha: float = 0.55,
-    factorize: int | None = None,
-    concepts: str | Path | np.ndarray | None = None,
-    preprocess=None,
-    labels=None,
-    checkpoints: Sequence[str | Path] = (),
-    out: str | Path | None = None,
-    tensorboard: str | Path | None = None,
-    progress: bool = False,
-    **run,
-) -> ActivationsResult:
+@cache
+def table() -> Table:
+    """The options of `cnnviz activations` and `cnnviz_cli.activations`."""
+    what, concepts = "What to show", "Concepts"
+    own = (
+        Option("layers", (), "Layer name, nested path (base/conv1), negative index, `all` "
+               "(every feature map) or `auto` (the outputs of four stages from shallow to "
+               "deep, the default).", multiple=True, flag="--layer", short="-l",
+               metavar="LAYER", group=what),
+        Option("max_channels", 32, "Feature maps drawn per layer grid, in the --order chosen.",
+               int, low=1, group=what),
+        Option("order", "mean", "Show the strongest channels first, or channels in index "
+               "order.", ("mean", "index"), group=what),
+        Option("scale", "shared", "One colour scale per grid, or one per feature map.",
+               ("shared", "each"), group=OUTPUT),
+        Option("colormap", "viridis", "Matplotlib colour map of the feature maps and the "
+               "overlay.", group=OUTPUT),
+        Option("alpha", 0.55, "Opacity of the overlay's heat colours.", float, low=0, high=1,
+               group=OUTPUT),
+        Option("factorize", None, "Fit K concepts (NMF of each layer's maps over all the "
+               "images): per image their regions in colour (concepts-<layer>.png), the vectors "
+               "in concepts-<layer>.npy.", int, low=1, metavar="K", group=concepts,
+               show_default=False),
+        Option("concepts", None, "Apply concepts that --factorize saved (a .npy file, or in "
+               "Python a (K, channels) array), at the one --layer they were fitted at.", Path,
+               metavar="FILE.npy", group=concepts, show_default=False),
+    )
+    return Table("activations", IMAGES, RUN, CHECKPOINTS, MODEL_OPTIONS, own, OUTPUT_OPTIONS)
+
+
+def activations(model, images: ImageSource, settings: dict | None = None, /, *,
+                progress: bool = False, **options) -> ActivationsResult:
     """The feature maps images produce at some layers, from one compiled forward pass.
 
     Args:
-        model: a name, a model file, a keras.Model or a `load_model` result.
-        images: paths, folders, globs, PIL images or uint8 arrays (or a list of these).
-        layers: layer names, nested paths (base/conv1), negative indices, `all` or `auto`
-            [default: the outputs of four stages spread from shallow to deep].
-        max_channels: feature maps drawn per grid (strongest first with order="mean").
-        order: `mean` (strongest mean activation first) or `index`.
-        scale: `shared` (one colour scale per grid) or `each` (one per feature map).
-        colormap: a matplotlib colour map name.
-        alpha: opacity of the overlay's heat colours.
-        factorize: fit this many concepts (NMF) at each layer over all the images: per image
-            an overlay of their regions (concepts-<layer>.png), the vectors in
-            concepts-<layer>.npy.
-        concepts: apply saved concept vectors (a .npy file of `factorize`, or a (K, channels)
-            array) at the one layer chosen, image by image.
-        preprocess, labels: as for `load_model`.
-        checkpoints: model or weights files saved during training, in order: the technique
-            runs on each; one strip (a row per checkpoint) and GIF per picture followed.
-        out: write the files while computing (memory stays flat; the result then keeps none).
-        tensorboard: also write the pictures and numbers as TensorBoard summaries into
-            this log folder (step 0; with checkpoints, the checkpoint's index).
-        progress: show a progress bar and messages on stderr.
-        **run: size, batch_size (8), max_pixels, skip_existing, fail_fast, shard (K, N),
-            force.
+        model, images, settings, progress: as for `cnnviz_cli.cam`.
+        **options: the options of `cnnviz activations` by their keyword (`cnnviz activations
+            --help`, or `cnnviz_cli.api.activations.table()`): layers (names, nested paths,
+            negative indices, `all` or `auto`), max_channels, order, scale, colormap, alpha,
+            factorize (K concepts fitted over all the images), concepts (a .npy file or a
+            (K, channels) array), checkpoints, out, size, batch_size, preprocess, labels, ...
 
     Returns:
         An ActivationsResult; `save(out)` writes the grids and overlays the command writes.
     """
+    return run(TECHNIQUE, model, images, {**(settings or {}), **options}, progress)
+
+
+def _prepare(resolved, settings: dict, run: dict, session) -> Plan:
+    """Per batch: the feature maps of every chosen layer; with concepts, their regions (fitted
+    ones after the last batch)."""
     from cnnviz_cli.api.concepts import ConceptStep
-    from cnnviz_cli.api.evolution import over_checkpoints, refuse_with_checkpoints
-    from cnnviz_cli.api.models import load_model
     from cnnviz_cli.models.layers import resolve_feature_maps
     from cnnviz_cli.techniques.activations import ActivationExtractor
 
-    resolved = load_model(model, preprocess=preprocess, labels=labels)
-    arguments = {**locals_of(activations, locals()), "layers": tuple(layers)}
-    if isinstance(concepts, np.ndarray):
-        arguments["concepts"] = "<array in memory>"
-    if checkpoints:
-        refuse_with_checkpoints(arguments, ("factorize", "concepts"))
-        return over_checkpoints(activations, resolved, arguments, checkpoints, out, progress)
-    session, run = open_session("activations", activations, arguments, resolved, out, progress)
-    with session:
-        height, width = resolved.image_size(run["size"])
-        chosen = resolve_feature_maps(resolved.model, tuple(layers), "activations",
-                                      (height, width))
-        paths, shape = [info.path for info in chosen], (height, width, resolved.channels)
-        extractor = resolved.reuse(("activations", *paths, shape),
-                                   lambda: ActivationExtractor(resolved.model, paths, shape))
-        step = ConceptStep(factorize, concepts,
-                           {info.path: info.output_shape[-1] for info in chosen}, run)
-        for batch in session.batches(images, run):
-            computed = extractor(resolved.prepare(np.stack([image.resized for image in batch])))
-            items = [ActivationsItem(image, {layer.layer_path: layer.maps[index]
-                                             for layer in computed})
-                     for index, image in enumerate(batch)]
-            if step.holds:
-                step.held += items
-                continue
-            step.apply(items)
-            session.keep(part(session, ActivationsResult, items, concept_vectors=step.vectors))
-        if step.holds:
-            session.keep(part(session, ActivationsResult, step.fit(),
-                              concept_vectors=step.vectors))
-        return collect(session, ActivationsResult, concept_vectors=step.vectors,
-                       metrics=step.metrics())
+    height, width = resolved.image_size(run["size"])
+    chosen = resolve_feature_maps(resolved.model, tuple(settings["layers"]), "activations",
+                                  (height, width))
+    paths, shape = [info.path for info in chosen], (height, width, resolved.channels)
+    extractor = resolved.reuse(("activations", *paths, shape),
+                               lambda: ActivationExtractor(resolved.model, paths, shape))
+    step = ConceptStep(settings["factorize"], settings["concepts"],
+                       {info.path: info.output_shape[-1] for info in chosen}, run)
 
+    def each(batch: list[LoadedImage]) -> list[ActivationsItem]:
+        computed = extractor(resolved.prepare(np.stack([image.resized for image in batch])))
+        items = [ActivationsItem(image, {layer.layer_path: layer.maps[index]
+                                         for layer in computed})
+                 for index, image in enumerate(batch)]
+        if step.holds:
+            step.held += items
+            return []
+        step.apply(items)
+        return items
+
+    return Plan(each, end=lambda: step.fit() if step.holds else [],
+                fields={"concept_vectors": step.vectors},
+                finish=lambda: {"metrics": step.metrics()})
+
+
+TECHNIQUE = Technique(table, ActivationsResult, _prepare,
+                      not_with_checkpoints=("factorize", "concepts"))

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cnnviz_cli.api.inputs import ImageSource, LoadedImage
-from cnnviz_cli.api.results import File, Result, Series, begin, collect, part, slug, start_session
+from cnnviz_cli.api.results import File, Result, Series, slug
+from cnnviz_cli.api.run import Plan, Technique, run
 from cnnviz_cli.api.tables import CHECKPOINTS, IMAGES, MODEL_OPTIONS, OUTPUT, OUTPUT_OPTIONS, RUN
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.options import Option, Table
@@ -334,7 +335,12 @@ def cam(model, images: ImageSource, settings: dict | None = None, /, *,
         A CamResult: per (image, class) item `maps`, `classes`, `labels`, `scores`,
         `probabilities`; `ranking`, `trust`, `gates` and `passed`.
     """
-    from cnnviz_cli.api.evolution import over_checkpoints_of, refuse_with_checkpoints
+    return run(TECHNIQUE, model, images, {**(settings or {}), **options}, progress)
+
+
+def _prepare(resolved, settings: dict, run: dict, session) -> Plan:
+    """The explainer of the chosen methods, layer and head; per batch the CamItems; at the
+    end the head, the checks' tables and the gates."""
     from cnnviz_cli.api.formats import check_methods
     from cnnviz_cli.api.gates import Checks
     from cnnviz_cli.api.heads import model_head
@@ -343,8 +349,6 @@ def cam(model, images: ImageSource, settings: dict | None = None, /, *,
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
     from cnnviz_cli.techniques.cam import CamExplainer, CamOptions, Targets, output_index
 
-    given = {**(settings or {}), **options}
-    resolved, settings = begin(table(), model, images, given)
     chosen, layer = settings["methods"], settings["layer"]
     chosen_metrics = resolve_metrics(settings["metric"] + (["deletion"] if settings["metrics"]
                                                            else []), settings["sanity"])
@@ -357,45 +361,38 @@ def cam(model, images: ImageSource, settings: dict | None = None, /, *,
         raise CnnvizError(f"--sanity and --metric randomisation re-initialise the model's "
                           f"layers, and {resolved.source} is an exported model without layers; "
                           "run them on its .keras file.")
-    if settings["checkpoints"]:
-        refuse_with_checkpoints(settings, ("metrics", "metric", "sanity", "targets",
-                                           "baseline", "save_npy", "fail_under", "fail_over",
-                                           "fail_under_each", "fail_over_each"))
-        return over_checkpoints_of(cam, table(), resolved, settings, images, progress)
-    session, run = start_session(table(), resolved, settings, progress)
-    with session:
-        height, width = resolved.image_size(run["size"])
-        info = (None if exported
-                else last_feature_map(resolved.model, (height, width)) if layer == "auto"
-                else find_feature_map(resolved.model, layer))
-        output = settings["output"]
-        head = model_head(resolved, output_index(resolved.model, output), settings["task"],
-                          settings["direction"], settings["reference"] or None,
-                          (height, width), run["max_pixels"])
-        check_threshold(head, settings["threshold"])
-        shape, path = (height, width, resolved.channels), info and info.path
-        explainer = resolved.reuse(
-            ("cam", path, shape, output, head.key),
-            lambda: CamExplainer(resolved.model, path, shape, output, head))
-        wanted = Targets(tuple(resolved.class_index(spec, explainer.num_classes)
-                               for spec in settings["classes"]), settings["top_k"],
-                         threshold=settings["threshold"])
-        method_options = {option.name: settings[option.name] for option in _method_options()}
-        cam_options = CamOptions(batch_size=run["batch_size"], seed=settings["seed"],
-                                 preprocess=resolved.preprocess, **method_options)
-        measured = {**settings, "metrics": chosen_metrics}
-        checks = Checks(measured, lambda spec: resolved.class_index(spec, explainer.num_classes),
-                        session.warn, images)
-        measured["trust"] = _trust_metrics(explainer, chosen_metrics, cam_options,
-                                           (height, width, resolved.channels))
-        for batch in session.batches(images, run):
-            targets = checks.targets_for(batch, wanted, head.task == "segment")
-            items = _explain(explainer, resolved, batch, targets, chosen, cam_options, checks,
-                             measured, run["batch_size"])
-            session.keep(part(session, CamResult, items))
-        records = _records(session)
-        return collect(session, CamResult, metrics={"head": head.describe(),
-                                                    **checks.finish(records)})
+    height, width = resolved.image_size(run["size"])
+    info = (None if exported
+            else last_feature_map(resolved.model, (height, width)) if layer == "auto"
+            else find_feature_map(resolved.model, layer))
+    output = settings["output"]
+    head = model_head(resolved, output_index(resolved.model, output), settings["task"],
+                      settings["direction"], settings["reference"] or None,
+                      (height, width), run["max_pixels"])
+    check_threshold(head, settings["threshold"])
+    shape, path = (height, width, resolved.channels), info and info.path
+    explainer = resolved.reuse(
+        ("cam", path, shape, output, head.key),
+        lambda: CamExplainer(resolved.model, path, shape, output, head))
+    wanted = Targets(tuple(resolved.class_index(spec, explainer.num_classes)
+                           for spec in settings["classes"]), settings["top_k"],
+                     threshold=settings["threshold"])
+    method_options = {option.name: settings[option.name] for option in _method_options()}
+    cam_options = CamOptions(batch_size=run["batch_size"], seed=settings["seed"],
+                             preprocess=resolved.preprocess, **method_options)
+    measured = {**settings, "metrics": chosen_metrics}
+    checks = Checks(measured, lambda spec: resolved.class_index(spec, explainer.num_classes),
+                    session.warn, settings["images"])
+    measured["trust"] = _trust_metrics(explainer, chosen_metrics, cam_options,
+                                       (height, width, resolved.channels))
+
+    def each(batch: list[LoadedImage]) -> list[CamItem]:
+        targets = checks.targets_for(batch, wanted, head.task == "segment")
+        return _explain(explainer, resolved, batch, targets, chosen, cam_options, checks,
+                        measured, run["batch_size"])
+
+    return Plan(each, finish=lambda: {"metrics": {"head": head.describe(),
+                                                  **checks.finish(_records(session))}})
 
 
 def _trust_metrics(explainer, metrics: list[str], settings, input_shape: tuple):
@@ -454,3 +451,8 @@ def _explain(explainer, resolved, batch: list[LoadedImage], targets, methods: li
         items.append(CamItem(batch[image_index], record, maps, fields, region, sanity,
                              attributions))
     return items
+
+
+TECHNIQUE = Technique(table, CamResult, _prepare, not_with_checkpoints=(
+    "metrics", "metric", "sanity", "targets", "baseline", "save_npy", "fail_under", "fail_over",
+    "fail_under_each", "fail_over_each"))

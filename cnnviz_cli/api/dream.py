@@ -1,14 +1,15 @@
 """`cnnviz_cli.dream`: DeepDream, a photo changed so that some layers respond to it more."""
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
+from dataclasses import dataclass, replace
+from functools import cache, partial
 
 import numpy as np
 
 from cnnviz_cli.api.inputs import ImageSource, LoadedImage
-from cnnviz_cli.api.results import File, Result, collect, locals_of, open_session, part
+from cnnviz_cli.api.results import File, Result
+from cnnviz_cli.api.run import Plan, Technique, run
+from cnnviz_cli.api.tables import IMAGES, MODEL_OPTIONS, OUTPUT, OUTPUT_OPTIONS, RUN
+from cnnviz_cli.options import Option, Table
 
 GIF_SIDE = 384  # pixels: the longer side of the animation's frames
 
@@ -60,81 +61,83 @@ def _blend(dreamed: np.ndarray, original: np.ndarray, share: float) -> np.ndarra
     return (share * dreamed + (1.0 - share) * original).round().astype("uint8")
 
 
-def dream(
-    model,
-    images: ImageSource,
-    *,
-    layers: Sequence[str] = (),
-    octaves: int = 4,
-    octave_scale: float = 1.4,
-    steps: int = 20,
-    step_size: float = 0.01,
-    tile: int = 512,
-    blend: float | None = None,
-    gif: int = 0,
-    seed: int = 0,
-    preprocess=None,
-    labels=None,
-    out: str | Path | None = None,
-    tensorboard: str | Path | None = None,
-    progress: bool = False,
-    **run,
-) -> DreamResult:
+@cache
+def table() -> Table:
+    """The options of `cnnviz dream` and `cnnviz_cli.dream`."""
+    what = "What to dream"
+    own = (
+        Option("layers", (), "A layer to amplify, optionally one channel (an integer) and a "
+               "weight (with a decimal point): block3_conv2, block3_conv2:7, block4_conv:1.5, "
+               "or `auto` (the output of the stage before the last, the default).",
+               multiple=True, flag="--layer", short="-l", metavar="LAYER[:CHANNEL][:WEIGHT]",
+               group=what),
+        Option("octaves", 4, "Scales to dream at, from small to the photo's own size.", int,
+               low=1, group=what),
+        Option("octave_scale", 1.4, "Size ratio between octaves.", float, low=1.0,
+               open_low=True, group=what),
+        Option("steps", 20, "Gradient steps per octave.", int, low=1, group=what),
+        Option("step_size", 0.01, "Step of a normalised gradient, in units of the pixel range.",
+               float, low=0, open_low=True, group=what),
+        Option("tile", 512, "Tile side: gradients are computed tile by tile (randomly rolled "
+               "each step), so memory stays that of one tile. Fixed-size models use their "
+               "input size.", int, low=16, group=what),
+        Option("seed", 0, "Seeds the random roll of the tiles (same seed, same bytes).", int,
+               group=what),
+        Option("blend", None, "Also write dream-blend.png: this share of the dream over the "
+               "original.", float, low=0, high=1, group=OUTPUT, show_default=False),
+        Option("gif", 0, "Also write dream.gif, the dream growing octave by octave, a frame "
+               "every K steps (0: none).", int, low=0, metavar="K", group=OUTPUT),
+    )
+    return Table("dream", IMAGES, RUN, MODEL_OPTIONS, own, OUTPUT_OPTIONS)
+
+
+def dream(model, images: ImageSource, settings: dict | None = None, /, *,
+          progress: bool = False, **options) -> DreamResult:
     """DeepDream: change photos so that some layers respond to them more.
 
     Dreams at the photo's own resolution (or with its longer side at `size`), octave by octave.
 
     Args:
-        model: a name, a model file, a keras.Model or a `load_model` result.
-        images: paths, folders, globs, PIL images or uint8 arrays (or a list of these).
-        layers: specs `LAYER[:CHANNEL][:WEIGHT]` such as `block3_conv2:7` or `block4_conv:1.5`
-            `auto` = the output of the stage before the last (the default).
-        octaves, octave_scale: scales to dream at, and the size ratio between them.
-        steps, step_size: gradient steps per octave and the step of a normalised gradient.
-        tile: gradients are computed tile by tile, so memory stays that of one tile.
-        blend: also draw dream-blend.png, this share of the dream over the original.
-        gif: also draw the dream growing, a frame every `gif` steps (0: none).
-        seed: seeds the tile offsets; same seed, same bytes.
-        preprocess, labels: as for `load_model`.
-        out: write the files while computing (memory stays flat; the result then keeps none).
-        tensorboard: also write the pictures and numbers as TensorBoard summaries into
-            this log folder (step 0; with checkpoints, the checkpoint's index).
-        progress: show a progress bar and messages on stderr.
-        **run: size (the longer side to dream at), batch_size, max_pixels, skip_existing,
-            fail_fast, shard, force.
+        model, images, settings, progress: as for `cnnviz_cli.cam`.
+        **options: the options of `cnnviz dream` by their keyword (`cnnviz dream --help`, or
+            `cnnviz_cli.api.dream.table()`): layers (specs `LAYER[:CHANNEL][:WEIGHT]`),
+            octaves, octave_scale, steps, step_size, tile, blend, gif, seed, out, size (the
+            longer side to dream at), batch_size, preprocess, labels, ...
 
     Returns:
         A DreamResult with the dreamed `images`.
     """
-    from dataclasses import replace
+    return run(TECHNIQUE, model, images, {**(settings or {}), **options}, progress)
 
-    from cnnviz_cli.api.formats import check_command
-    from cnnviz_cli.api.models import load_model
+
+def _prepare(resolved, settings: dict, run: dict, session) -> Plan:
+    """Per batch: each photo dreamed at its own resolution (or its longer side at --size)."""
     from cnnviz_cli.io.images import resize
     from cnnviz_cli.models.layers import auto_layers, find_feature_map
     from cnnviz_cli.render.colour import to_uint8
     from cnnviz_cli.techniques.dream import DreamConfig, Dreamer, DreamLayer
 
-    resolved = load_model(model, preprocess=preprocess, labels=labels)
-    check_command(resolved, "dream")  # before looking for layers
-    specs = list(layers) or ["auto"]
     auto = auto_layers(resolved.model, "dream", resolved.image_size())[0].path
-    terms = [DreamLayer.parse(auto if spec == "auto" else spec) for spec in specs]
+    terms = [DreamLayer.parse(auto if spec == "auto" else spec)
+             for spec in settings["layers"] or ["auto"]]
     terms = [replace(term, path=find_feature_map(resolved.model, term.path).path)
              for term in terms]
-    arguments = {**locals_of(dream, locals()), "layers": list(layers)}
-    session, run = open_session("dream", dream, arguments, resolved, out, progress)
-    with session:
-        config = DreamConfig(octaves, octave_scale, steps, step_size, tile, gif, seed)
-        dreamer = Dreamer(resolved.model, terms, resolved.preprocess, config)
-        for batch in session.batches(images, run):
-            items = []
-            for image in batch:
-                height, width = image.original.shape[:2]
-                scale = run["size"] / max(height, width) if run["size"] else 1.0
-                working = resize(image.original, (round(height * scale), round(width * scale)))
-                result = dreamer(working)
-                dreamed = resize(to_uint8(result.image), (height, width))
-                items.append(DreamItem(image, dreamed, result, [vars(t) for t in terms]))
-            session.keep(part(session, DreamResult, items))
-        return collect(session, DreamResult)
+    config = DreamConfig(*(settings[name] for name in ("octaves", "octave_scale", "steps",
+                                                       "step_size", "tile", "gif", "seed")))
+    dreamer = Dreamer(resolved.model, terms, resolved.preprocess, config)
+
+    def each(batch: list[LoadedImage]) -> list[DreamItem]:
+        items = []
+        for image in batch:
+            height, width = image.original.shape[:2]
+            scale = run["size"] / max(height, width) if run["size"] else 1.0
+            working = resize(image.original, (round(height * scale), round(width * scale)))
+            result = dreamer(working)
+            dreamed = resize(to_uint8(result.image), (height, width))
+            items.append(DreamItem(image, dreamed, result, [vars(t) for t in terms]))
+        return items
+
+    return Plan(each)
+
+
+TECHNIQUE = Technique(table, DreamResult, _prepare)

@@ -2,17 +2,13 @@
 per state and one GIF with a frame per state for every picture the technique follows."""
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
 
-from cnnviz_cli.api.results import File, Result, collect, open_session, part, slug
-from cnnviz_cli.errors import CnnvizError
-
-NOT_PER_STATE = ("out", "progress", "checkpoints", "images", "model", "preprocess", "labels",
-                 "run", "unsafe_deserialization", "tensorboard")
+from cnnviz_cli.api.results import File, Result, collect, part, slug
 
 
 @dataclass
@@ -93,62 +89,19 @@ def _frames(track: Track) -> list[np.ndarray]:
                    constant_values=255) for frame in frames]
 
 
-def per_state_arguments(arguments: dict) -> dict:
-    """A technique's keyword arguments for one model state: its own options and run options."""
-    own = {name: value for name, value in arguments.items() if name not in NOT_PER_STATE}
-    return {**own, **(arguments.get("run") or {})}
-
-
-def over_checkpoints(function: Callable, resolved, arguments: dict, checkpoints,
-                     out: str | Path | None, progress: bool,
-                     run_defaults: dict | None = None) -> EvolutionResult:
-    """Run the technique `function` once per checkpoint on a copy of the model holding that
-    checkpoint's weights (compiled once for all); one strip and GIF per followed picture."""
-    from cnnviz_cli.models.checkpoints import trainable_copy
-
-    command = function.__name__
-    refuse_with_checkpoints(arguments.get("run") or {}, ("skip_existing",))
-    copy = trainable_copy(resolved.model)
-    state = replace(resolved, model=copy, compiled={})
-    files = [Path(file) for file in checkpoints]
-    images = arguments.get("images")
-    session, _ = open_session(command, function,
-                              {**arguments, "checkpoints": [str(f) for f in files]},
-                              resolved, out, progress, run_defaults=run_defaults)
-    return _follow(session, function, state, copy, files, images,
-                   per_state_arguments(arguments))
-
-
-def over_checkpoints_of(function: Callable, table, resolved, settings: dict, images,
-                        progress: bool) -> EvolutionResult:
-    """`over_checkpoints` for a technique whose options are a Table (see api.tables)."""
-    from cnnviz_cli.api.results import start_session
-    from cnnviz_cli.models.checkpoints import trainable_copy
-
-    refuse_with_checkpoints(settings, ("skip_existing",))
-    copy = trainable_copy(resolved.model)
-    state = replace(resolved, model=copy, compiled={})
-    per_state = {name: value for name, value in settings.items()
-                 if name not in (*NOT_PER_STATE, "weights", "custom_objects", "signature",
-                                 "device", "gpu_memory", "precision", "force")}
-    session, _ = start_session(table, resolved, settings, progress)
-    return _follow(session, function, state, copy, settings["checkpoints"], images, per_state)
-
-
-def _follow(session, function: Callable, state, copy, checkpoints, images,
-            per_state: dict) -> EvolutionResult:
-    """Run `function` on `state` once per checkpoint loaded into `copy`; strips and GIFs."""
+def follow(session, compute: Callable[[], Result], copy, checkpoints) -> EvolutionResult:
+    """Run `compute()` once per checkpoint loaded into `copy` (the model it runs on); one
+    strip and GIF per followed picture, kept by `session`."""
     from cnnviz_cli.models.checkpoints import checkpoint_weights
 
     command = session.command
-    inputs = () if images is None else (images,)
     evolution = Evolution(command)
     result_type = evolution_type(command)
     summaries, session.summaries = session.summaries, None  # per checkpoint, not the strips
     with session:
         try:
             for index, file in enumerate(checkpoint_weights(copy, [Path(c) for c in checkpoints])):
-                result = function(state, *inputs, **per_state)
+                result = compute()
                 if index == 0:
                     for failure in result.failures:
                         session.failures.append(failure)
@@ -162,12 +115,3 @@ def _follow(session, function: Callable, state, copy, checkpoints, images,
                 summaries.close()
         session.keep(part(session, result_type, list(evolution.tracks.values())), retain=True)
         return collect(session, result_type)
-
-
-def refuse_with_checkpoints(arguments: dict, names: tuple[str, ...]) -> None:
-    """Options whose results a checkpoint series does not keep cannot go with checkpoints."""
-    given = [name for name in names if arguments.get(name) not in (None, False, (), [])]
-    if given:
-        flags = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise CnnvizError(f"{flags} cannot go with --checkpoint, which draws one row per "
-                          "checkpoint; run them on one model at a time.")

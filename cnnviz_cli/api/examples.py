@@ -5,18 +5,12 @@ patch of the input under that unit (the support of its deconvnet or guided proje
 `reconstruct --extent unit` draws it) beside the projection.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
 
-from cnnviz_cli.api.results import File, Result, Series, collect, open_session, part, slug
-
-SYNTHESIS_ONLY = ("classes", "task", "direction", "param", "transforms", "l2", "tv", "blur",
-                  "steps", "lr", "seed", "gif", "position", "direction_vector",
-                  "direction_images", "diversity", "samples", "checkpoints")
-"""maximize's options that only synthesis uses (with --objective other than channel)."""
+from cnnviz_cli.api.results import File, Result, Series, slug
 
 
 @dataclass
@@ -85,57 +79,36 @@ class ExamplesResult(Result):
         yield Series(f"{item.layer}/filter-{item.filter}", lambda: self._picture(item))
 
 
-def refuse_synthesis_options(arguments: dict, defaults: dict) -> None:
-    """One sentence for options given with `from_images` that only synthesis uses."""
-    from cnnviz_cli.api.session import flag_words
-    from cnnviz_cli.errors import CnnvizError
-
-    given = [name for name in SYNTHESIS_ONLY if arguments[name] not in (defaults[name], None)
-             and arguments[name] != []]
-    if arguments["objective"] != "channel":
-        given.insert(0, "objective")
-    if given:
-        flags = ", ".join(flag_words(name, arguments[name])[0] for name in given)
-        raise CnnvizError(f"{flags} cannot take effect with --from-images (dataset examples "
-                          f"are not synthesised); leave {'it' if len(given) == 1 else 'them'} "
-                          "out.")
-    if arguments["top"] < 1:
-        raise CnnvizError(f"--top must be at least 1, but it is {arguments['top']}.")
-
-
-def dataset_examples(function: Callable, resolved, info, chosen: list[int], images,
-                     arguments: dict, out, progress: bool) -> ExamplesResult:
-    """Stream the images and keep each chosen filter's best examples (`arguments`: those of
-    `function`, `api.maximize`, as recorded)."""
+def examples_plan(resolved, info, chosen: list[int], settings: dict):
+    """The run's plan: per batch, offer every image to each chosen filter's running top K
+    (projecting the ones that enter); at the end, one item per filter."""
+    from cnnviz_cli.api.run import Plan
     from cnnviz_cli.techniques.backprop import Projector
     from cnnviz_cli.techniques.examples import RunningTopK, StrongestUnits
 
-    arguments = {**arguments, "run": {"shard": arguments.pop("shard")}}
-    session, run = open_session("maximize", function, arguments, resolved, out, progress,
-                                run_defaults={"batch_size": arguments["batch_size"]})
-    with session:
-        size = resolved.image_size(arguments["size"])
-        shape = (*size, resolved.channels)
-        strongest = StrongestUnits(resolved.model, info.path, shape, resolved.preprocess)
-        projector = Projector(resolved.model, info.path, arguments["projection"], shape,
-                              resolved.preprocess, extent="unit")
-        best = RunningTopK(len(chosen), arguments["top"])
-        batches = session.batches(images, {**run, "size": arguments["size"],
-                                           "batch_size": arguments["batch_size"]})
-        for batch in batches:
-            pixels = np.stack([image.resized for image in batch]).astype("float32")
-            values, positions = strongest(pixels, chosen)
-            entered = best.offer(values, positions, [image.key for image in batch])
-            for row in sorted({row for row, _, _ in entered}):
-                mine = [(column, example) for r, column, example in entered if r == row]
-                projected = projector(pixels[row:row + 1],
-                                      channels=[chosen[column] for column, _ in mine])
-                for (_, example), projection in zip(mine, projected.images[0], strict=True):
-                    example.patch = _patch(batch[row], projection)
-        items = [FilterExamples(info.path, index, examples)
-                 for index, examples in zip(chosen, best.best, strict=True)]
-        session.keep(part(session, ExamplesResult, items), retain=True)
-        return collect(session, ExamplesResult)
+    shape = (*resolved.image_size(settings["size"]), resolved.channels)
+    strongest = StrongestUnits(resolved.model, info.path, shape, resolved.preprocess)
+    projector = Projector(resolved.model, info.path, settings["projection"], shape,
+                          resolved.preprocess, extent="unit")
+    best = RunningTopK(len(chosen), settings["top"])
+
+    def each(batch: list) -> list:
+        pixels = np.stack([image.resized for image in batch]).astype("float32")
+        values, positions = strongest(pixels, chosen)
+        entered = best.offer(values, positions, [image.key for image in batch])
+        for row in sorted({row for row, _, _ in entered}):
+            mine = [(column, example) for r, column, example in entered if r == row]
+            projected = projector(pixels[row:row + 1],
+                                  channels=[chosen[column] for column, _ in mine])
+            for (_, example), projection in zip(mine, projected.images[0], strict=True):
+                example.patch = _patch(batch[row], projection)
+        return []
+
+    def end() -> list[FilterExamples]:
+        return [FilterExamples(info.path, index, examples)
+                for index, examples in zip(chosen, best.best, strict=True)]
+
+    return Plan(each, end, retain=True, result=ExamplesResult)
 
 
 def _patch(image, projection: np.ndarray) -> Patch:

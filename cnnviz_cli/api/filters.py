@@ -1,22 +1,16 @@
 """`cnnviz_cli.filters`: a convolution layer's learned kernels, and their training history."""
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
 
-from cnnviz_cli.api.results import (
-    File,
-    Result,
-    Series,
-    collect,
-    locals_of,
-    open_session,
-    part,
-    slug,
-)
+from cnnviz_cli.api.results import File, Result, Series, slug
+from cnnviz_cli.api.run import Plan, Technique, run
+from cnnviz_cli.api.tables import CHECKPOINTS, MODEL_OPTIONS, OUTPUT, OUTPUT_OPTIONS
+from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.options import Option, Table
 
 
 @dataclass
@@ -109,77 +103,76 @@ def _frames(item: FiltersItem, colormap: str) -> list[np.ndarray]:
             for row, file in zip(_rows(item, colormap), item.checkpoints, strict=True)]
 
 
-def filters(
-    model,
-    *,
-    layer: str = "auto",
-    channel: str | int = "mean",
-    order: str = "index",
-    max_filters: int = 64,
-    checkpoints: Sequence[str | Path] = (),
-    colormap: str = "RdBu_r",
-    unsafe_deserialization: bool = False,
-    out: str | Path | None = None,
-    tensorboard: str | Path | None = None,
-    progress: bool = False,
-    force: bool = False,
-) -> FiltersResult:
+def _channel(value) -> str:
+    """`--channel N|mean`, as text; one sentence for anything else."""
+    text = str(value)
+    if not (text.isdigit() or text == "mean"):
+        raise CnnvizError(f"--channel takes an input channel index or `mean`, not {text!r}.")
+    return text
+
+
+@cache
+def table() -> Table:
+    """The options of `cnnviz filters` and `cnnviz_cli.filters`."""
+    what = "What to show"
+    own = (
+        Option("layer", "auto", "A Conv2D, DepthwiseConv2D or SeparableConv2D layer; auto = "
+               "the first convolution.", short="-l", metavar="LAYER", group=what),
+        Option("channel", "mean", "For kernels with other than 3 input channels: draw input "
+               "channel N, or the mean over input channels.", metavar="N|mean", group=what,
+               settle=_channel),
+        Option("order", "index", "Filters in index order, or largest L2 norm first.",
+               ("index", "norm"), group=what),
+        Option("max_filters", 64, "Filters drawn at most, the first ones in the --order "
+               "chosen.", int, low=1, group=what),
+        Option("colormap", "RdBu_r", "Colour map for single-channel kernels (zero is the "
+               "middle colour).", group=OUTPUT),
+    )
+    model = [option for option in MODEL_OPTIONS if option.name != "precision"]
+    return Table("filters", CHECKPOINTS, model, own, OUTPUT_OPTIONS)
+
+
+def filters(model, settings: dict | None = None, /, *, progress: bool = False,
+            **options) -> FiltersResult:
     """The learned kernels of a convolution layer, and how they changed over checkpoints.
 
     Args:
-        model: a name, a model file, a keras.Model or a `load_model` result.
-        layer: a Conv2D, DepthwiseConv2D or SeparableConv2D layer; `auto` = the first.
-        channel: for kernels over other than 3 input channels, draw input channel N, or the
-            `mean` over input channels.
-        order: `index`, or `norm` (largest L2 norm first).
-        max_filters: how many filters to draw.
-        checkpoints: model or weights files saved during training, in training order: one
-            row per checkpoint and an animation.
-        colormap: colour map of single-channel kernels (zero is its middle colour).
-        unsafe_deserialization: allow checkpoint model files with Lambda layers.
-        out: also write the files the command writes into this folder.
-        tensorboard: also write the pictures and numbers as TensorBoard summaries into
-            this log folder (step 0; with checkpoints, the checkpoint's index).
-        progress: show messages on stderr.
-        force: replace the outputs of an earlier run with other options in `out`.
+        model, settings, progress: as for `cnnviz_cli.cam`.
+        **options: the options of `cnnviz filters` by their keyword (`cnnviz filters --help`,
+            or `cnnviz_cli.api.filters.table()`): layer (`auto` = the first convolution),
+            channel (N or `mean`), order (index or norm), max_filters, checkpoints (one row
+            per checkpoint and an animation), colormap, out, ...
 
     Returns:
         A FiltersResult with `kernels` and `norms` (lists of them, with checkpoints).
     """
-    from cnnviz_cli.api.models import load_model
+    return run(TECHNIQUE, model, None, {**(settings or {}), **options}, progress)
+
+
+def _prepare(resolved, settings: dict, _run: dict, _session) -> Plan:
+    """The kernels drawn, once per checkpoint (once without)."""
     from cnnviz_cli.models.checkpoints import checkpoint_weights, trainable_copy
     from cnnviz_cli.models.layers import default_layers, find_layer
     from cnnviz_cli.techniques.filters import filter_order, kernel_tensor, select_kernels
 
-    resolved = load_model(model)
-    arguments = {**locals_of(filters, locals()), "checkpoints": [str(c) for c in checkpoints],
-                 "channel": str(channel)}
-    session, _ = open_session("filters", filters, arguments, resolved, out, progress)
-    with session:
-        if layer != "auto":
-            info = find_layer(resolved.model, layer)
-        else:  # without a convolution, the last layer: kernel_tensor says what is wrong
-            first = default_layers(resolved.model, resolved.image_size())["filters"]
-            info = first[0] if first else find_layer(resolved.model, "-1")
-        selected = None if str(channel) == "mean" else _channel(channel)
-        kernel = kernel_tensor(info.layer)
-        indices = filter_order(kernel, order, max_filters)
-        states = [None]
-        if checkpoints:
-            copy = trainable_copy(resolved.model)
-            info = find_layer(copy, info.path)
-            states = checkpoint_weights(copy, [Path(c) for c in checkpoints],
-                                        safe_mode=not unsafe_deserialization)
-        shown = [select_kernels(kernel_tensor(info.layer), indices, selected) for _ in states]
-        item = FiltersItem(info.path, list(kernel.shape), shown, arguments["checkpoints"])
-        session.keep(part(session, FiltersResult, [item]), retain=True)
-        return collect(session, FiltersResult)
+    if settings["layer"] != "auto":
+        info = find_layer(resolved.model, settings["layer"])
+    else:  # without a convolution, the last layer: kernel_tensor says what is wrong
+        first = default_layers(resolved.model, resolved.image_size())["filters"]
+        info = first[0] if first else find_layer(resolved.model, "-1")
+    channel = settings["channel"]
+    selected = None if channel == "mean" else int(channel)
+    kernel = kernel_tensor(info.layer)
+    indices = filter_order(kernel, settings["order"], settings["max_filters"])
+    checkpoints, states = [str(file) for file in settings["checkpoints"]], [None]
+    if checkpoints:
+        copy = trainable_copy(resolved.model)
+        info = find_layer(copy, info.path)
+        states = checkpoint_weights(copy, [Path(file) for file in checkpoints],
+                                    safe_mode=not settings["unsafe_deserialization"])
+    shown = [select_kernels(kernel_tensor(info.layer), indices, selected) for _ in states]
+    item = FiltersItem(info.path, list(kernel.shape), shown, checkpoints)
+    return Plan(end=lambda: [item], retain=True)
 
 
-def _channel(channel: str | int) -> int:
-    from cnnviz_cli.errors import CnnvizError
-
-    text = str(channel)
-    if not text.isdigit():
-        raise CnnvizError(f"--channel takes an input channel index or `mean`, not {text!r}.")
-    return int(text)
+TECHNIQUE = Technique(table, FiltersResult, _prepare, follows_checkpoints=False)

@@ -1,22 +1,25 @@
 """`cnnviz_cli.maximize`: images synthesised to excite a layer's filters, or classes."""
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, replace
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
 
-from cnnviz_cli.api.results import (
-    File,
-    Result,
-    Series,
-    collect,
-    locals_of,
-    open_session,
-    part,
-    slug,
+from cnnviz_cli.api.results import File, Result, Series, slug
+from cnnviz_cli.api.run import Plan, Technique, run
+from cnnviz_cli.api.tables import (
+    CHECKPOINTS,
+    MODEL_OPTIONS,
+    OUTPUT,
+    OUTPUT_OPTIONS,
+    RUN,
+    filter_option,
+    filter_spec,
+    integer_pair,
 )
+from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.options import Option, Table
 
 GRID_TILE = 96  # pixels: small synthesised images are enlarged to this in grids
 
@@ -105,168 +108,184 @@ def _frames(snapshots, steps: list[int], labels: list[str], title: str) -> list[
             for step, frame in zip(steps, snapshots, strict=True)]
 
 
-def maximize(
-    model,
-    *,
-    layer: str = "auto",
-    filters: str | Sequence[int] | None = None,
-    classes: Sequence[str | int] = (),
-    task: str | None = None,
-    direction: str | None = None,
-    param: str = "fourier",
-    transforms: str = "standard",
-    l2: float = 0.0,
-    tv: float = 0.0,
-    blur: float = 0.0,
-    steps: int = 256,
-    lr: float = 0.05,
-    size: int | None = None,
-    seed: int = 0,
-    gif: int = 0,
-    batch_size: int = 16,
-    objective: str = "channel",
-    position: tuple[int, int] | None = None,
-    direction_vector: str | Path | np.ndarray | None = None,
-    direction_images=None,
-    diversity: float = 0.0,
-    samples: int = 1,
-    from_images=None,
-    top: int = 9,
-    projection: str = "deconvnet",
-    shard: tuple[int, int] | None = None,
-    preprocess=None,
-    labels=None,
-    checkpoints: Sequence[str | Path] = (),
-    out: str | Path | None = None,
-    tensorboard: str | Path | None = None,
-    progress: bool = False,
-    force: bool = False,
-) -> MaximizeResult:
-    """Synthesise images that excite filters of a layer, or class scores, the most.
+WHAT = "What to maximise"
+OPTIMISATION = "Optimisation"
+OBJECTIVE = "Objective of a filter's images"
+EXAMPLES = "Dataset examples (--from-images)"
+
+
+def _position(value) -> tuple[int, int] | None:
+    """`X,Y` (or a pair) -> (column, row)."""
+    position = None if value is None else integer_pair(value, ",")
+    if value is not None and position is None:
+        raise CnnvizError(f"--position expects X,Y such as 3,4, but got {value!r}.")
+    return position
+
+
+def _synthesis(settings: dict) -> bool:
+    return not settings["from_images"]
+
+
+def _filters_chosen(settings: dict) -> bool:
+    return not settings["classes"]
+
+
+@cache
+def table() -> Table:
+    """The options of `cnnviz maximize` and `cnnviz_cli.maximize`."""
+    from cnnviz_cli.api.objectives import OBJECTIVES
+    from cnnviz_cli.specs import DIRECTIONS, TASKS
+
+    synthesis = {"applies": _synthesis, "when": "without --from-images (dataset examples are "
+                 "not synthesised)"}
+    heads = {"applies": lambda settings: _synthesis(settings) and bool(settings["classes"]),
+             "when": "with --class (they say what the class scores are), without "
+             "--from-images", "group": WHAT, "show_default": False}
+
+    def objective(name: str) -> dict:
+        return {"applies": lambda settings: _synthesis(settings)
+                and settings["objective"] == name, "when": f"with --objective {name}",
+                "group": OBJECTIVE, "show_default": False}
+
+    examples = {"applies": lambda settings: not _synthesis(settings),
+                "when": "with --from-images (they choose dataset examples)", "group": EXAMPLES}
+    size, batch_size, shard = (next(option for option in RUN if option.name == name)
+                               for name in ("size", "batch_size", "shard"))
+    own = (
+        Option("layer", "auto", "Layer whose filters to maximise; auto = the deepest map "
+               "larger than 1x1 before pooling.", short="-l", metavar="LAYER", group=WHAT,
+               applies=_filters_chosen, when="without --class (which maximises classes "
+               "instead of filters)"),
+        filter_option("Filters to maximise [default: the first 16].", WHAT,
+                      applies=lambda settings: _filters_chosen(settings)
+                      and settings["objective"] != "direction",
+                      when="without --class (which maximises classes instead of filters) and "
+                      "without --objective direction (which maximises one direction of the "
+                      "whole layer)"),
+        Option("classes", (), "Maximise a class score instead of filters (index or label).",
+               multiple=True, flag="--class", metavar="CLASS", group=WHAT,
+               settle=lambda values: [str(value) for value in values], **synthesis),
+        Option("task", None, "What the output is [default: from its final activation and "
+               "shape, as for cam].", TASKS, **heads),
+        Option("direction", None, "A regression head: maximise (up) or minimise (down) the "
+               "output [default: up].", DIRECTIONS, **heads),
+        Option("param", "fourier", "Image parameterisation: 1/f spectrum with decorrelated "
+               "colour, or free pixels.", ("fourier", "pixel"), group=OPTIMISATION,
+               **synthesis),
+        Option("transforms", "standard", "Random pad, jitter, scale and rotation every step, "
+               "fading out over the run.", ("standard", "none"), group=OPTIMISATION,
+               **synthesis),
+        Option("l2", 0.0, "Weight of the L2 penalty (distance from grey).", float, low=0,
+               group=OPTIMISATION, **synthesis),
+        Option("tv", 0.0, "Weight of the total-variation penalty.", float, low=0,
+               group=OPTIMISATION, **synthesis),
+        Option("blur", 0.0, "Weight of the blur penalty (distance from a blurred copy).",
+               float, low=0, group=OPTIMISATION, **synthesis),
+        Option("steps", 256, "Optimisation steps (all in one compiled loop).", int, low=1,
+               group=OPTIMISATION, **synthesis),
+        Option("lr", 0.05, "Adam step size.", float, low=0, open_low=True, group=OPTIMISATION,
+               **synthesis),
+        size,
+        Option("seed", 0, "Seeds the starting image and the transforms: same seed, same "
+               "bytes.", int, group=OPTIMISATION, **synthesis),
+        Option("gif", 0, "Also write an animation of the optimisation, one frame every K "
+               "steps (0: none).", int, low=0, metavar="K", group=OUTPUT, **synthesis),
+        replace(batch_size, default=16, help="Filters or classes optimised together in one "
+                "compiled loop (with --from-images: images per pass)."),
+        replace(CHECKPOINTS, **synthesis),
+        Option("objective", "channel", "What a filter's images maximise: its mean activation, "
+               "one unit (--position) or a direction in channel space.", OBJECTIVES,
+               group=OBJECTIVE, **synthesis),
+        Option("position", None, "The unit of --objective neuron, in feature-map coordinates "
+               "[default: the centre].", metavar="X,Y", settle=_position,
+               text=lambda position: f"{position[0]},{position[1]}", **objective("neuron")),
+        Option("direction_vector", None, "The vector (one value per channel) of --objective "
+               "direction (in Python also an array).", Path, metavar="FILE.npy",
+               **objective("direction")),
+        Option("direction_images", (), "--objective direction along the mean activation of "
+               "these images.", multiple=True, metavar="IMAGES", **objective("direction")),
+        Option("diversity", 0.0, "Weight of the penalty on the Gram similarity of a filter's "
+               "--samples.", float, low=0, group=OBJECTIVE, **synthesis),
+        Option("samples", 1, "Images per filter (made different by --diversity).", int, low=1,
+               group=OBJECTIVE, **synthesis),
+        Option("from_images", (), "Instead of synthesising, stream these images (a folder, "
+               "files or globs) and show each filter's dataset examples.", multiple=True,
+               metavar="IMAGES", group=EXAMPLES),
+        Option("top", 9, "Dataset examples per filter: the K images of strongest activation.",
+               int, low=1, metavar="K", **examples),
+        Option("projection", "deconvnet", "How each example's activation is projected to "
+               "pixels.", ("deconvnet", "guided"), **examples),
+        replace(shard, help="Use only slice K of N of the sorted --from-images; `cnnviz "
+                "report` merges the shards' folders into the global top K.", **examples),
+    )
+    return Table("maximize", MODEL_OPTIONS, own, OUTPUT_OPTIONS)
+
+
+def maximize(model, settings: dict | None = None, /, *, progress: bool = False,
+             **options) -> MaximizeResult:
+    """Synthesise images that excite filters of a layer, or class scores, the most; or show
+    the dataset examples that excite the filters most (`from_images`).
 
     Args:
-        model: a name, a model file, a keras.Model or a `load_model` result.
-        layer: the feature-map layer whose filters to maximise; `auto` = the deepest one
-            larger than 1x1 before pooling.
-        filters: `3`, `0-15`, `1,5,9`, `all` or a list of indices [default: the first 16].
-        classes: maximise these class scores (indices or labels) instead of filters.
-        task, direction: what the (first) output is and, for regression, whether to raise
-            (up) or lower (down) it; see `cam`.
-        param: `fourier` (1/f spectrum, decorrelated colour) or `pixel`.
-        transforms: `standard` (random pad, jitter, scale, rotation, fading out) or `none`.
-        l2, tv, blur: weights of the L2, total-variation and blur penalties.
-        steps, lr: Adam steps (one compiled loop) and step size.
-        size: the image side for models that take any size [default: the model's].
-        seed: seeds the start image and the transforms; same seed, same bytes.
-        gif: also draw an animation, one frame every `gif` steps (0: none).
-        batch_size: filters or classes optimised together.
-        objective, position, direction_vector, direction_images, diversity, samples: what a filter's
-            images maximise (see `api.objectives.unit_objective`), and how many per filter.
-        from_images: instead of synthesising, stream these images (paths, folders, globs,
-            PIL images or arrays) and keep each filter's `top` dataset examples: the patches
-            of strongest activation beside their `projection` (`deconvnet` or `guided`);
-            `shard` (K, N) takes slice K of N of them (merge with `cnnviz report`).
-        preprocess, labels: as for `load_model`.
-        checkpoints: model or weights files saved during training, in order: the technique
-            runs on each; one strip (a row per checkpoint) and GIF per picture followed.
-        out: also write the files the command writes into this folder.
-        tensorboard: also write the pictures and numbers as TensorBoard summaries into
-            this log folder (step 0; with checkpoints, the checkpoint's index).
-        progress: show a spinner and messages on stderr.
-        force: replace the outputs of an earlier run with other options in `out`.
+        model, settings, progress: as for `cnnviz_cli.cam` (progress: a spinner).
+        **options: the options of `cnnviz maximize` by their keyword (`cnnviz maximize
+            --help`, or `cnnviz_cli.api.maximize.table()`): layer, filters (`0-15`, a list of
+            indices), classes (instead of filters), task, direction; param, transforms, l2, tv,
+            blur, steps, lr, size, seed, gif, batch_size; objective, position,
+            direction_vector (a .npy file or an array), direction_images, diversity, samples;
+            from_images (paths, folders or globs), top, projection, shard; checkpoints, out...
 
     Returns:
         A MaximizeResult with `images`, `scores`, `noise_scores` and `targets`; with
         `from_images` an ExamplesResult with `examples` (filter -> best examples).
     """
-    from cnnviz_cli.api.evolution import over_checkpoints, refuse_with_checkpoints
-    from cnnviz_cli.api.heads import model_head
-    from cnnviz_cli.api.models import load_model
-    from cnnviz_cli.api.objectives import unit_objective
-    from cnnviz_cli.errors import CnnvizError
+    given = {**(settings or {}), **options}
+    return run(TECHNIQUE, model, given.get("from_images") or None, given, progress)
+
+
+def _layer(resolved, settings: dict, size: tuple[int, int]):
+    """The feature-map layer the options name, and the filters chosen there."""
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
-    from cnnviz_cli.specs import filter_spec, parse_filters
+    from cnnviz_cli.specs import parse_filters
+
+    layer = settings["layer"]
+    info = (last_feature_map(resolved.model, size) if layer == "auto"
+            else find_feature_map(resolved.model, layer))
+    return info, parse_filters(filter_spec(settings), int(info.output_shape[-1]), info.path)
+
+
+def _prepare(resolved, settings: dict, run: dict, session) -> Plan:
+    """The synthesised images of the classes or filters; or the dataset examples' plan."""
+    from cnnviz_cli.api.heads import model_head
+    from cnnviz_cli.api.objectives import unit_objective
     from cnnviz_cli.techniques.maximize import filter_objectives, maximize_classes
     from cnnviz_cli.techniques.maximize import maximize as run_maximize
 
-    resolved = load_model(model, preprocess=preprocess, labels=labels)
-    arguments = locals_of(maximize, locals())
-    if isinstance(direction_vector, np.ndarray):
-        arguments["direction_vector"] = "<array in memory>"
-    if from_images is not None:
-        return _examples(resolved, arguments, out, progress)
-    if (top, projection, shard) != (9, "deconvnet", None):
-        raise CnnvizError("--top, --projection and --shard choose dataset examples; they go "
-                          "with --from-images.")
-    if classes and (layer != "auto" or filters is not None):
-        raise CnnvizError("--layer and --filter choose filters to maximise; they cannot go with "
-                          "--class, which maximises classes instead.")
-    if not classes and (task is not None or direction is not None):
-        raise CnnvizError("--task and --direction say what class scores are; they go with "
-                          "--class.")
-    if objective == "direction" and filters is not None:
-        raise CnnvizError("--filter chooses filters, but --objective direction maximises one "
-                          "direction of the whole layer; leave --filter out.")
-    filters = filter_spec(filters)
-    arguments.update(filters=filters, classes=[str(c) for c in classes])
-    if checkpoints:
-        refuse_with_checkpoints(arguments, ("gif",))
-        return over_checkpoints(maximize, resolved, arguments, checkpoints, out, progress)
-    session, _ = open_session("maximize", maximize, arguments, resolved, out, progress)
-    with session:
-        shape = (*resolved.image_size(size), resolved.channels)
-        config = _config(arguments, min(shape[:2]))
-        if classes:
-            head = model_head(resolved, 0, task, direction)
-            targets = [resolved.class_index(spec, head.num_classes) for spec in classes]
-            with session.status(f"Maximising {len(targets)} classes"):
-                result = maximize_classes(resolved.model, resolved.preprocess, targets, shape,
-                                          config, head)
-            item = MaximizeItem(None, targets, [resolved.label(i) for i in targets], result)
-        else:
-            info = (last_feature_map(resolved.model, shape[:2]) if layer == "auto"
-                    else find_feature_map(resolved.model, layer))
-            chosen = parse_filters(filters, int(info.output_shape[-1]), info.path)
-            unit = unit_objective(resolved, info, shape,
-                                  {**arguments, "direction_vector": direction_vector}, chosen)
-            with session.status(f"Maximising {len(unit.targets)} images at {info.path}"):
-                optimised, measure = resolved.reuse(
-                    ("maximize", info.path, resolved.preprocess, unit.key, diversity),
-                    lambda: filter_objectives(resolved.model, info.path, resolved.preprocess,
-                                              unit.score, diversity))
-                result = run_maximize(optimised, unit.targets, shape, unit.config(config),
-                                      measure)
-            item = MaximizeItem(info.path, unit.targets.tolist(), unit.names, result)
-        session.keep(part(session, MaximizeResult, [item]), retain=True)
-        return collect(session, MaximizeResult)
+    shape = (*resolved.image_size(settings["size"]), resolved.channels)
+    if settings["from_images"]:
+        from cnnviz_cli.api.examples import examples_plan
 
-
-def _examples(resolved, arguments: dict, out, progress: bool):
-    """The dataset examples of `maximize(from_images=...)` (see api.examples)."""
-    import inspect
-
-    from cnnviz_cli.api.examples import (
-        SYNTHESIS_ONLY,
-        dataset_examples,
-        refuse_synthesis_options,
-    )
-    from cnnviz_cli.api.results import image_words
-    from cnnviz_cli.models.layers import find_feature_map, last_feature_map
-    from cnnviz_cli.specs import filter_spec, parse_filters
-
-    defaults = {name: parameter.default
-                for name, parameter in inspect.signature(maximize).parameters.items()}
-    refuse_synthesis_options(arguments, defaults)
-    for name in (*SYNTHESIS_ONLY, "objective"):
-        del arguments[name]
-    images = arguments["from_images"]
-    arguments.update(filters=filter_spec(arguments["filters"]), from_images=image_words(images))
-    layer = arguments["layer"]
-    info = (last_feature_map(resolved.model, resolved.image_size(arguments["size"]))
-            if layer == "auto" else find_feature_map(resolved.model, layer))
-    chosen = parse_filters(arguments["filters"], int(info.output_shape[-1]), info.path)
-    return dataset_examples(maximize, resolved, info, chosen, images, arguments, out,
-                            progress)
+        return examples_plan(resolved, *_layer(resolved, settings, shape[:2]), settings)
+    config = _config(settings, min(shape[:2]))
+    if settings["classes"]:
+        head = model_head(resolved, 0, settings["task"], settings["direction"])
+        targets = [resolved.class_index(spec, head.num_classes) for spec in settings["classes"]]
+        with session.status(f"Maximising {len(targets)} classes"):
+            result = maximize_classes(resolved.model, resolved.preprocess, targets, shape,
+                                      config, head)
+        item = MaximizeItem(None, targets, [resolved.label(i) for i in targets], result)
+    else:
+        info, chosen = _layer(resolved, settings, shape[:2])
+        unit = unit_objective(resolved, info, shape, settings, chosen)
+        diversity = settings["diversity"]
+        with session.status(f"Maximising {len(unit.targets)} images at {info.path}"):
+            optimised, measure = resolved.reuse(
+                ("maximize", info.path, resolved.preprocess, unit.key, diversity),
+                lambda: filter_objectives(resolved.model, info.path, resolved.preprocess,
+                                          unit.score, diversity))
+            result = run_maximize(optimised, unit.targets, shape, unit.config(config), measure)
+        item = MaximizeItem(info.path, unit.targets.tolist(), unit.names, result)
+    return Plan(end=lambda: [item], retain=True)
 
 
 def _config(options: dict, side: int):
@@ -280,3 +299,7 @@ def _config(options: dict, side: int):
                         regularizers=regularizers, snapshot_every=options["gif"],
                         seed=options["seed"])
     return MaximizeConfig(optim, options["param"], options["batch_size"])
+
+
+TECHNIQUE = Technique(table, MaximizeResult, _prepare, images="from_images",
+                      not_with_checkpoints=("gif",))

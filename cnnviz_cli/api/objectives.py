@@ -31,7 +31,7 @@ def _direction(resolved, info, shape, options: dict) -> np.ndarray:
     """The direction from a .npy file or array, or the mean activation of some images."""
     from cnnviz_cli.techniques.objectives import check_direction
 
-    source, images = options["direction_vector"], options["direction_images"]
+    source, images = options["direction_vector"], options["direction_images"] or None
     if (source is None) == (images is None):
         raise CnnvizError("--objective direction needs a vector: give --direction-vector "
                           "FILE.npy or --direction-images IMAGES, one of the two.")
@@ -55,16 +55,6 @@ def unit_objective(resolved, info, shape: tuple, options: dict, filters) -> Unit
     from cnnviz_cli.techniques import objectives
 
     name, samples = options["objective"], options["samples"]
-    if name not in OBJECTIVES:
-        raise CnnvizError(f"Unknown objective {name!r}; use one of {', '.join(OBJECTIVES)}.")
-    if samples < 1 or options["diversity"] < 0:
-        raise CnnvizError("samples must be at least 1 and diversity at least 0.")
-    if options["position"] is not None and name != "neuron":
-        raise CnnvizError("--position applies only with --objective neuron; leave it out.")
-    if name != "direction" and (options["direction_vector"] is not None
-                                or options["direction_images"] is not None):
-        raise CnnvizError("--direction-vector and --direction-images apply only with --objective "
-                          "direction; leave them out.")
     if name == "direction":
         vector = _direction(resolved, info, shape, options)
         score, groups, key = objectives.direction_score(vector), [0], (name, vector.tobytes())

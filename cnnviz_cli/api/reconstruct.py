@@ -1,24 +1,23 @@
 """`cnnviz_cli.reconstruct`: what a layer keeps (inversion) and what drives its units
 (deconvnet and guided-backprop projections)."""
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
+from functools import cache, partial
 
 import numpy as np
 
 from cnnviz_cli.api.inputs import ImageSource, LoadedImage
-from cnnviz_cli.api.results import (
-    File,
-    Result,
-    Series,
-    collect,
-    locals_of,
-    open_session,
-    part,
-    slug,
+from cnnviz_cli.api.results import File, Result, Series, slug
+from cnnviz_cli.api.run import Plan, Technique, run
+from cnnviz_cli.api.tables import (
+    IMAGES,
+    MODEL_OPTIONS,
+    OUTPUT_OPTIONS,
+    RUN,
+    filter_option,
+    filter_spec,
 )
+from cnnviz_cli.options import Option, Table
 
 TILE = 128  # pixels: projection tiles are enlarged to at least this
 PANEL = 160  # pixels: inversion panels are enlarged to at least this
@@ -102,70 +101,79 @@ def _inversion_strip(item: InversionItem) -> np.ndarray:
                  title=f"{item.image.title} · feature inversion (relative feature error)")
 
 
-def reconstruct(
-    model,
-    images: ImageSource,
-    *,
-    method: str = "guided",
-    layers: Sequence[str] = (),
-    top_channels: int = 8,
-    filters: str | Sequence[int] | None = None,
-    extent: str = "map",
-    steps: int = 300,
-    tv: float = 0.1,
-    alpha_prior: float = 0.05,
-    param: str = "fourier",
-    seed: int = 0,
-    preprocess=None,
-    labels=None,
-    out: str | Path | None = None,
-    tensorboard: str | Path | None = None,
-    progress: bool = False,
-    **run,
-) -> ReconstructResult:
+PROJECTIONS = "Projections (--method guided, deconvnet)"
+INVERSION = "Inversion (--method inversion)"
+
+
+def _projecting(settings: dict) -> bool:
+    return settings["method"] != "inversion"
+
+
+def _inverting(settings: dict) -> bool:
+    return settings["method"] == "inversion"
+
+
+@cache
+def table() -> Table:
+    """The options of `cnnviz reconstruct` and `cnnviz_cli.reconstruct`."""
+    what = "What to reconstruct"
+    projected = {"applies": _projecting, "when": "with --method guided or deconvnet"}
+    inverted = {"applies": _inverting, "when": "with --method inversion", "group": INVERSION}
+    own = (
+        Option("method", "guided", "guided backprop or deconvnet projections of single "
+               "activations, or feature inversion (an image optimised to have the input's "
+               "features).", ("guided", "deconvnet", "inversion"), group=what),
+        Option("layers", (), "Feature-map layer, `all` (every feature map) or `auto` (the "
+               "last convolution of four stages from shallow to deep, the default).",
+               multiple=True, flag="--layer", short="-l", metavar="LAYER", group=what),
+        Option("top_channels", 8, "How many channels to project, those of strongest "
+               "activation, one panel each.", int, low=1, group=PROJECTIONS,
+               applies=lambda settings: _projecting(settings) and not settings["filters"],
+               when="without --filter (which names the channels instead) and with --method "
+               "guided or deconvnet"),
+        filter_option("Project these channels instead of the strongest ones.", PROJECTIONS,
+                      **projected),
+        Option("extent", "map", "Each channel's whole feature map, or only its strongest "
+               "activation (as Zeiler & Fergus; drawn beside the image patch it sees).",
+               ("map", "unit"), group=PROJECTIONS, **projected),
+        Option("steps", 300, "Optimisation steps.", int, low=1, **inverted),
+        Option("tv", 0.1, "Weight of the total-variation prior.", float, low=0, **inverted),
+        Option("alpha_prior", 0.05, "Weight of the alpha-norm prior (alpha = 6).", float, low=0,
+               **inverted),
+        Option("param", "fourier", "Image parameterisation, a 1/f spectrum with decorrelated "
+               "colour (smoother), or free pixels.", ("fourier", "pixel"), **inverted),
+        Option("seed", 0, "Seeds the starting image (same seed, same bytes).", int, **inverted),
+    )
+    return Table("reconstruct", IMAGES, RUN, MODEL_OPTIONS, own, OUTPUT_OPTIONS)
+
+
+def reconstruct(model, images: ImageSource, settings: dict | None = None, /, *,
+                progress: bool = False, **options) -> ReconstructResult:
     """Project a layer's activations to pixels, or invert its features.
 
     Args:
-        model: a name, a model file, a keras.Model or a `load_model` result.
-        images: paths, folders, globs, PIL images or uint8 arrays (or a list of these).
-        method: `guided` (guided backprop) or `deconvnet` projections of single activations, or
-            `inversion` (an image optimised to have the input's features at each layer).
-        layers: feature-map layers, `all`, or `auto` (the last convolution of four stages from
-            shallow to deep, the default).
-        top_channels: projections: how many channels, those of strongest activation.
-        filters: projections: these channels instead (`3`, `0-15`, `1,5,9`, a list).
-        extent: projections: each channel's whole `map`, or its strongest `unit` only (drawn
-            beside the image patch it sees).
-        steps, tv, alpha_prior, param, seed: inversion: optimisation steps, weights of the
-            total-variation and alpha-norm priors, parameterisation and seed.
-        preprocess, labels: as for `load_model`.
-        out: write the files while computing (memory stays flat; the result then keeps none).
-        tensorboard: also write the pictures and numbers as TensorBoard summaries into
-            this log folder (step 0; with checkpoints, the checkpoint's index).
-        progress: show a progress bar and messages on stderr.
-        **run: size, batch_size, max_pixels, skip_existing, fail_fast, shard, force.
+        model, images, settings, progress: as for `cnnviz_cli.cam`.
+        **options: the options of `cnnviz reconstruct` by their keyword (`cnnviz reconstruct
+            --help`, or `cnnviz_cli.api.reconstruct.table()`): method (guided, deconvnet or
+            inversion), layers; projections: top_channels, filters (`0-15`, a list), extent;
+            inversion: steps, tv, alpha_prior, param, seed; out, size, batch_size, ...
 
     Returns:
         A ReconstructResult: ProjectionItems (`images` per channel) or InversionItems.
     """
-    from cnnviz_cli.api.models import load_model
-    from cnnviz_cli.models.layers import resolve_feature_maps
-    from cnnviz_cli.specs import filter_spec
+    return run(TECHNIQUE, model, images, {**(settings or {}), **options}, progress)
 
-    resolved = load_model(model, preprocess=preprocess, labels=labels)
-    arguments = {**locals_of(reconstruct, locals()), "layers": list(layers),
-                 "filters": filter_spec(filters)}
-    session, run = open_session("reconstruct", reconstruct, arguments, resolved, out, progress)
-    with session:
-        size = resolved.image_size(run["size"])
-        chosen = resolve_feature_maps(resolved.model, tuple(layers), "reconstruct", size)
-        paths = [info.path for info in chosen]
-        shape = (*size, resolved.channels)
-        compute = (_inverter(resolved, paths, arguments) if method == "inversion"
-                   else _projector(resolved, paths, shape, arguments))
-        for batch in session.batches(images, run):
-            session.keep(part(session, ReconstructResult, compute(batch)))
-        return collect(session, ReconstructResult)
+
+def _prepare(resolved, settings: dict, run: dict, session) -> Plan:
+    """Per batch: the projections, or inversions, of every chosen layer."""
+    from cnnviz_cli.models.layers import resolve_feature_maps
+
+    size = resolved.image_size(run["size"])
+    chosen = resolve_feature_maps(resolved.model, tuple(settings["layers"]), "reconstruct", size)
+    paths = [info.path for info in chosen]
+    shape = (*size, resolved.channels)
+    return Plan(_inverter(resolved, paths, settings) if _inverting(settings)
+                else _projector(resolved, paths, shape, settings))
 
 
 def _pixels(batch: list[LoadedImage]) -> np.ndarray:
@@ -179,7 +187,7 @@ def _projector(resolved, paths: list[str], shape: tuple, options: dict):
 
     projectors = [Projector(resolved.model, path, options["method"], shape, resolved.preprocess,
                             options["extent"]) for path in paths]
-    spec = options["filters"]
+    spec = filter_spec(options)
     channels_of = {p.layer_path: parse_filters(spec, p.num_channels, p.layer_path) if spec
                    else None for p in projectors}
 
@@ -214,3 +222,6 @@ def _inverter(resolved, paths: list[str], options: dict):
                 for i, image in enumerate(batch)]
 
     return compute
+
+
+TECHNIQUE = Technique(table, ReconstructResult, _prepare)

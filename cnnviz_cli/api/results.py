@@ -1,6 +1,5 @@
 """What every technique returns: NumPy arrays and numbers that can show and save themselves."""
 
-import inspect
 import io
 import json
 import re
@@ -12,8 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cnnviz_cli.api.limits import check_input_size
-from cnnviz_cli.api.session import Session, command_line, run_options
+from cnnviz_cli.api.session import Session
 
 
 @dataclass(frozen=True)
@@ -113,12 +111,12 @@ class Result:
     def save(self, out: str | Path, force: bool = False) -> Path:
         """Write exactly what the command writes: the pictures, manifest.json and index.html
         (`force`: replace the outputs of an earlier run with other options in `out`)."""
-        from cnnviz_cli.api.session import save_manifest
+        from cnnviz_cli.api.session import finish_run
         from cnnviz_cli.io.manifests import begin_run
         from cnnviz_cli.io.outputs import Outputs
 
-        options = {**self.options, "out": str(out)}
-        outputs = Outputs(Path(out), self.command, options, self.command_line)
+        outputs = Outputs(Path(out), self.command, {**self.options, "out": str(out)},
+                          self.command_line)
         outputs.model = self.model
         try:
             begin_run(outputs, {item["key"] for item in self._inputs()}, force=force)
@@ -126,10 +124,7 @@ class Result:
                 outputs.fail(failure["input"], failure["error"])
             outputs.begin_batch(self._inputs())
             self.write(outputs)
-            outputs.end_batch()
-            outputs.flush()
-            outputs.metrics.update(self.metrics)
-            self.manifest = json.loads(save_manifest(outputs))
+            self.manifest = json.loads(finish_run(outputs, self.metrics))
         finally:
             outputs.close()
             outputs.release()
@@ -196,12 +191,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
 
-def locals_of(function: Callable, scope: dict) -> dict:
-    """The arguments a function was called with, from its `locals()` at the top."""
-    names = inspect.signature(function).parameters
-    return {name: scope[name] for name in names if name in scope}
-
-
 def _written_error(out: Path) -> Exception:
     from cnnviz_cli.errors import CnnvizError
 
@@ -216,115 +205,6 @@ def image_words(images) -> list[str]:
     if isinstance(images, list | tuple) and all(isinstance(i, str | Path) for i in images):
         return [str(image) for image in images]
     return ["<images in memory>"]
-
-
-def model_words(resolved) -> dict:
-    """The options that name the model, as the command line gives them."""
-    words = {} if resolved.source == "demo" else {"model": resolved.source}
-    if resolved.weights_file is not None:
-        words["weights"] = str(resolved.weights_file)
-    if resolved.preprocess_origin in ("--preprocess", "given"):
-        words["preprocess"] = resolved.preprocess_name
-    if resolved.runtime is not None:
-        words.update(resolved.runtime.words())
-    return words
-
-
-def open_session(command: str, function: Callable, arguments: dict, resolved,
-                 out: str | Path | None = None, progress: bool = False,
-                 notify: Callable[[str], None] | None = None,
-                 run_defaults: dict | None = None) -> tuple[Session, dict]:
-    """A Session for `function` called with `arguments` (its own keyword arguments and the run
-    options in `arguments["run"]`), and the run options with defaults filled in.
-
-    The manifest's options and the canonical command line come from the arguments, so the
-    shell and the API record the same run the same way.
-    """
-    from cnnviz_cli.api.formats import check_command
-
-    check_command(resolved, command)
-    defaults = {name: parameter.default
-                for name, parameter in inspect.signature(function).parameters.items()
-                if parameter.default is not inspect.Parameter.empty}
-    streams = "run" in arguments  # a technique over images, with the run-loop options
-    given = dict(arguments.pop("run", None) or {})
-    run = run_options(given, run_defaults) if streams else {}
-    check_input_size(resolved, run or arguments)
-    images = arguments.pop("images", None)
-    tensorboard = arguments.pop("tensorboard", None)
-    technique = {k: _plain(v) for k, v in arguments.items()
-                 if k not in ("model", "out", "progress", "preprocess", "labels")}
-    options = {**technique, **{k: _plain(v) for k, v in run.items()},
-               "model": resolved.source, "out": None if out is None else str(out)}
-    if tensorboard is not None:
-        options["tensorboard"] = str(tensorboard)
-    if images is not None:
-        options["images"] = image_words(images)
-    words = {**technique, **model_words(resolved),
-             **{k: _plain(v) for k, v in given.items()}}
-    run_defaults = run_options({}, run_defaults) if streams else {}
-    line = command_line(command, [] if images is None else image_words(images), words,
-                        {**defaults, **run_defaults})
-    session = Session(command, resolved, options, line, None if out is None else Path(out),
-                      progress, notify, tensorboard)
-    return session, run
-
-
-MODEL_NAMES = ("weights", "preprocess", "labels", "unsafe_deserialization", "custom_objects",
-               "signature", "device", "gpu_memory", "precision")
-
-
-def begin(table, model, images, given: dict) -> tuple:
-    """Settle a run's settings from the given options (refusing unknown ones and those that
-    cannot take effect), then load the model: (ResolvedModel, settings).
-
-    The settings hold the images as the command line names them and the model options as the
-    model was loaded, so that `table.command_line(settings)` replays the run.
-    """
-    from cnnviz_cli.api.formats import check_command
-    from cnnviz_cli.api.models import load_model
-
-    given = {name: value for name, value in given.items() if name != "images"}
-    words = image_words(images) if images is not None and "images" in table else None
-    settings = table.settle({**given, "images": words} if words else given)
-    table.refuse_ignored(settings, [name for name in table.given(given)])
-    resolved = load_model(model, **{name: settings[name] for name in MODEL_NAMES
-                                     if name in settings})
-    check_command(resolved, table.command)  # before any layer lookup
-    loaded = {name: value for name, value in resolved.loaded_with.items() if name in table}
-    settings.update(table.settle({**given, **loaded, "images": words} if words
-                                 else {**given, **loaded}))
-    return resolved, settings
-
-
-def start_session(table, resolved, settings: dict, progress: bool = False,
-                  notify: Callable[[str], None] | None = None) -> tuple[Session, dict]:
-    """A Session for a run of `table.command` with settled `settings`, and its run options.
-
-    The manifest's options are the settings; the recorded command line comes from the table.
-    """
-    from cnnviz_cli.api.formats import check_command
-    from cnnviz_cli.api.tables import RUN
-
-    check_command(resolved, table.command)
-    run = {option.name: settings[option.name] for option in RUN if option.name in settings}
-    if run:
-        run["force"] = settings["force"]
-        check_input_size(resolved, run)
-    options = {name: _plain(value) for name, value in settings.items()}
-    options["model"] = resolved.source
-    out, tensorboard = settings.get("out"), settings.get("tensorboard")
-    session = Session(table.command, resolved, options, table.command_line(settings),
-                      None if out is None else Path(out), progress, notify,
-                      None if tensorboard is None else Path(tensorboard))
-    return session, run
-
-
-def _plain(value):
-    """An option value as the manifest stores it (tuples as lists, paths as text)."""
-    if isinstance(value, tuple | list):
-        return [_plain(item) for item in value]
-    return str(value) if isinstance(value, Path) else value
 
 
 def collect(session: Session, result_type: type, **fields) -> Result:

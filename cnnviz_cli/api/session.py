@@ -7,69 +7,23 @@ twice a second at most and, after an error, a failed write or SIGINT/SIGTERM, ke
 Without one it keeps the results in memory for the caller.
 """
 
-import shlex
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 
 from cnnviz_cli.api.inputs import ImageSource, collect_inputs, input_folders, load_input
 from cnnviz_cli.errors import CnnvizError, InputError, Interrupted, WriteError
-from cnnviz_cli.io import DEFAULT_MAX_PIXELS
 
 MANIFEST_INTERVAL = 0.5  # seconds between rewrites of manifest.json (at least; see Outputs)
-RUN_OPTIONS = {  # the run-loop options every image technique takes, with their defaults
-    "size": None, "batch_size": 8, "max_pixels": DEFAULT_MAX_PIXELS, "skip_existing": False,
-    "fail_fast": False, "shard": None, "force": False,
-}
 LISTENER: ContextVar[Callable[[str], None] | None] = ContextVar("cnnviz_listener", default=None)
 """Who hears a run's messages when its caller gives no `notify` (the command line sets it)."""
 SETTINGS_SOURCES: ContextVar[Callable[[], dict | None] | None] = ContextVar(
     "cnnviz_settings_sources", default=None)
 """Where each setting came from (command line, environment, profile, file, default), for the
 manifest's `settings_sources` (the command line sets it)."""
-UNRECORDED = ("out", "progress", "skip_existing", "force")  # never change what a run writes
-FLAGS = {"methods": "--method", "classes": "--class", "layers": "--layer", "layer": "--layer",
-         "filters": "--filter", "checkpoints": "--checkpoint", "model": "--model"}
-
-
-def run_options(given: dict, defaults: dict | None = None) -> dict:
-    """The run-loop options with defaults filled in; an unknown name is one error sentence."""
-    defaults = {**RUN_OPTIONS, **(defaults or {})}
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise CnnvizError(f"Unknown option(s) {', '.join(unknown)}; run options are "
-                          f"{', '.join(defaults)}.")
-    return {**defaults, **given}
-
-
-def flag_words(name: str, value) -> list[str]:
-    """The command-line words of one option: `--name value`, repeated for sequences."""
-    flag = FLAGS.get(name, "--" + name.replace("_", "-"))
-    if value is True:
-        return [flag]
-    if isinstance(value, list | tuple) and name != "shard":
-        return [word for item in value for word in (flag, str(item))]
-    if name == "shard":
-        value = f"{value[0]}/{value[1]}"
-    return [flag, str(value)]
-
-
-def command_line(command: str, inputs: Sequence[str], options: dict, defaults: dict) -> str:
-    """The canonical command line of a run: the inputs, then every option that differs from
-    its default in a fixed order, never the output folder. The shell and the Python API record
-    the same line for the same run, so their pictures are byte-identical."""
-    words = ["cnnviz", command, *inputs]
-    for name in sorted(options):
-        value = options[name]
-        if name in UNRECORDED or value == defaults.get(name) or value is False:
-            continue
-        if value is None or (isinstance(value, list | tuple) and not value):
-            continue
-        words += flag_words(name, value)
-    return shlex.join(words)
 
 
 def _interrupt(number: int, _frame) -> None:
@@ -107,8 +61,10 @@ class Session:
             self._open(Path(out))
 
     def _open(self, out: Path) -> None:
+        from cnnviz_cli.io.manifests import Pace
         from cnnviz_cli.io.outputs import Outputs
 
+        self._pace = Pace(MANIFEST_INTERVAL)
         images = self.options.get("images") or self.options.get("from_images")
         if isinstance(images, list) and all(isinstance(spec, str) for spec in images):
             _check_out_folder(out, images)
@@ -229,13 +185,15 @@ class Session:
         self.warn(f"Skipped {name}: {error}")
 
     def _hand_out(self, batch: list) -> Iterator[list]:
+        from cnnviz_cli.io.manifests import write_manifest
+
         if self.outputs is not None:
             self.outputs.begin_batch([{"input": image.name, "key": image.key}
                                       for image in batch])
         yield batch
         if self.outputs is not None:
             self.outputs.end_batch()
-            self.outputs.write_manifest(min_interval=MANIFEST_INTERVAL)
+            write_manifest(self.outputs, self._pace)
 
     def keep(self, part, retain: bool = False) -> None:
         """Write a part of the result (its files) into the output folder, else keep it; with
@@ -256,11 +214,7 @@ class Session:
             self.finished = True
             return None
         self._start()
-        self.outputs.end_batch()
-        self.outputs.flush()
-        self.outputs.metrics.update(metrics or {})
-        text = save_manifest(self.outputs)
-        self.outputs.release()
+        text = finish_run(self.outputs, metrics)
         self.finished = True
         return text
 
@@ -303,15 +257,26 @@ def placement(runtime):
     return tf.device(runtime.device)
 
 
+def finish_run(outputs, metrics: dict | None = None) -> str:
+    """The end of a run into an open output folder: wait for the writers, write the manifest
+    (with `metrics`) and report, unlock the folder. Returns the manifest's text."""
+    outputs.end_batch()
+    outputs.flush()
+    outputs.metrics.update(metrics or {})
+    text = save_manifest(outputs)
+    outputs.release()
+    return text
+
+
 def save_manifest(outputs) -> str:
     """Write manifest.json and index.html of an output folder; return the manifest's text."""
     import json
 
-    from cnnviz_cli.io.manifests import merge_manifests
+    from cnnviz_cli.io.manifests import merge_manifests, write_manifest
     from cnnviz_cli.io.outputs import REPORT
     from cnnviz_cli.render.report import render_report
 
-    text = outputs.write_manifest()
+    text = write_manifest(outputs)
     page = render_report(merge_manifests([(json.loads(text), ".")]))
     outputs.write_now(REPORT, page.encode("utf-8"))
     return text

@@ -16,19 +16,49 @@ MODEL = "Model"
 OUTPUT = "Output"
 
 
+def integer_pair(value, separator: str) -> tuple[int, int] | None:
+    """`A<separator>B` (or an (A, B) pair) -> (A, B); None when the text is not that."""
+    if isinstance(value, tuple | list):
+        return int(value[0]), int(value[1])
+    match = re.fullmatch(rf"\s*(\d+)\s*{re.escape(separator)}\s*(\d+)\s*", str(value))
+    return None if match is None else (int(match[1]), int(match[2]))
+
+
 def parse_shard(value) -> tuple[int, int] | None:
     """`K/N` (or a (K, N) pair) -> (K, N) with 1 <= K <= N."""
-    if value is None or isinstance(value, tuple | list):
-        return None if value is None else (int(value[0]), int(value[1]))
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(value))
-    if not match or not 1 <= int(match[1]) <= int(match[2]):
+    shard = None if value is None else integer_pair(value, "/")
+    if value is not None and (shard is None or not 1 <= shard[0] <= shard[1]):
         raise CnnvizError(f"--shard expects K/N with 1 <= K <= N, such as 2/8, but got "
                           f"{value!r}.")
-    return int(match[1]), int(match[2])
+    return shard
 
 
 def _path_text(value) -> str:
     return str(value)
+
+
+def _filter_ranges(values) -> list[str]:
+    """Repeated `--filter` values (or a list of indices) -> their comma parts, grammar checked;
+    they add up: `--filter 1 --filter 5-9` = `--filter 1,5-9`."""
+    from cnnviz_cli.specs import filter_ranges
+
+    parts = [part.strip() for value in values for part in str(value).split(",")]
+    if parts:
+        filter_ranges(",".join(parts))
+    return parts
+
+
+def filter_option(help_text: str, group: str, **rules) -> Option:
+    """`--filter SPEC`, repeatable (`filters`: the spec is `filter_spec(settings)`)."""
+    from cnnviz_cli.specs import FILTER_GRAMMAR
+
+    return Option("filters", (), f"{help_text} SPEC is {FILTER_GRAMMAR}.", multiple=True,
+                  flag="--filter", metavar="SPEC", group=group, settle=_filter_ranges, **rules)
+
+
+def filter_spec(settings: dict) -> str | None:
+    """The filters of settled `settings` as one spec (None: the default)."""
+    return ",".join(settings["filters"]) or None
 
 
 IMAGES = Option("images", (), "Image files, folders (recursive) or globs.", Path, multiple=True,

@@ -8,13 +8,7 @@ from cnnviz_cli.cli.common import CnnvizCommand, finish, quiet, run_table_comman
 from cnnviz_cli.cli.gates import GATE_EXIT_CODE, report_checks
 
 
-def _table():
-    from cnnviz_cli.api.cam import table
-
-    return table()
-
-
-@click.command(cls=CnnvizCommand, table=_table)
+@click.command(cls=CnnvizCommand, table="cam")
 @click.pass_context
 def cam(ctx: click.Context, **options) -> None:
     """Heatmaps: which pixels drove a class score (the CAM family).
@@ -32,10 +26,8 @@ def cam(ctx: click.Context, **options) -> None:
       cnnviz cam sample_images/star.png --checkpoint ck/epoch_00.weights.h5 \\
                  --checkpoint ck/epoch_06.weights.h5 --tensorboard logs/ -o epochs/
     """
-    from cnnviz_cli import api
-
     print_json = options["print_json"]
-    result = run_table_command(ctx, api.cam, options)
+    result = run_table_command(ctx, options)
     failed = 0 if options["checkpoints"] else report_checks(result, quiet(ctx))
     finish(ctx, result, print_json)
     if failed:

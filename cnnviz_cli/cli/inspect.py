@@ -5,12 +5,14 @@ import json
 import click
 from click.core import ParameterSource
 
-from cnnviz_cli.cli.common import model_options
+from cnnviz_cli.api.tables import MODEL_OPTIONS
+from cnnviz_cli.cli.common import table_options
 
 
 @click.command()
 @click.argument("model_arg", required=False, metavar="[MODEL]")
-@model_options
+@table_options(*(option for option in MODEL_OPTIONS if option.group == "Model"
+                  and option.name not in ("device", "gpu_memory", "precision")))
 @click.option("--json", "print_json", is_flag=True, help="Print the model and its layers as JSON.")
 @click.pass_context
 def layers(ctx: click.Context, model_arg: str | None, print_json: bool, **options) -> None:

@@ -1,20 +1,69 @@
-"""Manifests read back: what an earlier run into a folder left (resuming, reusing a folder),
-and merging several output folders."""
+"""Manifests, in one place: assembled and written for a run's output folder, read back (what
+an earlier run into a folder left, for resuming or reusing it), and merged over folders."""
 
 import datetime
 import json
 import math
 import posixpath
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnnviz_cli.errors import CnnvizError, reason
-from cnnviz_cli.io.outputs import MANIFEST, RUN_CONTROL, Outputs
+from cnnviz_cli.io.outputs import MANIFEST, RUN_CONTROL, Outputs, to_json
 from cnnviz_cli.io.provenance import read_png_fields
 from cnnviz_cli.version import __version__
 
 FAITHFULNESS = "faithfulness"  # the name of the ranking of the methods in a manifest's metrics
 EXAMPLES = "examples"  # the name of the merged dataset examples in a manifest's metrics
+
+
+def manifest_of(outputs: Outputs) -> dict:
+    """Everything a run into `outputs` did, as a JSON-ready dict."""
+    return {
+        "tool": "cnnviz",
+        "version": __version__,
+        "command": outputs.command,
+        "command_line": outputs.command_line,
+        "created": _now(),
+        "options": outputs.options,
+        "settings_sources": outputs.sources,
+        "model": outputs.model,
+        "runtime": outputs.runtime,
+        "outputs": outputs.records,
+        "inputs": outputs.inputs,
+        "failures": list(outputs.failures),
+        "metrics": outputs.metrics,
+    }
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class Pace:
+    """How often a growing manifest is rewritten: at least `interval` seconds apart, and at
+    least 20 times its own duration, so rewriting never takes more than a twentieth of a run."""
+
+    interval: float
+    last: float = -math.inf
+    cost: float = 0.0
+
+
+def write_manifest(outputs: Outputs, pace: Pace | None = None) -> str | None:
+    """Write `manifest.json` of `outputs` atomically and return its text; with `pace`, skip
+    (return None) when the last paced write was too recent."""
+    started = time.monotonic()
+    if pace is not None and started - pace.last < max(pace.interval, 20 * pace.cost):
+        return None
+    manifest = manifest_of(outputs)
+    text = to_json(manifest)
+    outputs.write_now(MANIFEST, text.encode("utf-8"))
+    outputs.listed = (len(manifest["inputs"]), len(manifest["outputs"]))
+    if pace is not None:
+        pace.last, pace.cost = started, time.monotonic() - started
+    return text
 
 
 def read_manifest(folder: Path) -> dict:
@@ -174,7 +223,7 @@ def begin_run(outputs: Outputs, keys: set[str], skip_existing: bool = False,
         notify(f"Replacing the {len(stale)} files of an earlier run with different "
                f"{differences} in {outputs.root} (--force).")
     outputs.carry(work.records, work.inputs)
-    outputs.write_manifest()
+    write_manifest(outputs)
     outputs.remove(stale)
     return work.keys & keys if skip_existing else set()
 
@@ -275,7 +324,7 @@ def merge_manifests(parts: list[tuple[dict, str]]) -> dict:
         "tool": "cnnviz",
         "version": __version__,
         "command": "report",
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "created": _now(),
         "runs": [],
         "outputs": [],
         "inputs": [],

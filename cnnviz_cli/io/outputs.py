@@ -1,4 +1,5 @@
-"""Results out: files encoded and written atomically in background threads, and the manifest.
+"""Results out: files encoded and written atomically in background threads (io.manifests
+writes the manifest from what is on disk).
 
 A file enters the manifest only once it is on disk; an input counts as finished (listed under
 `inputs`) once its whole batch has been handed back and all of that batch's files are written.
@@ -7,7 +8,6 @@ written; a write that fails (no space, read-only, the folder gone) is a WriteErr
 manifest on disk stays the last one written in full.
 """
 
-import datetime
 import errno
 import hashlib
 import io
@@ -17,7 +17,6 @@ import os
 import re
 import secrets
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -149,6 +148,7 @@ class Outputs:
         self.notify = notify
         self.setup = setup_digest(command, options)
         self.listed: tuple[int, int] | None = None  # inputs, files of the manifest on disk
+        # (the manifest is io.manifests' to assemble and write: this class writes files)
         if self.root.exists() and not self.root.is_dir():
             raise CnnvizError(f"Output folder {self.root} is a file; choose another --out.")
         self._created: list[Path] = []  # folders this run created, deepest first
@@ -160,8 +160,6 @@ class Outputs:
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         self._pool = BoundedPool(WRITE_AHEAD)
-        self._manifest_time = -float("inf")
-        self._manifest_cost = 0.0
 
     @property
     def opened(self) -> bool:
@@ -397,41 +395,3 @@ class Outputs:
             self._write(self.root / relative, data)
         except OSError as error:
             self._fail_write(error)
-
-    def manifest(self) -> dict:
-        """Everything the run did, as a JSON-ready dict."""
-        return {
-            "tool": "cnnviz",
-            "version": __version__,
-            "command": self.command,
-            "command_line": self.command_line,
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "options": self.options,
-            "settings_sources": self.sources,
-            "model": self.model,
-            "runtime": self.runtime,
-            "outputs": self.records,
-            "inputs": self.inputs,
-            "failures": list(self.failures),
-            "metrics": self.metrics,
-        }
-
-    def write_manifest(self, min_interval: float | None = None) -> str | None:
-        """Write `manifest.json` atomically and return its text.
-
-        With `min_interval`, skip (return None) if the last write was less than that many
-        seconds ago, or less than 20 times its own duration: rewriting a growing manifest then
-        never takes more than a twentieth of the run.
-        """
-        started = time.monotonic()
-        elapsed = started - self._manifest_time
-        if min_interval is not None and elapsed < max(min_interval, 20 * self._manifest_cost):
-            return None
-        manifest = self.manifest()
-        text = to_json(manifest)
-        self.write_now(MANIFEST, text.encode("utf-8"))
-        self.listed = (len(manifest["inputs"]), len(manifest["outputs"]))
-        if min_interval is not None:  # the first manifest, before any image, does not count
-            self._manifest_time = started
-        self._manifest_cost = time.monotonic() - started
-        return text

@@ -19,7 +19,17 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cnnviz_cli.api.session import Session
-from cnnviz_cli.cli.common import RUN_KEYS, image_options, output_options
+from cnnviz_cli.api.tables import IMAGES, OUTPUT_OPTIONS, RUN
+from cnnviz_cli.cli.common import PRINTING, table_options
+from cnnviz_cli.options import Table
+
+image_options = table_options(IMAGES, *RUN)
+
+
+def output_options(function):
+    function = table_options(*OUTPUT_OPTIONS)(function)
+    function.__click_params__ += PRINTING  # --json and -q
+    return function
 
 
 class FixedSize:
@@ -38,7 +48,7 @@ class FixedSize:
 @contextlib.contextmanager
 def session_of(options: dict):
     """A Session over the command's images and run options; exit 1 when inputs failed."""
-    run = {key: options[key] for key in RUN_KEYS if key in options}
+    run = Table("probe", RUN).settle({option.name: options[option.name] for option in RUN})
     kept = {"images": list(options["images"]), **run}
     with Session("probe", FixedSize(), kept, "cnnviz probe", options["out"]) as session:
         yield session, (lambda: session.batches(options["images"], {"size": None, **run}))
@@ -154,7 +164,9 @@ def test_shards_partition_the_inputs(tmp_path, count, shards):
 
 @pytest.mark.parametrize("spec", ["0/3", "4/3", "2", "a/b", "1/0"])
 def test_bad_shard_is_a_usage_error(tmp_path, spec):
-    result = CliRunner().invoke(probe, [str(tmp_path), "--shard", spec], obj={"batches": []})
+    from cnnviz_cli.cli import cli
+
+    result = CliRunner().invoke(cli, ["activations", str(tmp_path), "--shard", spec])
     assert result.exit_code == 2 and "K/N" in result.output
 
 

@@ -455,11 +455,13 @@ def test_files_enter_the_manifest_only_once_written(tmp_path, monkeypatch):
     for index in range(3):
         outputs.save_png(f"a/{index}.png", np.zeros((4, 4, 3), np.uint8), {"index": index})
     outputs.end_batch()
-    written = json.loads(outputs.write_manifest())
+    from cnnviz_cli.io.manifests import manifest_of, write_manifest
+
+    written = json.loads(write_manifest(outputs))
     assert written["outputs"] == [] and written["inputs"] == []
     gate.set()
     outputs.flush()
-    final = outputs.manifest()
+    final = manifest_of(outputs)
     assert [record["index"] for record in final["outputs"]] == [0, 1, 2]
     assert final["inputs"] == [{"input": "a.png", "key": "a"}]
     assert all((tmp_path / record["file"]).is_file() for record in final["outputs"])

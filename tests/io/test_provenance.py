@@ -39,7 +39,7 @@ def cam_run(sample_dir, small_model_file, tmp_path_factory):
 
 def test_info_shows_version_command_line_and_model_hash(cam_run, small_model_file):
     args, out = cam_run
-    # the canonical command line: inputs, then the options given in the table's order, never -o
+    # the canonical command line: inputs, then the options given in table order, never -o
     line = shlex.join(["cnnviz", "cam", args[2], "--model", str(small_model_file),
                        "--preprocess", "unit", "--method", "smoothgrad", "--method", "saliency",
                        "--class", "1", "--layer", "conv", "--seed", "5", "--samples", "4"])
@@ -63,15 +63,14 @@ def test_info_shows_version_command_line_and_model_hash(cam_run, small_model_fil
 
 
 def test_command_line_leaves_out_only_the_output_folder():
-    from cnnviz_cli.api.session import command_line
+    from cnnviz_cli.api.cam import table
 
-    options = {"methods": ["gradcam", "scorecam"], "top_k": 2, "seed": 0, "out": "x",
-               "metrics": False, "save_npy": True, "shard": (2, 3)}
-    defaults = {"methods": ("gradcam",), "top_k": None, "seed": 0, "metrics": False,
-                "save_npy": False, "shard": None}
-    assert command_line("cam", ["a b.png"], options, defaults) == (
-        "cnnviz cam 'a b.png' --method gradcam --method scorecam --save-npy --shard 2/3 "
-        "--top-k 2")
+    settings = table().settle({"images": ["a b.png"], "methods": ["gradcam", "scorecam"],
+                               "top_k": 2, "seed": 0, "out": "x", "metrics": False,
+                               "save_npy": True, "shard": (2, 3)})
+    assert table().command_line(settings) == (
+        "cnnviz cam 'a b.png' --shard 2/3 --method gradcam --method scorecam --top-k 2 "
+        "--save-npy")
 
 
 def test_every_png_of_a_run_carries_provenance(cam_run):
