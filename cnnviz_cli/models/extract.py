@@ -1,8 +1,10 @@
 """Sub-models that expose inner feature maps, also from inside nested models."""
 
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import keras
+from keras.src.ops.function import _build_map
 
 from cnnviz_cli.models.layers import replay_graph, token_grid
 
@@ -104,8 +106,39 @@ def build_extractor(
     missing = wanted - taps.keys()
     if missing:
         raise ValueError(f"Layers not reached while rebuilding the model: {sorted(missing)}.")
-    return keras.Model(inputs, [taps[path] for path in layer_paths]
-                       + [as_float32(output) for output in outputs])
+    return functional(inputs, [taps[path] for path in layer_paths]
+                      + [as_float32(output) for output in outputs])
+
+
+def functional(inputs, outputs) -> keras.Model:
+    """`keras.Model(inputs, outputs)` on a replayed graph, whose operations may share names
+    (the `add` of two nested models, or of a stand-in and a loaded model): keras.Model refuses
+    repeated names, so repeats are renamed while it is built and get their names back after."""
+    with _unique_names(inputs, outputs):
+        return keras.Model(inputs, outputs)
+
+
+@contextmanager
+def _unique_names(inputs, outputs):
+    nodes, _ = _build_map(inputs, outputs)
+    operations = list(dict.fromkeys(node.operation for node in nodes))
+    taken = {operation.name for operation in operations}
+    seen: set[str] = set()
+    renamed = []
+    for operation in operations:
+        if operation.name in seen:
+            number = 1
+            while f"{operation.name}_{number}" in taken:
+                number += 1
+            renamed.append((operation, operation.name))
+            operation.name = f"{operation.name}_{number}"
+            taken.add(operation.name)
+        seen.add(operation.name)
+    try:
+        yield
+    finally:
+        for operation, name in renamed:
+            operation.name = name
 
 
 def as_float32(tensor):
