@@ -303,14 +303,15 @@ def cam(
         explainer = resolved.reuse(
             ("cam", path, shape, output, head.key),
             lambda: CamExplainer(resolved.model, path, shape, output, head))
-        wanted = Targets(tuple(resolved.class_index(spec, explainer.num_classes)
+        wanted = Targets(tuple(resolved.class_index(spec, explainer.num_classes, head.labels)
                                for spec in classes), top_k, threshold=threshold)
         settings = CamOptions(max_channels=max_n, batch_size=run["batch_size"], samples=samples,
                               noise=noise, ig_steps=ig_steps, ig_baseline=ig_baseline, seed=seed,
                               patch=patch, stride=stride, fill=fill, masks=masks,
                               preprocess=resolved.preprocess)
         measured = {**arguments, "out": out, "metrics": chosen_metrics}
-        checks = Checks(measured, lambda spec: resolved.class_index(spec, explainer.num_classes),
+        checks = Checks(measured,
+                        lambda spec: resolved.class_index(spec, explainer.num_classes, head.labels),
                         session.warn, images)
         measured["trust"] = _trust_metrics(explainer, chosen_metrics, settings,
                                            (height, width, resolved.channels))
@@ -366,7 +367,8 @@ def _explain(explainer, resolved, batch: list[LoadedImage], targets, methods: li
         class_index = int(result.classes[item])
         record = {"input": batch[image_index].name, "layer": result.layer_path,
                   "task": explainer.head.task, "class": class_index,
-                  "label": resolved.label(class_index), **result.score_fields(item)}
+                  "label": resolved.label(class_index, explainer.head.labels),
+                  **result.score_fields(item)}
         fields = {}
         for method in result.maps:
             fields[method] = {"heatmap": result.statistics(method, item),

@@ -218,11 +218,13 @@ def maximize(
         config = _config(arguments, min(shape[:2]))
         if classes:
             head = model_head(resolved, 0, task, direction)
-            targets = [resolved.class_index(spec, head.num_classes) for spec in classes]
+            targets = [resolved.class_index(spec, head.num_classes, head.labels)
+                       for spec in classes]
             with session.status(f"Maximising {len(targets)} classes"):
                 result = maximize_classes(resolved.model, resolved.preprocess, targets, shape,
                                           config, head)
-            item = MaximizeItem(None, targets, [resolved.label(i) for i in targets], result)
+            item = MaximizeItem(None, targets, [resolved.label(i, head.labels) for i in targets],
+                                result)
         else:
             info = (last_feature_map(resolved.model, shape[:2]) if layer == "auto"
                     else find_feature_map(resolved.model, layer))
