@@ -257,7 +257,7 @@ def cam(
     from cnnviz_cli.api.results import image_words
     from cnnviz_cli.api.trust import resolve_metrics
     from cnnviz_cli.models.formats import check_methods
-    from cnnviz_cli.models.heads import check_threshold
+    from cnnviz_cli.models.heads import check_headless, check_threshold
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
     from cnnviz_cli.techniques.cam import (
         CamExplainer,
@@ -299,6 +299,7 @@ def cam(
         head = model_head(resolved, output_index(resolved.model, output), task, direction,
                           reference, (height, width), run["max_pixels"])
         check_threshold(head, threshold)
+        check_headless(head, classes or targets)
         shape, path = (height, width, resolved.channels), info and info.path
         explainer = resolved.reuse(
             ("cam", path, shape, output, head.key),

@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.models.extract import build_extractor, final_activation
+from cnnviz_cli.models.layers import DEFAULT_FREE_SIZE, shapes_at
 from cnnviz_cli.specs import TASKS
 from cnnviz_cli.techniques.targets import class_scores
 
@@ -41,6 +42,7 @@ SIGNS = {"up": 1.0, "down": -1.0}  # of the specs.DIRECTIONS
 REFERENCE_RULE = ("--reference IMAGE goes with --task embed, and --task embed needs it: the "
                   "similarity compares each input's embedding with the references' mean.")
 _RANKS = {"segment": 4}  # output rank each task needs; 2 for all others
+HEADLESS_STRIDE = 8  # a map coarser than this (input side / map side) is a backbone's features
 
 
 @dataclass(frozen=True, eq=False)  # compared (and cached) by identity
@@ -54,6 +56,7 @@ class Head:
     reference: np.ndarray | None = None  # embed: the mean embedding of the reference images
     channels_first: bool = False  # segment: a (batch, classes, height, width) output
     output_name: str = "output"  # regress: what the values are called
+    headless: bool = False  # a backbone's feature map taken for a segmentation (no task given)
 
     @property
     def binary_map(self) -> bool:
@@ -219,9 +222,33 @@ def detect_head(
         raise CnnvizError(f"Output {index} has shape {_shape_text(shape)}, whose class axis "
                           "has no fixed size; export the model with a fixed number of classes.")
     names = list(getattr(model, "output_names", None) or ["output"])
+    headless = task is None and chosen == "segment" and activation == "none" and not first and (
+        _coarse(model, index))
     return Head(chosen, activation, int(units), SIGNS[direction or "up"],
                 None if reference is None else np.asarray(reference, np.float32), first,
-                names[index] if index < len(names) else "output")
+                names[index] if index < len(names) else "output", headless)
+
+
+def _coarse(model: keras.Model, index: int) -> bool:
+    """Whether output `index` is a map over HEADLESS_STRIDE times coarser than the input
+    (measured at DEFAULT_FREE_SIZE for a model that takes any size; unknown: False)."""
+    height, source = model.outputs[index].shape[1], model.inputs[0].shape[1]
+    if height is None or source is None:
+        source = DEFAULT_FREE_SIZE[0]
+        layer = model.outputs[index]._keras_history.operation
+        height = shapes_at(model, DEFAULT_FREE_SIZE).get(layer.name, (None, None))[1]
+    return height is not None and height * HEADLESS_STRIDE < source
+
+
+def check_headless(head: Head, classes) -> None:
+    """A headless backbone's map is explained only when `--class` names a channel (or
+    `--task segment` says it is a segmentation)."""
+    if head.headless and not classes:
+        raise CnnvizError(
+            f"The model's output is a {head.units}-channel feature map far coarser than the "
+            "input and without a classifier (a headless backbone), so there is no class to "
+            "explain: give --class CHANNEL to explain a channel, or --task segment if it is a "
+            "segmentation.")
 
 
 def _channels_first(shape: tuple, image_size: tuple) -> bool:

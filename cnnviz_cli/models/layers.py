@@ -123,7 +123,7 @@ def feature_map_layers(model: keras.Model, size: tuple[int, int] | None = None
     Nested containers are left out (their last layer stands for them); `output_shape` is the
     shape at that size.
     """
-    shapes = _shapes_at(model, size or DEFAULT_FREE_SIZE) if _free_size(model) else {}
+    shapes = shapes_at(model, size or DEFAULT_FREE_SIZE) if _free_size(model) else {}
     candidates = []
     for info in iter_layers(model):
         shape = shapes.get(info.path, info.output_shape)
@@ -139,7 +139,7 @@ def _free_size(model: keras.Model) -> bool:
     return None in tuple(model.inputs[0].shape[1:3])
 
 
-def _shapes_at(model: keras.Model, size: tuple[int, int]) -> dict[str, tuple]:
+def shapes_at(model: keras.Model, size: tuple[int, int]) -> dict[str, tuple]:
     """Every operation's output shape (by path) for one input of `size`, found symbolically."""
     shapes: dict[str, tuple] = {}
 
