@@ -21,6 +21,13 @@ PASS_THROUGH_TYPES = (
     keras.layers.ZeroPadding2D, keras.layers.Cropping2D, keras.layers.MaxPooling2D,
     keras.layers.AveragePooling2D, keras.layers.BatchNormalization,
     keras.layers.LayerNormalization, keras.layers.GroupNormalization,
+    keras.layers.UpSampling2D, keras.layers.Resizing,
+)
+# What only reshapes, resizes or activates a model's output after its final classifier.
+OUTPUT_WRAPPER_TYPES = (
+    keras.layers.Activation, keras.layers.Softmax, keras.layers.ReLU, keras.layers.Identity,
+    keras.layers.Reshape, keras.layers.Permute, keras.layers.Flatten, keras.layers.UpSampling2D,
+    keras.layers.Resizing,
 )
 DEFAULT_FREE_SIZE = (224, 224)  # where a model that takes any size is measured without a size
 SPREAD = 4  # layers in the activations and reconstruct defaults
@@ -175,15 +182,38 @@ def replay_graph(model: keras.Model, x, prefix: str, wrap):
     return model._run_through_graph(x, operation_fn=lambda operation: wrap(operation, prefix))
 
 
+def classifier_operations(model: keras.Model) -> set[int]:
+    """The ids of the operations that make each output from the last feature map: the final
+    classifier (a segmentation's 1x1 convolution) and what only reshapes, resizes or activates
+    its output (OUTPUT_WRAPPER_TYPES), looking into nested models."""
+    found: set[int] = set()
+    for tensor in model.outputs:
+        while True:
+            operation, node_index, tensor_index = tensor._keras_history
+            if isinstance(operation, keras.Model):
+                tensor = operation.outputs[tensor_index]
+                continue
+            node = operation._inbound_nodes[node_index]
+            if isinstance(operation, keras.layers.InputLayer) or not node.input_tensors:
+                break
+            found.add(id(operation))
+            if not isinstance(operation, OUTPUT_WRAPPER_TYPES):
+                break
+            tensor = node.input_tensors[0]
+    return found
+
+
 def stage_outputs(model: keras.Model, size: tuple[int, int] | None = None,
                   convolutions_only: bool = False) -> list[LayerInfo]:
     """The last feature map (or convolution) of each spatial resolution, shallow to deep.
 
     Left out: whatever comes before the first convolution (rescaling, normalisation, other
-    preprocessing) and the pass-through layers (padding, cropping, pooling, normalisation).
+    preprocessing), the pass-through layers (padding, cropping, pooling, normalisation,
+    resizing) and the final classifier with what follows it (`classifier_operations`).
     Squeeze-excite branches are 1x1, so never candidates.
     """
-    candidates = feature_map_layers(model, size)
+    heads = classifier_operations(model)
+    candidates = [info for info in feature_map_layers(model, size) if id(info.layer) not in heads]
     first = next((i for i, info in enumerate(candidates) if isinstance(info.layer, CONV_TYPES)), 0)
     kept = [info for info in candidates[first:]
             if not isinstance(info.layer, PASS_THROUGH_TYPES)
