@@ -149,6 +149,7 @@ def filters(
     from cnnviz_cli.api.models import load_model
     from cnnviz_cli.models.checkpoints import checkpoint_weights, trainable_copy
     from cnnviz_cli.models.layers import default_layers, find_layer
+    from cnnviz_cli.models.preprocessing import reverses_channels
     from cnnviz_cli.techniques.filters import filter_order, kernel_tensor, select_kernels
 
     resolved = load_model(model)
@@ -170,7 +171,9 @@ def filters(
             info = find_layer(copy, info.path)
             states = checkpoint_weights(copy, [Path(c) for c in checkpoints],
                                         safe_mode=not unsafe_deserialization)
-        shown = [select_kernels(kernel_tensor(info.layer), indices, selected) for _ in states]
+        bgr = resolved.channels == 3 and reverses_channels(resolved.preprocess)
+        shown = [select_kernels(kernel_tensor(info.layer), indices, selected, bgr)
+                 for _ in states]
         item = FiltersItem(info.path, list(kernel.shape), shown, arguments["checkpoints"])
         session.keep(part(session, FiltersResult, [item]), retain=True)
         return collect(session, FiltersResult)
