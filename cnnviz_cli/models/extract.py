@@ -6,7 +6,7 @@ from contextlib import contextmanager
 import keras
 from keras.src.ops.function import _build_map
 
-from cnnviz_cli.models.layers import replay_graph, token_grid
+from cnnviz_cli.models.layers import replay_graph, sequence_of, token_grid
 
 STRIPPED = ("softmax", "sigmoid")  # final activations left out, so scores are pre-activation
 
@@ -70,7 +70,8 @@ def build_extractor(
 ) -> keras.Model:
     """A model mapping the input to `[*feature maps at layer_paths, *model outputs]`.
 
-    Layer paths may point inside nested models (`backbone/block5_conv3`); token layers on a
+    Layer paths may point inside nested models (`backbone/block5_conv3`) and inside layers
+    that call their sub-layers in sequence (`encoder/block_1`); token layers on a
     square grid are given as feature maps (`layers.token_grid`). With `logits`, the final
     softmax or sigmoid of every output is left out so scores are pre-activation.
     `replace(layer)` may return a stand-in to call instead of a layer (None keeps the layer);
@@ -91,6 +92,15 @@ def build_extractor(
                 return replay(operation, x, path + "/")
 
             return _recording(call, path, wanted, taps)
+        sequence = sequence_of(operation)
+        if sequence is not None and (replace is not None
+                                     or any(item.startswith(path + "/") for item in wanted)):
+            def chain(x, *args, **kwargs):  # its sub-layers one by one, each tapped or replaced
+                for sublayer in sequence:
+                    x = wrap(sublayer, path + "/")(x)
+                return x
+
+            return _recording(chain, path, wanted, taps)
         if id(operation) in replacements:
             return _recording(replacements[id(operation)], path, wanted, taps)
         stand_in = replace(operation) if replace is not None else None

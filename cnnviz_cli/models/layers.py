@@ -6,11 +6,13 @@ written as code (`x + y`), which Keras keeps in `model.operations` but not in `m
 
 import difflib
 import math
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from itertools import groupby
 
 import keras
+import numpy as np
 
 from cnnviz_cli.errors import CnnvizError
 
@@ -64,8 +66,39 @@ class LayerInfo:
 
     @property
     def is_container(self) -> bool:
-        """True for a model nested inside the model."""
-        return isinstance(self.layer, keras.Model)
+        """True for a model nested inside the model, or a layer that only calls its sub-layers
+        one after another (`sequence_of`)."""
+        return isinstance(self.layer, keras.Model) or sequence_of(self.layer) is not None
+
+
+_SEQUENCES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # layer -> its sequence
+
+
+def sequence_of(layer: keras.Operation) -> list[keras.layers.Layer] | None:
+    """The sub-layers of a layer that is not a model but only calls them one after another
+    (keras-hub's ViTEncoder and its transformer blocks), checked once by running both on a
+    random input; None for any other operation."""
+    inner = list(getattr(layer, "_layers", None) or ())
+    if isinstance(layer, keras.Model) or len(inner) < 2 or not layer._inbound_nodes:
+        return None
+    if layer not in _SEQUENCES:
+        _SEQUENCES[layer] = inner if _calls_in_sequence(layer, inner) else None
+    return _SEQUENCES[layer]
+
+
+def _calls_in_sequence(layer: keras.layers.Layer, inner: list) -> bool:
+    tensors = layer._inbound_nodes[0].input_tensors
+    if len(tensors) != 1 or None in tuple(tensors[0].shape[1:]):
+        return False
+    sample = np.random.default_rng(0).normal(size=(1, *tensors[0].shape[1:])).astype("float32")
+    try:
+        chained = sample
+        for sublayer in inner:
+            chained = sublayer(chained)
+        whole = layer(sample)
+    except Exception:  # noqa: BLE001  (a custom layer may fail on its sub-layers in any way)
+        return False
+    return np.shape(whole) == np.shape(chained) and np.allclose(whole, chained, atol=1e-5)
 
 
 def _output_shape(layer: keras.layers.Layer) -> tuple | None:
@@ -90,6 +123,23 @@ def iter_layers(model: keras.Model, prefix: str = "") -> Iterator[LayerInfo]:
         yield LayerInfo(path, layer, _output_shape(layer))
         if isinstance(layer, keras.Model):
             yield from iter_layers(layer, path + "/")
+        else:
+            yield from _sublayers(layer, path + "/")
+
+
+def _sublayers(layer: keras.Operation, prefix: str) -> Iterator[LayerInfo]:
+    """The sub-layers of a layer that is not a model: with their output shapes when it calls
+    them in sequence (they can then be tapped), else without (their weights can be drawn)."""
+    sequence = sequence_of(layer)
+    if sequence is None:
+        for sublayer in getattr(layer, "_layers", None) or ():
+            yield LayerInfo(prefix + sublayer.name, sublayer, None)
+        return
+    tensor = layer._inbound_nodes[0].input_tensors[0]
+    for sublayer in sequence:
+        tensor = sublayer.compute_output_spec(tensor)
+        yield LayerInfo(prefix + sublayer.name, sublayer, tuple(tensor.shape))
+        yield from _sublayers(sublayer, prefix + sublayer.name + "/")
 
 
 def _not_found(model: keras.Model, spec: str) -> CnnvizError:
@@ -212,14 +262,20 @@ def stage_outputs(model: keras.Model, size: tuple[int, int] | None = None,
     resizing) and the final classifier with what follows it (`classifier_operations`).
     Squeeze-excite branches are 1x1, so never candidates.
     """
+    stages = groupby(_kept(model, size, convolutions_only),
+                     key=lambda info: info.output_shape[1:3])
+    return [list(group)[-1] for _, group in stages]
+
+
+def _kept(model: keras.Model, size: tuple[int, int] | None, convolutions_only: bool = False
+          ) -> list[LayerInfo]:
+    """The feature maps `stage_outputs` chooses from, shallow to deep."""
     heads = classifier_operations(model)
     candidates = [info for info in feature_map_layers(model, size) if id(info.layer) not in heads]
     first = next((i for i, info in enumerate(candidates) if isinstance(info.layer, CONV_TYPES)), 0)
-    kept = [info for info in candidates[first:]
+    return [info for info in candidates[first:]
             if not isinstance(info.layer, PASS_THROUGH_TYPES)
             and (not convolutions_only or isinstance(info.layer, CONV_TYPES))]
-    stages = groupby(kept, key=lambda info: info.output_shape[1:3])
-    return [list(group)[-1] for _, group in stages]
 
 
 def default_layers(model: keras.Model, size: tuple[int, int] | None = None
@@ -230,14 +286,20 @@ def default_layers(model: keras.Model, size: tuple[int, int] | None = None
     are pooled away (after the last residual sum of blocks that end in one; for VGG
     `block5_conv3`, 14x14, rather than its 7x7 `block5_pool`). activations and reconstruct:
     four stage outputs (convolutions for reconstruct) spread from shallow to deep. dream: the
-    stage output before the last. filters: the first convolution. A list is empty when the
+    stage output before the last. filters: the first convolution. Tokens: the input of the
+    last block, where the patch tokens still carry the class's gradient. A list is empty when the
     model has no such layer.
     """
     stages = stage_outputs(model, size)
     convolutions = stage_outputs(model, size, convolutions_only=True) or stages
-    first_convolution = next((info for info in feature_map_layers(model, size)
+    first_convolution = next((info for info in iter_layers(model)
                               if isinstance(info.layer, CONV_TYPES)), None)
-    return {"cam": stages[-1:], "maximize": stages[-1:], "dream": stages[-2:-1] or stages[-1:],
+    deepest = stages[-1:]
+    kept = _kept(model, size)
+    if deepest and token_grid(deepest[0].output_shape) and len(kept) > 1 and (
+            kept[-2].output_shape == deepest[0].output_shape):
+        deepest = kept[-2:-1]  # after the last block only the class token counts: its input
+    return {"cam": deepest, "maximize": deepest, "dream": stages[-2:-1] or stages[-1:],
             "activations": _spread(stages, SPREAD), "reconstruct": _spread(convolutions, SPREAD),
             "filters": [first_convolution] if first_convolution else []}
 
