@@ -316,14 +316,34 @@ def cam(
                         session.warn, images)
         measured["trust"] = _trust_metrics(explainer, chosen_metrics, settings,
                                            (height, width, resolved.channels))
+        blank = False  # warned once of an all-zero map
         for batch in session.batches(images, run):
             targets = checks.targets_for(batch, wanted, head.task == "segment")
             items = _explain(explainer, resolved, batch, targets, chosen, settings, checks,
                              measured, run["batch_size"])
+            blank = blank or _warn_blank(session, items, resolved.model, path, (height, width))
             session.keep(part(session, CamResult, items))
         records = _records(session)
         return collect(session, CamResult, metrics={"head": head.describe(),
                                                     **checks.finish(records)})
+
+
+def _warn_blank(session, items: list[CamItem], model, layer_path: str | None,
+                size: tuple[int, int]) -> bool:
+    """Warn (once: returns True) when a map is all zero, naming a layer that does better."""
+    from cnnviz_cli.models.layers import layer_instead
+
+    blank = next(((item, method) for item in items for method, heat in item.maps.items()
+                  if not np.any(heat)), None)
+    if blank is None:
+        return False
+    (item, method), better = blank, layer_path and layer_instead(model, layer_path, size)
+    hint = f"; try -l {better}" if better else ""
+    where = f" at layer {layer_path}" if layer_path else ""
+    session.warn(f"The {method} map of {item.record['input']} is all zero{where}: nothing "
+                 f"there raises the score (after a ViT's last block only the class token "
+                 f"does){hint}.")
+    return True
 
 
 def _trust_metrics(explainer, metrics: list[str], settings, input_shape: tuple):

@@ -340,6 +340,18 @@ def last_feature_map(model: keras.Model, size: tuple[int, int] | None = None) ->
     return auto_layers(model, "cam", size)[0]
 
 
+def layer_instead(model: keras.Model, path: str, size: tuple[int, int] | None = None
+                  ) -> str | None:
+    """The layer to suggest when `path` gives blank maps: `-l auto`'s if it is another, else
+    the feature map before `path` (None: there is none)."""
+    chosen = default_layers(model, size)["cam"]
+    if chosen and chosen[0].path != path:
+        return chosen[0].path
+    paths = [info.path for info in feature_map_layers(model, size)]
+    index = paths.index(path) if path in paths else 0
+    return paths[index - 1] if index > 0 else None
+
+
 def resolve_feature_maps(model: keras.Model, specs: tuple[str, ...], command: str,
                          size: tuple[int, int] | None = None) -> list[LayerInfo]:
     """Turn `--layer` values (names, `auto`: the command's defaults, `all`) into feature-map

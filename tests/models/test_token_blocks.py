@@ -102,3 +102,19 @@ def test_auto_gradcam_peaks_on_the_evidence_patch(vit, evidence_image):
     peak = np.unravel_index(heatmap.argmax(), heatmap.shape)
     assert tuple(int(p * grid // n) for p, n in zip(peak, heatmap.shape)) == EVIDENCE
 
+
+
+def test_blank_map_after_the_last_block_is_a_warning(vit, evidence_image):
+    import cnnviz_cli as api
+    from cnnviz_cli.api.session import LISTENER
+
+    heard: list[str] = []
+    token = LISTENER.set(heard.append)
+    try:
+        result = api.cam(vit, [evidence_image], classes=[1], methods=["gradcam"],
+                         layer="encoder/block_1")
+    finally:
+        LISTENER.reset(token)
+    assert not result.maps[0]["gradcam"].any()  # only the class token reaches the head
+    assert len(heard) == 1 and "all zero at layer encoder/block_1" in heard[0]
+    assert heard[0].endswith("try -l encoder/block_0.")
