@@ -147,6 +147,7 @@ def filters(
         A FiltersResult with `kernels` and `norms` (lists of them, with checkpoints).
     """
     from cnnviz_cli.api.models import load_model
+    from cnnviz_cli.errors import CnnvizError
     from cnnviz_cli.models.checkpoints import checkpoint_weights, trainable_copy
     from cnnviz_cli.models.layers import default_layers, find_layer
     from cnnviz_cli.models.preprocessing import reverses_channels
@@ -159,9 +160,12 @@ def filters(
     with session:
         if layer != "auto":
             info = find_layer(resolved.model, layer)
-        else:  # without a convolution, the last layer: kernel_tensor says what is wrong
+        else:
             first = default_layers(resolved.model, resolved.image_size())["filters"]
-            info = first[0] if first else find_layer(resolved.model, "-1")
+            if not first:
+                raise CnnvizError("The model has no Conv2D, DepthwiseConv2D or SeparableConv2D "
+                                  "layer whose kernels to draw (see `cnnviz layers`).")
+            info = first[0]
         selected = None if str(channel) == "mean" else _channel(channel)
         kernel = kernel_tensor(info.layer)
         indices = filter_order(kernel, order, max_filters)

@@ -118,3 +118,23 @@ def test_blank_map_after_the_last_block_is_a_warning(vit, evidence_image):
     assert not result.maps[0]["gradcam"].any()  # only the class token reaches the head
     assert len(heard) == 1 and "all zero at layer encoder/block_1" in heard[0]
     assert heard[0].endswith("try -l encoder/block_0.")
+
+
+def test_filters_default_is_the_patch_convolution_inside_a_layer(keras):
+    import cnnviz_cli as api
+
+    class Patching(keras.layers.Layer):  # keras-hub style: the convolution is a sub-layer
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.conv = keras.layers.Conv2D(WIDTH, PATCH, strides=PATCH, name="conv")
+            self.position = keras.layers.Embedding(16, WIDTH, name="position")
+
+        def call(self, x):
+            tokens = keras.ops.reshape(self.conv(x), (-1, 16, WIDTH))
+            return tokens + self.position(keras.ops.arange(16))
+
+    inputs = keras.Input((SIDE, SIDE, 3))
+    x = Patching(name="patching")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x[:, 0]))
+    result = api.filters(model)
+    assert result.items[0].layer == "patching/conv" and result.kernels.shape[0] == WIDTH
