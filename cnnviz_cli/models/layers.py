@@ -286,8 +286,9 @@ def default_layers(model: keras.Model, size: tuple[int, int] | None = None
     are pooled away (after the last residual sum of blocks that end in one; for VGG
     `block5_conv3`, 14x14, rather than its 7x7 `block5_pool`). activations and reconstruct:
     four stage outputs (convolutions for reconstruct) spread from shallow to deep. dream: the
-    stage output before the last. filters: the first convolution. Tokens: the input of the
-    last block, where the patch tokens still carry the class's gradient. A list is empty when the
+    stage output before the last. filters: the first convolution. Tokens out of the blocks of
+    an encoder layer: the input of the last block, where the patch tokens still carry the
+    class's gradient. A list is empty when the
     model has no such layer.
     """
     stages = stage_outputs(model, size)
@@ -296,12 +297,20 @@ def default_layers(model: keras.Model, size: tuple[int, int] | None = None
                               if isinstance(info.layer, CONV_TYPES)), None)
     deepest = stages[-1:]
     kept = _kept(model, size)
-    if deepest and token_grid(deepest[0].output_shape) and len(kept) > 1 and (
-            kept[-2].output_shape == deepest[0].output_shape):
+    if deepest and token_grid(deepest[0].output_shape) and len(kept) > 1 and _blocks(
+            kept[-2], deepest[0]):
         deepest = kept[-2:-1]  # after the last block only the class token counts: its input
     return {"cam": deepest, "maximize": deepest, "dream": stages[-2:-1] or stages[-1:],
             "activations": _spread(stages, SPREAD), "reconstruct": _spread(convolutions, SPREAD),
             "filters": [first_convolution] if first_convolution else []}
+
+
+def _blocks(before: LayerInfo, last: LayerInfo) -> bool:
+    """Whether `before` and `last` are consecutive blocks of one encoder layer: token layers of
+    one shape that a layer calls in sequence (`sequence_of`)."""
+    parent = last.path.rpartition("/")[0]
+    return bool(parent) and before.path.rpartition("/")[0] == parent and (
+        before.output_shape == last.output_shape)
 
 
 def auto_layers(model: keras.Model, command: str, size: tuple[int, int] | None = None
