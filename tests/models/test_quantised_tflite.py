@@ -67,3 +67,15 @@ def test_occlusion_on_the_quantised_model_matches_the_float_one(models):
     peak_row, peak_column = np.unravel_index(heatmap.argmax(), heatmap.shape)
     assert SQUARE[0].start <= peak_row < SQUARE[0].stop
     assert SQUARE[1].start <= peak_column < SQUARE[1].stop
+
+
+def test_rise_and_the_metrics_run_on_the_quantised_model(models):
+    import cnnviz_cli as api
+
+    image = np.zeros((SIDE, SIDE, 3), np.uint8)
+    image[SQUARE] = (0, 255, 0)
+    result = api.cam(api.load_model(models[1], preprocess="unit"), [image], methods=["rise"],
+                     masks=64, metrics=True, metric_steps=4)
+    assert result.classes == [1] and result.maps[0]["rise"].any()
+    fields = result.items[0].fields["rise"]
+    assert 0 <= fields["deletion_auc"] <= 1 and 0 <= fields["insertion_auc"] <= 1
