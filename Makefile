@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test docs lint bench clean
 
 install: $(STAMP)
 
@@ -25,12 +25,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 lint: $(STAMP)
 	$(BIN)/ruff check cnnviz_cli tests
+	$(BIN)/lint-imports --no-logo
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]' || echo "tf-keras-vis not installable: comparisons skipped"
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf cnnviz-out build *.egg-info
+	rm -rf cnnviz-out build site *.egg-info

@@ -13,7 +13,7 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-__version__ = "0.1.0"
+from cnnviz_cli.version import __version__ as __version__  # noqa: E402 (re-exported)
 
 __all__ = [
     "ActivationsResult",
@@ -22,17 +22,23 @@ __all__ = [
     "DreamResult",
     "FiltersResult",
     "InputError",
+    "LayersResult",
     "LoadedImage",
     "MaximizeResult",
     "ReconstructResult",
+    "Report",
     "Result",
     "activations",
     "cam",
     "dream",
     "filters",
+    "info",
+    "layers",
+    "list_models",
     "load_model",
     "maximize",
     "reconstruct",
+    "report",
 ]
 
 

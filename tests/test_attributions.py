@@ -9,14 +9,12 @@ from PIL import Image
 
 from cnnviz_cli.techniques.cam import (
     IG_BASELINES,
-    METHODS,
     CamExplainer,
     CamOptions,
     Targets,
     gaussian_blur,
-    integrated_gradients,
-    smoothgrad_noise,
 )
+from cnnviz_cli.techniques.methods.attributions import integrated_gradients, smoothgrad_noise
 
 SIZE, CHANNELS, FILTERS, CLASSES = 5, 3, 4, 3
 
@@ -152,11 +150,14 @@ def test_gaussian_blur_impulse_response_and_constants():
 
 
 def test_help_and_choices_list_every_method_and_baseline():
-    from cnnviz_cli.cli.cam import METHOD_NAMES, cam
+    from click.testing import CliRunner
 
-    assert METHOD_NAMES.split(", ") == list(METHODS)
-    baseline = next(param for param in cam.params if param.name == "ig_baseline")
-    assert list(baseline.type.choices) == list(IG_BASELINES)
+    from cnnviz_cli.cli import cli
+    from cnnviz_cli.techniques.cam import methods
+
+    text = " ".join(CliRunner().invoke(cli, ["cam", "--help"]).output.split())
+    assert ", ".join(methods()) in text.replace("gradient- input", "gradient-input")
+    assert "--ig-baseline [black|blur|noise]" in text
 
 
 def test_cli_attributions_with_metrics(run_cli, sample_dir, small_model_file, tmp_path):

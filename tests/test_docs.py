@@ -1,11 +1,14 @@
-"""Every `cnnviz ...` example in README.md and in the commands' --help runs, on the demo model.
+"""Every `cnnviz ...` example in README.md, in the pages of docs/ and in the commands' --help
+runs, on the demo model.
 
-Examples come from the README's shell code blocks (fences without a language, or bash/sh/shell/
-console) and from the `Example:` blocks of the help texts. A README code block preceded by
-`<!-- not run in tests: REASON -->`, or a command line ending in `# not run in tests: REASON`
-(README or help), is skipped with that reason. The examples of one block run in order in one
-temporary folder, so a later example may use what an earlier one wrote (a baseline, a PNG to
-inspect); running one example alone first runs the earlier examples of its block.
+Examples come from the shell code blocks of README.md and docs/*.md (fences without a language,
+or bash/sh/shell/console) and from the `Example:` blocks of the help texts. A code block
+preceded by `<!-- not run in tests: REASON -->`, or a command line ending in
+`# not run in tests: REASON` (a page or a help), is skipped with that reason. The examples of
+one block run in order in one temporary folder, so a later example may use what an earlier one
+wrote (a baseline, a PNG to inspect); running one example alone first runs the earlier examples
+of its block. An example that repeats another (the same command line after the same earlier
+lines of its block, such as the README's one example per command) is tested once.
 """
 
 import re
@@ -22,6 +25,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 SKIP = re.compile(r"not run in tests:\s*(.*?)\s*(?:-->)?\s*$")
 SHELL_FENCES = {"", "bash", "sh", "shell", "console"}
 
@@ -70,10 +74,11 @@ def _command_name(arguments: list[str]) -> str:
     return next((a for a in arguments if not a.startswith("-")), "cnnviz")
 
 
-def readme_examples() -> list[Example]:
-    """The command lines of the README's shell code blocks."""
+def page_examples(page: Path) -> list[Example]:
+    """The command lines of the shell code blocks of a page (README.md or docs/*.md)."""
+    name = "README" if page == README else page.name
     examples: list[Example] = []
-    lines = README.read_text(encoding="utf-8").splitlines()
+    lines = page.read_text(encoding="utf-8").splitlines()
     fence, block_lines, block_skip, start = None, [], None, 0
     previous = ""  # the last non-blank line before the current one
     for number, line in enumerate(lines, start=1):
@@ -85,8 +90,8 @@ def readme_examples() -> list[Example]:
         elif fence is not None and stripped.startswith("```"):
             if fence in SHELL_FENCES:
                 examples += _examples_of(
-                    block_lines, f"README:{start}", block_skip,
-                    lambda n, args: f"README:{n}:{_command_name(args)}",
+                    block_lines, f"{name}:{start}", block_skip,
+                    lambda n, args: f"{name}:{n}:{_command_name(args)}",
                 )
             fence = None
         elif fence is not None:
@@ -118,18 +123,34 @@ def help_examples() -> list[Example]:
     return examples
 
 
-README_EXAMPLES = readme_examples()
+PAGE_EXAMPLES = {page: page_examples(page) for page in PAGES}
+README_EXAMPLES = PAGE_EXAMPLES[README]
 HELP_EXAMPLES = help_examples()
-ALL_EXAMPLES = README_EXAMPLES + HELP_EXAMPLES
+ALL_EXAMPLES = [*(e for examples in PAGE_EXAMPLES.values() for e in examples), *HELP_EXAMPLES]
 BLOCKS: dict[str, list[Example]] = {}
 for _example in ALL_EXAMPLES:
     BLOCKS.setdefault(_example.block, []).append(_example)
 
 
+def _first_of_each(examples: list[Example]) -> list[Example]:
+    """The examples but those that repeat an earlier one: the same command line after the same
+    earlier lines of its block does the same."""
+    seen: set[tuple[str, ...]] = set()
+    kept = []
+    for example in examples:
+        run = tuple(e.text for e in BLOCKS[example.block][: example.index + 1])
+        if run not in seen:
+            seen.add(run)
+            kept.append(example)
+    return kept
+
+
 def test_the_docs_have_examples():
     from cnnviz_cli.cli import cli
 
-    assert len(README_EXAMPLES) >= 15
+    in_readme = {_command_name(shlex.split(e.text, comments=True)[1:]) for e in README_EXAMPLES}
+    assert in_readme >= set(cli.commands), "the README has an example of every command"
+    assert sum(map(len, PAGE_EXAMPLES.values())) >= 30
     with_examples = {example.id.split(":")[1] for example in HELP_EXAMPLES}
     assert with_examples == {"cnnviz", *cli.commands}, "every command's help has an example"
     assert len({example.id for example in ALL_EXAMPLES}) == len(ALL_EXAMPLES)
@@ -193,7 +214,7 @@ def _run(example: Example, folder: Path) -> click.testing.Result:
 
 @pytest.mark.parametrize(
     "example", [pytest.param(e, id=e.id, marks=[pytest.mark.skip(reason=e.skip)] if e.skip else [])
-                for e in ALL_EXAMPLES],
+                for e in _first_of_each(ALL_EXAMPLES)],
 )
 def test_example_runs(example: Example, inputs: Path, tmp_path_factory, monkeypatch):
     if example.block not in _folders:

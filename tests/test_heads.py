@@ -212,7 +212,7 @@ def test_maximize_both_classes_of_a_binary_head(binary_model):
 def test_the_api_refuses_a_threshold_outside_0_1(multilabel_model):
     from cnnviz_cli.errors import CnnvizError
 
-    with pytest.raises(CnnvizError, match="--threshold 1 is not a probability strictly between"):
+    with pytest.raises(CnnvizError, match="--threshold 1.0 is out of range: it must be > 0"):
         cnnviz_cli.cam(multilabel_model, colour_image(), threshold=1.0)
 
 

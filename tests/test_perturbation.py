@@ -7,7 +7,7 @@ import pytest
 
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.techniques.cam import CamExplainer, CamOptions, Targets
-from cnnviz_cli.techniques.perturbation import patch_windows, rise_factors
+from cnnviz_cli.techniques.methods.perturbation import patch_windows, rise_factors
 
 SIZE = 16
 EVIDENCE = (slice(4, 8), slice(8, 12))  # rows, columns of the pixels class 0 counts
@@ -131,7 +131,7 @@ def test_cam_command_writes_occlusion_and_rise_maps(run_cli, tmp_path):
     (["--patch", "8"], "--patch applies only when --method includes occlusion"),
     (["--fill", "blur"], "--fill applies only when --method includes occlusion"),
     (["--masks", "8"], "--masks applies only when --method includes rise"),
-    (["--method", "occlusion", "--seed", "3"], "--seed applies only when --method includes"),
+    (["--method", "occlusion", "--seed", "3"], "--seed applies only when a method or metric"),
 ])
 def test_perturbation_options_without_their_method_are_refused(run_cli, args, culprit):
     result = run_cli("cam", "sample_images/star.png", *args, expect=2)

@@ -39,10 +39,10 @@ def cam_run(sample_dir, small_model_file, tmp_path_factory):
 
 def test_info_shows_version_command_line_and_model_hash(cam_run, small_model_file):
     args, out = cam_run
-    # the canonical command line: inputs, then the options given in name order, never -o
-    line = shlex.join(["cnnviz", "cam", args[2], "--class", "1", "--layer", "conv", "--method",
-                       "smoothgrad", "--method", "saliency", "--model", str(small_model_file),
-                       "--preprocess", "unit", "--samples", "4", "--seed", "5"])
+    # the canonical command line: inputs, then the options given in the table's order, never -o
+    line = shlex.join(["cnnviz", "cam", args[2], "--model", str(small_model_file),
+                       "--preprocess", "unit", "--method", "smoothgrad", "--method", "saliency",
+                       "--class", "1", "--layer", "conv", "--seed", "5", "--samples", "4"])
     overlay = out / "star/cam-smoothgrad-class_1.png"
     fields = json.loads(info(overlay, "--json").stdout)[0]
     assert fields["version"] == __version__

@@ -1,10 +1,10 @@
-"""The README's Slurm job array, run on a real one-node Slurm cluster.
+"""The Slurm job array of docs/batch-runs.md, run on a real one-node Slurm cluster.
 
 The session fixture starts munged, slurmctld and slurmd in a temporary folder (their own
 slurm.conf, state, spool and log folders, munge key and socket, free ports) and stops them
-whatever happens. The tests submit the job script and the merge line of the README's Slurm
-section, read from the README (its example paths replaced by the test's folders), and compare
-the merged folder with the job script run once outside Slurm as the only shard.
+whatever happens. The tests submit the job script and the merge line of the Slurm section of
+docs/batch-runs.md, read from the page (its example paths replaced by the test's folders), and
+compare the merged folder with the job script run once outside Slurm as the only shard.
 Needs root and Debian's slurmctld, slurmd, slurm-client and munge (`.ci/run` installs them);
 elsewhere the tests are skipped with the reason.
 """
@@ -27,7 +27,7 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "batch-runs.md"
 SBIN = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "scancel", "sinfo", "squeue")
 SHARDS = 3
@@ -53,18 +53,18 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(UNAVAILABLE is not None, reason=str(UNAVAILABLE))]
 
 
-# --- the README's Slurm section ------------------------------------------------------------
+# --- the Slurm section of the docs ---------------------------------------------------------
 
-def readme_block(marker: str) -> str:
-    """The code block of the README under the comment `<!-- MARKER; ... -->`."""
-    text = README.read_text(encoding="utf-8")
+def page_block(marker: str) -> str:
+    """The code block of PAGE under the comment `<!-- MARKER; ... -->`."""
+    text = PAGE.read_text(encoding="utf-8")
     found = re.search(rf"^<!-- {re.escape(marker)};.*?-->\n```\w*\n(.*?)^```", text, re.M | re.S)
-    assert found, f"README.md has no code block under <!-- {marker}; ... -->"
+    assert found, f"{PAGE.name} has no code block under <!-- {marker}; ... -->"
     return found[1]
 
 
 def in_folders(text: str, photos: Path, out: Path) -> str:
-    """The README's text with its example folders replaced by the test's."""
+    """The page's text with its example folders replaced by the test's."""
     assert "/data/photos" in text or "/scratch/cam" in text, text
     return text.replace("/data/photos", str(photos)).replace("/scratch/cam", str(out))
 
@@ -94,7 +94,7 @@ AccountingStorageType=accounting_storage/none
 MpiDefault=none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
-# the node claims more CPUs than it has, so that three tasks of the README's
+# the node claims more CPUs than it has, so that three tasks of the docs'
 # --cpus-per-task=4 run side by side
 SlurmdParameters=config_overrides
 ReturnToService=2
@@ -269,8 +269,8 @@ def job_environment() -> dict[str, str]:
 
 
 def write_job_script(photos: Path, out: Path, folder: Path, shards: int = SHARDS) -> Path:
-    """The README's job script for SHARDS tasks, its folders the test's."""
-    text = in_folders(readme_block("slurm job script"), photos, out)
+    """The documented job script for SHARDS tasks, its folders the test's."""
+    text = in_folders(page_block("slurm job script"), photos, out)
     assert "\nSHARDS=8 " in text, text
     script = folder / "cam.sh"
     script.write_text(text.replace("\nSHARDS=8 ", f"\nSHARDS={shards} "))
@@ -279,7 +279,7 @@ def write_job_script(photos: Path, out: Path, folder: Path, shards: int = SHARDS
 
 @pytest.fixture(scope="module")
 def single_run(photos, tmp_path_factory) -> dict[str, set[str]]:
-    """The README's job script run once, outside Slurm, as the only task (--shard 1/1):
+    """The documented job script run once, outside Slurm, as the only task (--shard 1/1):
     the files of each image key."""
     folder = tmp_path_factory.mktemp("single")
     script = write_job_script(photos, folder, folder, shards=1)
@@ -299,8 +299,8 @@ def files_by_key(manifest: dict, strip: int = 0) -> dict[str, set[str]]:
 
 
 def submission(photos: Path, out: Path) -> tuple[list[str], str]:
-    """The README's two submission lines: the array's sbatch command and the merge line."""
-    array_line, merge_line = in_folders(readme_block("slurm submit"), photos, out).splitlines()
+    """The two documented submission lines: the array's sbatch command and the merge line."""
+    array_line, merge_line = in_folders(page_block("slurm submit"), photos, out).splitlines()
     command = shlex.split(re.fullmatch(r"array=\$\((sbatch .*)\)", array_line)[1])
     assert command[-1] == "cam.sh", array_line
     return command, merge_line
@@ -308,7 +308,7 @@ def submission(photos: Path, out: Path) -> tuple[list[str], str]:
 
 def submit_array(cluster: Cluster, photos: Path, out: Path, folder: Path, *options: str,
                  tasks: str = f"1-{SHARDS}") -> str:
-    """The README's job script submitted from FOLDER with --array=TASKS and OPTIONS for
+    """The documented job script submitted from FOLDER with --array=TASKS and OPTIONS for
     cnnviz cam; returns the array's job id."""
     write_job_script(photos, out, folder)
     command, _ = submission(photos, out)
@@ -317,7 +317,7 @@ def submit_array(cluster: Cluster, photos: Path, out: Path, folder: Path, *optio
 
 
 def submit_merge(cluster: Cluster, photos: Path, out: Path, folder: Path, array: str) -> str:
-    """The README's merge line after the array ARRAY; returns the merge's job id."""
+    """The documented merge line after the array ARRAY; returns the merge's job id."""
     _, merge_line = submission(photos, out)
     submitted = cluster.run("bash", "-c", merge_line, cwd=folder, array=array,
                             **job_environment())
@@ -343,7 +343,7 @@ def check_merged(out: Path, single_run: dict[str, set[str]]) -> None:
         assert (out / record["file"]).is_file()
 
 
-def test_the_readme_job_array_and_its_merge(cluster, photos, single_run, tmp_path):
+def test_the_documented_job_array_and_its_merge(cluster, photos, single_run, tmp_path):
     out = tmp_path / "cam"
     array = submit_array(cluster, photos, out, tmp_path)
     merge = submit_merge(cluster, photos, out, tmp_path, array)
@@ -406,7 +406,7 @@ def test_a_task_cancelled_half_way_and_submitted_again_finishes_only_what_was_mi
     others = {k: "COMPLETED" for k in map(str, range(1, SHARDS + 1)) if k != task}
     assert cluster.wait(array) == {**others, task: "CANCELLED"}, job_logs(tmp_path)
     wait_for(lambda: cluster.states(merge) == {merge: "PENDING DependencyNeverSatisfied"}, 60,
-             f"the first merge is {cluster.states(merge)}, not stuck as the README says")
+             f"the first merge is {cluster.states(merge)}, not stuck as the docs say")
     cluster.run("scancel", merge)
     merge = submit_merge(cluster, photos, out, tmp_path, again)
     assert cluster.wait(merge, timeout=60) == {merge: "COMPLETED"}, job_logs(tmp_path)

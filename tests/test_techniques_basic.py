@@ -75,7 +75,8 @@ def test_separable_uses_depthwise_kernel(keras):
 
 
 def test_target_scores_pick_per_item_values():
-    from cnnviz_cli.techniques.targets import class_scores, filter_scores, layer_scores
+    from cnnviz_cli.models.heads import class_scores
+    from cnnviz_cli.techniques.targets import filter_scores, layer_scores
 
     logits = np.arange(12, dtype="float32").reshape(3, 4)
     np.testing.assert_allclose(class_scores(logits, np.array([0, 3, 1])), [0, 7, 9])

@@ -13,13 +13,15 @@ def extra_methods():
     """Two maps that do not depend on the weights: a constant one and the input's own edges."""
     import tensorflow as tf
 
-    from cnnviz_cli.techniques.cam import METHODS, register
+    from cnnviz_cli.techniques.cam import METHODS, method, methods
 
-    @register("test-constant")
+    methods()  # the registry loaded before the test's methods join it
+
+    @method("test-constant")
     def _constant(cam_pass):
         return tf.ones(tf.shape(cam_pass.inputs)[:3])
 
-    @register("test-edges")
+    @method("test-edges")
     def _edges(cam_pass):
         gray = tf.reduce_mean(cam_pass.inputs, axis=-1, keepdims=True)
         return tf.norm(tf.image.sobel_edges(gray)[:, :, :, 0, :], axis=-1)
@@ -236,13 +238,15 @@ def test_api_takes_metric_names_and_refuses_unknown_ones(sample_dir):
     import cnnviz_cli
 
     result = cnnviz_cli.cam("demo", sample_dir / "pair.png", methods=["gradcam", "eigencam"],
-                            top_k=2, metrics=["complexity"], size=64)
+                            top_k=2, metric=["complexity"], size=64)
     for row in result.trust:
         values = [record["complexity"] for record in result.records()
                   if record["kind"] == "overlay" and record["method"] == row["method"]]
         assert row["maps"] == 2 and row["complexity"] == pytest.approx(np.mean(values))
-    with pytest.raises(CnnvizError, match="Unknown metric"):
-        cnnviz_cli.cam("no-such-model", sample_dir / "pair.png", metrics=["entropy"])
+    with pytest.raises(CnnvizError, match="--metric entropy is not one of road, "):
+        cnnviz_cli.cam("no-such-model", sample_dir / "pair.png", metric=["entropy"])
+    with pytest.raises(CnnvizError, match="--metrics is a flag"):
+        cnnviz_cli.cam("demo", sample_dir / "pair.png", metrics=["road"])
 
 
 def test_randomisation_of_a_nested_model_leaves_it_unchanged(nested_model):

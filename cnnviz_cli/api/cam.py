@@ -1,25 +1,17 @@
 """`cnnviz_cli.cam`: heatmaps of the pixels that drove a class score (the CAM family)."""
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, field, replace
+from functools import cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cnnviz_cli.api.inputs import ImageSource, LoadedImage
-from cnnviz_cli.api.results import (
-    File,
-    Result,
-    Series,
-    collect,
-    locals_of,
-    open_session,
-    part,
-    slug,
-)
+from cnnviz_cli.api.results import File, Result, Series, begin, collect, part, slug, start_session
+from cnnviz_cli.api.tables import CHECKPOINTS, IMAGES, MODEL_OPTIONS, OUTPUT, OUTPUT_OPTIONS, RUN
 from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.options import Option, Table
 
 if TYPE_CHECKING:
     from cnnviz_cli.techniques.trust import Cascade
@@ -35,6 +27,8 @@ class CamItem:
     fields: dict[str, dict]  # per method: heatmap statistics, metrics, region, baseline
     region: np.ndarray | None = None  # segmentation: the pixels whose score is explained
     sanity: "Cascade | None" = None  # the maps of the randomised models (sanity=True)
+    attributions: dict[str, np.ndarray] = field(default_factory=dict)  # signed methods:
+    # method -> (height, width, channels) raw signed attributions at the input
 
     @property
     def label(self) -> str:
@@ -89,10 +83,24 @@ class CamResult(Result):
         """Whether every gate passed (True without gates)."""
         return all(row["passed"] for row in self.gates)
 
-    def _overlay(self, item: CamItem, method: str) -> np.ndarray:
-        from cnnviz_cli.render.cam import outline
+    def drawn(self, item: CamItem, method: str) -> tuple[np.ndarray, bool]:
+        """The map drawn for a method: (map, signed). Signed attributions are drawn as
+        `attribution_sign` says: their channel sum (signed), its absolute value or its
+        positive part (the map the metrics use)."""
+        if method not in item.attributions:
+            return item.maps[method], False
+        total = item.attributions[method].sum(axis=-1)
+        sign = self.options.get("attribution_sign", "signed")
+        if sign == "signed":
+            return total, True
+        return (np.abs(total) if sign == "absolute" else item.maps[method]), False
 
-        picture = self._heat(item, item.maps[method])
+    def _overlay(self, item: CamItem, method: str) -> np.ndarray:
+        from cnnviz_cli.render.cam import outline, signed_overlay
+
+        heat, signed = self.drawn(item, method)
+        picture = (signed_overlay(item.image.original, heat, self.options["alpha"]) if signed
+                   else self._heat(item, heat))
         return picture if item.region is None else outline(picture, item.region)
 
     def _heat(self, item: CamItem, heat: np.ndarray) -> np.ndarray:
@@ -109,19 +117,26 @@ class CamResult(Result):
         title = f"{item.image.title} · {item.label} · {score_text(item.record)}"
         return method_panel(item.image.original, overlays, list(item.maps), title)
 
-    def _files(self, item: CamItem):
-        from cnnviz_cli.render.cam import bare_heatmap
+    def _heatmap(self, item: CamItem, method: str) -> np.ndarray:
+        from cnnviz_cli.render.cam import bare_heatmap, signed_heatmap
 
-        image, colormap = item.image, self.options["colormap"]
-        for method, heat in item.maps.items():
+        heat, signed = self.drawn(item, method)
+        size = item.image.original.shape[:2]
+        return (signed_heatmap(heat, size) if signed
+                else bare_heatmap(heat, size, self.options["colormap"]))
+
+    def _files(self, item: CamItem):
+        image = item.image
+        for method in item.maps:
             name = f"{image.key}/cam-{slug(method.replace('+', 'p'))}-{slug(item.label)}"
             entry = {**item.record, "method": method, **item.fields[method]}
             yield File(f"{name}.png", {**entry, "kind": "overlay"},
                        partial(self._overlay, item, method))
             yield File(f"{name}-heatmap.png", {**entry, "kind": "heatmap"},
-                       partial(bare_heatmap, heat, image.original.shape[:2], colormap))
+                       partial(self._heatmap, item, method))
             if self.options["save_npy"]:
-                yield File(f"{name}.npy", {**entry, "kind": "map"}, partial(np.asarray, heat),
+                raw = item.attributions.get(method, item.maps[method])
+                yield File(f"{name}.npy", {**entry, "kind": "map"}, partial(np.asarray, raw),
                            kind="npy")
         if len(item.maps) > 1:
             yield File(f"{image.key}/cam-panel-{slug(item.label)}.png",
@@ -155,49 +170,151 @@ class CamResult(Result):
                          {"class": record["class"], "label": item.label, **item.fields[method]})
 
 
-def cam(
-    model,
-    images: ImageSource,
-    *,
-    methods: Sequence[str] = ("gradcam",),
-    classes: Sequence[str | int] = (),
-    top_k: int | None = None,
-    threshold: float | None = None,
-    layer: str = "auto",
-    output: str | int | None = None,
-    task: str | None = None,
-    direction: str | None = None,
-    reference: ImageSource | None = None,
-    max_n: int = 10,
-    samples: int = 32,
-    noise: float = 0.15,
-    ig_steps: int = 32,
-    ig_baseline: str = "blur",
-    patch: int = 16,
-    stride: int = 8,
-    fill: str = "mean",
-    masks: int = 1000,
-    seed: int = 0,
-    colormap: str = "turbo",
-    alpha: float = 0.7,
-    save_npy: bool = False,
-    metrics: bool | Sequence[str] = False,
-    metric_steps: int = 32,
-    sanity: bool = False,
-    targets: str | Path | None = None,
-    baseline: str | Path | None = None,
-    fail_under: Sequence = (),
-    fail_over: Sequence = (),
-    fail_under_each: Sequence = (),
-    fail_over_each: Sequence = (),
-    preprocess=None,
-    labels=None,
-    checkpoints: Sequence[str | Path] = (),
-    out: str | Path | None = None,
-    tensorboard: str | Path | None = None,
-    progress: bool = False,
-    **run,
-) -> CamResult:
+WHAT = "What to explain"
+METRICS = "Metrics and gates"
+
+
+def _method_options() -> list[Option]:
+    """Every method's own options (and the modifiers'), each in its methods' help section and
+    applying only when one of its methods is chosen."""
+    from cnnviz_cli.techniques.cam import MODIFIERS, methods
+
+    users: dict[str, tuple[Option, list[str]]] = {}
+    for spec in methods().values():
+        for option in (*spec.options, *spec.modifier_options):
+            users.setdefault(option.name, (option, []))[1].append(spec.name)
+    modifiers = {extra.option.name for extra in MODIFIERS.values()}
+    found = []
+    for name, (option, names) in users.items():
+        group = ("Method modifiers" if name in modifiers
+                 else f"{' and '.join(names)} options".capitalize())
+        found.append(replace(option, group=group, when="when --method includes "
+                             + " or ".join(names),
+                             applies=lambda settings, names=tuple(names): bool(
+                                 set(settings["methods"]) & set(names))))
+    return found
+
+
+def _draws_at_random(settings: dict) -> bool:
+    from cnnviz_cli.api.trust import TRUST_METRICS
+    from cnnviz_cli.techniques.cam import methods
+
+    return (any(methods()[name].draws_at_random(settings) for name in settings["methods"])
+            or settings["sanity"] or any(TRUST_METRICS[name].random
+                                         for name in settings["metric"]))
+
+
+def _methods(values) -> list[str]:
+    from cnnviz_cli.techniques.cam import resolve_methods
+
+    return resolve_methods([str(value) for value in values])
+
+
+def _gate(option: str, help_text: str) -> Option:
+    def settle(values) -> list[tuple[str, float]]:
+        from cnnviz_cli.api.gates import parse_gate
+
+        return [parse_gate(value, option) for value in values]
+
+    return Option(option, (), help_text, multiple=True, metavar="METRIC=VALUE", group=METRICS,
+                  settle=settle, text=lambda spec: f"{spec[0]}={spec[1]!r}")
+
+
+@cache
+def table() -> Table:
+    """The options of `cnnviz cam` and `cnnviz_cli.cam`."""
+    from cnnviz_cli.api.gates import HIGHER, LOWER
+    from cnnviz_cli.api.trust import TRUST_METRICS
+    from cnnviz_cli.specs import DIRECTIONS, TASKS
+    from cnnviz_cli.techniques.cam import methods
+
+    explain = (
+        Option("methods", ("gradcam",), f"{', '.join(methods())}, or all; repeatable or a comma "
+               "list.", multiple=True, flag="--method", metavar="METHOD", group=WHAT,
+               settle=_methods),
+        Option("classes", (), "Class to explain, repeatable [default: each image's top-1 "
+               "prediction].", multiple=True, flag="--class", metavar="INDEX|LABEL",
+               group=WHAT, settle=lambda values: [str(value) for value in values]),
+        Option("top_k", None, "Also explain the K top predictions.", int, low=1, group=WHAT,
+               show_default=False),
+        Option("layer", "auto", "A 4-D feature-map layer; auto = the deepest map larger than "
+               "1x1 before the classifier head (VGG: block5_conv3; see `cnnviz layers`).",
+               short="-l", metavar="LAYER", group=WHAT),
+        Option("output", None, "Which output of a model with several outputs [default: the "
+               "first].", metavar="NAME|INDEX", group=WHAT, show_default=False),
+        Option("task", None, "What the output is [default: from its final activation and "
+               "shape: softmax classify, one sigmoid binary, several multilabel, one linear "
+               "unit regress, (batch, h, w, classes) segment]; embed needs --reference.", TASKS,
+               group=WHAT, show_default=False),
+        Option("direction", None, "A regression head: explain what raises (up) or lowers "
+               "(down) the output [default: up].", DIRECTIONS, group=WHAT, show_default=False),
+        Option("threshold", None, "A multi-label head: also explain every label of probability "
+               ">= P (0 < P < 1).", float, low=0, high=1, open_low=True, open_high=True,
+               metavar="P", group=WHAT, show_default=False),
+        Option("reference", (), "With --task embed: images (files or folders, repeatable) "
+               "whose mean embedding the cosine similarity of each input compares with.", Path,
+               multiple=True, group=WHAT),
+        Option("seed", 0, "Seeds every random draw: SmoothGrad noise, the noise baseline, the "
+               "RISE masks and the trust metrics'.", int, group=WHAT, applies=_draws_at_random,
+               when="when a method or metric that draws at random is chosen (smoothgrad, "
+               "rise, integrated-gradients with --ig-baseline noise, --sanity, a random "
+               "--metric)"),
+    )
+    drawing = (
+        Option("colormap", "turbo", "Matplotlib colour map of the heatmaps.", group=OUTPUT),
+        Option("alpha", 0.7, "Opacity of the hottest colours over the image (cold areas stay "
+               "clear).", float, low=0, high=1, group=OUTPUT),
+        Option("save_npy", False, "Also write the raw maps as .npy files (signed methods: the "
+               "attributions per pixel and channel, (H, W, C)).", bool, group=OUTPUT),
+        Option("attribution_sign", "signed", "What is drawn of a signed attribution ("
+               + ", ".join(name for name, spec in methods().items() if spec.signed)
+               + "): its channel sum with the sign, on a diverging map centred on zero (red "
+               "positive, blue negative), its absolute value, or its positive part (what the "
+               "metrics use).", ("signed", "absolute", "positive"), group=OUTPUT,
+               applies=lambda settings: any(methods()[name].signed
+                                            for name in settings["methods"]),
+               when="when --method includes a signed method"),
+    )
+    measured = (
+        Option("metrics", False, "Deletion and insertion AUC of every heatmap (and a ranking of "
+               "the methods). Signed attributions are scored by their positive part, as the "
+               "pointing game, energy and trust metrics do.", bool, group=METRICS),
+        Option("metric_steps", 32, "Pixel fractions evaluated along the deletion and insertion "
+               "curves.", int, low=2, group=METRICS, applies=lambda s: s["metrics"],
+               when="with --metrics"),
+        Option("metric", (), "A trust metric of every heatmap, repeatable: " + "; ".join(
+               f"{name}: {metric.meaning}" for name, metric in TRUST_METRICS.items())
+               + " (means per method in a table).", tuple(TRUST_METRICS), multiple=True,
+               metavar="NAME", group=METRICS,
+               settle=lambda values: [str(value).lower() for value in values]),
+        Option("sanity", False, "Also draw <out>/<image>/cam-sanity-<label>.png: per method, the "
+               "map after re-initialising the layers of a copy of the model from the top down, "
+               "step by step, with its similarity to the trained model's (computes "
+               "randomisation).", bool, group=METRICS),
+        Option("targets", None, "CSV of rows image,class[,mask] or image,class,x0,y0,x1,y1: the "
+               "class to explain per image (matched by path, file name or stem; a row per class "
+               "for several) and the object's region, which scores its heatmaps (pointing game, "
+               "energy inside) and is the region a segmentation head explains. Images without a "
+               "row (or class) get the default target: --class/--top-k, else their top-1 "
+               "prediction.", Path, group=METRICS, show_default=False),
+        Option("baseline", None, "Output folder of an earlier `cam --save-npy` run: "
+               "correlation and top-20 % IoU of every heatmap with its map there (same image, "
+               "method and class).", Path, group=METRICS, show_default=False),
+        _gate("fail_under", f"Exit 3 when a method's mean of METRIC ({HIGHER}) is below VALUE; "
+              "repeatable."),
+        _gate("fail_over", f"Exit 3 when a method's mean of METRIC ({LOWER}) is above VALUE; "
+              "repeatable."),
+        _gate("fail_under_each", "As --fail-under, for every single heatmap."),
+        _gate("fail_over_each", "As --fail-over, for every single heatmap."),
+    )
+    run = [replace(option, default=16) if option.name == "batch_size" else option
+           for option in RUN]
+    return Table("cam", IMAGES, run, CHECKPOINTS, MODEL_OPTIONS, explain, _method_options(),
+                 drawing, measured, OUTPUT_OPTIONS)
+
+
+def cam(model, images: ImageSource, settings: dict | None = None, /, *,
+        progress: bool = False, **options) -> CamResult:
     """Heatmaps of the pixels that drove class scores, by every CAM and attribution method.
 
     The score explained is pre-activation (a final softmax or sigmoid is left out) and what it
@@ -206,72 +323,33 @@ def cam(
     Args:
         model: a name, a model file, a keras.Model or a `load_model` result.
         images: paths, folders, globs, PIL images or uint8 arrays (or a list of these).
-        methods: gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, scorecam,
-            faster-scorecam, guided-gradcam, saliency, smoothgrad, integrated-gradients,
-            gradient-input, occlusion, rise, or `all` (comma lists too).
-        classes: classes to explain (indices or labels) [default: each image's top-1].
-        top_k: also explain the K top predictions.
-        threshold: a multi-label head: also explain every label of probability >= threshold.
-        layer: a feature-map layer; `auto` = the deepest one larger than 1x1 before pooling.
-        output: which output of a model with several (name or index).
-        task: classify, binary, multilabel, regress, segment or embed [default: decided from
-            the output's final activation and shape].
-        direction: a regression head: `up` (what raises the output, the default) or `down`.
-        reference: with task="embed", images whose mean embedding the inputs are compared with.
-        max_n, samples, noise, ig_steps, ig_baseline, seed: Faster-ScoreCAM channels,
-            SmoothGrad copies and noise, integrated-gradients steps and baseline, the seed
-            (SmoothGrad, the noise baseline, RISE).
-        patch, stride, fill: occlusion's square patch side and step in pixels, and what
-            hides the patch: mean (the image's mean colour), black or blur.
-        masks: RISE's number of random masks.
-        colormap, alpha: the heatmaps' colour map and the overlay opacity.
-        save_npy: also write the raw maps as .npy files.
-        metrics: True: deletion and insertion AUC of every heatmap, and a ranking of the
-            methods; or metric names: deletion, insertion, road, mufidelity, stability,
-            randomisation, random-logit, sparseness, complexity (means per method in
-            `trust`).
-        metric_steps: points along the deletion and insertion curves.
-        sanity: the sanity-check figure of every item: the maps after re-initialising ever
-            more layers of a copy of the model (computes randomisation).
-        targets: a CSV of per-image classes and regions (pointing game, energy inside).
-        baseline: an earlier `save_npy` run's folder to compare every map with.
-        fail_under, fail_over, fail_under_each, fail_over_each: gates as `METRIC=VALUE`
-            strings; `passed` tells whether all hold.
-        preprocess, labels: as for `load_model`.
-        checkpoints: model or weights files saved during training, in order: the technique
-            runs on each; one strip (a row per checkpoint) and GIF per picture followed.
-        out: write the files while computing (memory stays flat; the result then keeps none).
-        tensorboard: also write the pictures and numbers as TensorBoard summaries into
-            this log folder (step 0; with checkpoints, the checkpoint's index).
+        settings: options as a dict (e.g. read from a file); keywords override them.
         progress: show a progress bar and messages on stderr.
-        **run: size, batch_size (16), max_pixels, skip_existing, fail_fast, shard, force.
+        **options: the options of `cnnviz cam` by their keyword (`cnnviz cam --help`, or
+            `cnnviz_cli.api.cam.table()`): methods (gradcam, ..., or all), classes, top_k,
+            layer, each method's own options (samples, ig_steps, patch, ...), metrics, metric,
+            sanity, targets, baseline, fail_under..., out, size, batch_size (16), ...
 
     Returns:
         A CamResult: per (image, class) item `maps`, `classes`, `labels`, `scores`,
         `probabilities`; `ranking`, `trust`, `gates` and `passed`.
     """
-    from cnnviz_cli.api.evolution import over_checkpoints, refuse_with_checkpoints
-    from cnnviz_cli.api.gates import GATE_OPTIONS, Checks
+    from cnnviz_cli.api.evolution import over_checkpoints_of, refuse_with_checkpoints
+    from cnnviz_cli.api.formats import check_methods
+    from cnnviz_cli.api.gates import Checks
     from cnnviz_cli.api.heads import model_head
-    from cnnviz_cli.api.models import load_model
-    from cnnviz_cli.api.results import image_words
     from cnnviz_cli.api.trust import resolve_metrics
-    from cnnviz_cli.models.formats import check_methods
     from cnnviz_cli.models.heads import check_headless, check_threshold
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
-    from cnnviz_cli.techniques.cam import (
-        CamExplainer,
-        CamOptions,
-        Targets,
-        output_index,
-        resolve_methods,
-    )
+    from cnnviz_cli.techniques.cam import CamExplainer, CamOptions, Targets, output_index
 
-    chosen_metrics = resolve_metrics(metrics, sanity)
-    resolved = load_model(model, preprocess=preprocess, labels=labels)
-    chosen = resolve_methods(list(methods))
-    check_methods(resolved.details, resolved.source, chosen)
-    exported = "format" in resolved.details  # no layers: the methods that need none
+    given = {**(settings or {}), **options}
+    resolved, settings = begin(table(), model, images, given)
+    chosen, layer = settings["methods"], settings["layer"]
+    chosen_metrics = resolve_metrics(settings["metric"] + (["deletion"] if settings["metrics"]
+                                                           else []), settings["sanity"])
+    check_methods(resolved, chosen)
+    exported = "layer" not in resolved.gives  # no layers: the methods that need none
     if exported and layer != "auto":
         raise CnnvizError(f"--layer applies to Keras models only: {resolved.source} is an "
                           "exported model without layers; leave it out.")
@@ -279,47 +357,43 @@ def cam(
         raise CnnvizError(f"--sanity and --metric randomisation re-initialise the model's "
                           f"layers, and {resolved.source} is an exported model without layers; "
                           "run them on its .keras file.")
-    arguments = {**locals_of(cam, locals()), "methods": chosen,
-                 "classes": [str(c) for c in classes],
-                 "reference": None if reference is None else image_words(reference)}
-    for option in GATE_OPTIONS:
-        arguments[option] = [_gate_text(spec) for spec in arguments[option]]
-    if checkpoints:
-        refuse_with_checkpoints(arguments, ("metrics", "sanity", "targets", "baseline",
-                                            "save_npy", *GATE_OPTIONS))
-        return over_checkpoints(cam, resolved, arguments, checkpoints, out, progress,
-                                run_defaults={"batch_size": 16})
-    session, run = open_session("cam", cam, arguments, resolved, out, progress,
-                                run_defaults={"batch_size": 16})
+    if settings["checkpoints"]:
+        refuse_with_checkpoints(settings, ("metrics", "metric", "sanity", "targets",
+                                           "baseline", "save_npy", "fail_under", "fail_over",
+                                           "fail_under_each", "fail_over_each"))
+        return over_checkpoints_of(cam, table(), resolved, settings, images, progress)
+    session, run = start_session(table(), resolved, settings, progress)
     with session:
         height, width = resolved.image_size(run["size"])
         info = (None if exported
                 else last_feature_map(resolved.model, (height, width)) if layer == "auto"
                 else find_feature_map(resolved.model, layer))
-        head = model_head(resolved, output_index(resolved.model, output), task, direction,
-                          reference, (height, width), run["max_pixels"])
-        check_threshold(head, threshold)
-        check_headless(head, classes or targets)
+        output = settings["output"]
+        head = model_head(resolved, output_index(resolved.model, output), settings["task"],
+                          settings["direction"], settings["reference"] or None,
+                          (height, width), run["max_pixels"])
+        check_threshold(head, settings["threshold"])
+        check_headless(head, settings["classes"] or settings["targets"])
         shape, path = (height, width, resolved.channels), info and info.path
         explainer = resolved.reuse(
             ("cam", path, shape, output, head.key),
             lambda: CamExplainer(resolved.model, path, shape, output, head))
         wanted = Targets(tuple(resolved.class_index(spec, explainer.num_classes, head.labels)
-                               for spec in classes), top_k, threshold=threshold)
-        settings = CamOptions(max_channels=max_n, batch_size=run["batch_size"], samples=samples,
-                              noise=noise, ig_steps=ig_steps, ig_baseline=ig_baseline, seed=seed,
-                              patch=patch, stride=stride, fill=fill, masks=masks,
-                              preprocess=resolved.preprocess)
-        measured = {**arguments, "out": out, "metrics": chosen_metrics}
+                               for spec in settings["classes"]), settings["top_k"],
+                         threshold=settings["threshold"])
+        method_options = {option.name: settings[option.name] for option in _method_options()}
+        cam_options = CamOptions(batch_size=run["batch_size"], seed=settings["seed"],
+                                 preprocess=resolved.preprocess, **method_options)
+        measured = {**settings, "metrics": chosen_metrics}
         checks = Checks(measured,
                         lambda spec: resolved.class_index(spec, explainer.num_classes, head.labels),
                         session.warn, images)
-        measured["trust"] = _trust_metrics(explainer, chosen_metrics, settings,
+        measured["trust"] = _trust_metrics(explainer, chosen_metrics, cam_options,
                                            (height, width, resolved.channels))
         blank = False  # warned once of an all-zero map
         for batch in session.batches(images, run):
             targets = checks.targets_for(batch, wanted, head.task == "segment")
-            items = _explain(explainer, resolved, batch, targets, chosen, settings, checks,
+            items = _explain(explainer, resolved, batch, targets, chosen, cam_options, checks,
                              measured, run["batch_size"])
             blank = blank or _warn_blank(session, items, resolved.model, path, (height, width))
             session.keep(part(session, CamResult, items))
@@ -358,10 +432,6 @@ def _trust_metrics(explainer, metrics: list[str], settings, input_shape: tuple):
     return TrustMetrics(explainer, names, settings, input_shape)
 
 
-def _gate_text(spec) -> str:
-    return spec if isinstance(spec, str) else "=".join(str(part) for part in spec)
-
-
 def _records(session) -> list[dict]:
     """Every heatmap record of the run so far: written ones, or those kept in memory."""
     if session.outputs is not None:
@@ -398,8 +468,12 @@ def _explain(explainer, resolved, batch: list[LoadedImage], targets, methods: li
                 fields[method]["deletion_auc"] = float(scores[method].deletion_auc[item])
                 fields[method]["insertion_auc"] = float(scores[method].insertion_auc[item])
             fields[method].update(trusted[method][item] if trusted else {})
+            fields[method].update({name: float(values[item]) for name, values
+                                   in result.extras.get(method, {}).items()})
         maps = {method: maps[item] for method, maps in result.maps.items()}
+        attributions = {method: values[item] for method, values in result.attributions.items()}
         region = None if result.regions is None else result.regions[item]
         sanity = cascade.of_item(item) if cascade and options["sanity"] else None
-        items.append(CamItem(batch[image_index], record, maps, fields, region, sanity))
+        items.append(CamItem(batch[image_index], record, maps, fields, region, sanity,
+                             attributions))
     return items

@@ -104,7 +104,7 @@ def over_checkpoints(function: Callable, resolved, arguments: dict, checkpoints,
                      run_defaults: dict | None = None) -> EvolutionResult:
     """Run the technique `function` once per checkpoint on a copy of the model holding that
     checkpoint's weights (compiled once for all); one strip and GIF per followed picture."""
-    from cnnviz_cli.models.checkpoints import checkpoint_weights, trainable_copy
+    from cnnviz_cli.models.checkpoints import trainable_copy
 
     command = function.__name__
     refuse_with_checkpoints(arguments.get("run") or {}, ("skip_existing",))
@@ -112,17 +112,43 @@ def over_checkpoints(function: Callable, resolved, arguments: dict, checkpoints,
     state = replace(resolved, model=copy, compiled={})
     files = [Path(file) for file in checkpoints]
     images = arguments.get("images")
-    inputs = () if images is None else (images,)
     session, _ = open_session(command, function,
                               {**arguments, "checkpoints": [str(f) for f in files]},
                               resolved, out, progress, run_defaults=run_defaults)
+    return _follow(session, function, state, copy, files, images,
+                   per_state_arguments(arguments))
+
+
+def over_checkpoints_of(function: Callable, table, resolved, settings: dict, images,
+                        progress: bool) -> EvolutionResult:
+    """`over_checkpoints` for a technique whose options are a Table (see api.tables)."""
+    from cnnviz_cli.api.results import start_session
+    from cnnviz_cli.models.checkpoints import trainable_copy
+
+    refuse_with_checkpoints(settings, ("skip_existing",))
+    copy = trainable_copy(resolved.model)
+    state = replace(resolved, model=copy, compiled={})
+    per_state = {name: value for name, value in settings.items()
+                 if name not in (*NOT_PER_STATE, "weights", "custom_objects", "signature",
+                                 "device", "gpu_memory", "precision", "force")}
+    session, _ = start_session(table, resolved, settings, progress)
+    return _follow(session, function, state, copy, settings["checkpoints"], images, per_state)
+
+
+def _follow(session, function: Callable, state, copy, checkpoints, images,
+            per_state: dict) -> EvolutionResult:
+    """Run `function` on `state` once per checkpoint loaded into `copy`; strips and GIFs."""
+    from cnnviz_cli.models.checkpoints import checkpoint_weights
+
+    command = session.command
+    inputs = () if images is None else (images,)
     evolution = Evolution(command)
     result_type = evolution_type(command)
     summaries, session.summaries = session.summaries, None  # per checkpoint, not the strips
     with session:
         try:
-            for index, file in enumerate(checkpoint_weights(copy, files)):
-                result = function(state, *inputs, **per_state_arguments(arguments))
+            for index, file in enumerate(checkpoint_weights(copy, [Path(c) for c in checkpoints])):
+                result = function(state, *inputs, **per_state)
                 if index == 0:
                     for failure in result.failures:
                         session.failures.append(failure)

@@ -5,6 +5,7 @@ patch of the input under that unit (the support of its deconvnet or guided proje
 `reconstruct --extent unit` draws it) beside the projection.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -102,16 +103,15 @@ def refuse_synthesis_options(arguments: dict, defaults: dict) -> None:
         raise CnnvizError(f"--top must be at least 1, but it is {arguments['top']}.")
 
 
-def dataset_examples(resolved, info, chosen: list[int], images, arguments: dict, out,
-                     progress: bool) -> ExamplesResult:
+def dataset_examples(function: Callable, resolved, info, chosen: list[int], images,
+                     arguments: dict, out, progress: bool) -> ExamplesResult:
     """Stream the images and keep each chosen filter's best examples (`arguments`: those of
-    `api.maximize`, as recorded)."""
-    from cnnviz_cli.api.maximize import maximize
+    `function`, `api.maximize`, as recorded)."""
     from cnnviz_cli.techniques.backprop import Projector
     from cnnviz_cli.techniques.examples import RunningTopK, StrongestUnits
 
     arguments = {**arguments, "run": {"shard": arguments.pop("shard")}}
-    session, run = open_session("maximize", maximize, arguments, resolved, out, progress,
+    session, run = open_session("maximize", function, arguments, resolved, out, progress,
                                 run_defaults={"batch_size": arguments["batch_size"]})
     with session:
         size = resolved.image_size(arguments["size"])

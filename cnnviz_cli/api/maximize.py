@@ -277,7 +277,8 @@ def _examples(resolved, arguments: dict, out, progress: bool):
     info = (last_feature_map(resolved.model, resolved.image_size(arguments["size"]))
             if layer == "auto" else find_feature_map(resolved.model, layer))
     chosen = parse_filters(arguments["filters"], int(info.output_shape[-1]), info.path)
-    return dataset_examples(resolved, info, chosen, images, arguments, out, progress)
+    return dataset_examples(maximize, resolved, info, chosen, images, arguments, out,
+                            progress)
 
 
 def _config(options: dict, side: int):

@@ -64,7 +64,9 @@ def load_model(
             raise CnnvizError("weights, unsafe_deserialization, custom_objects, signature, "
                               "device, gpu_memory and precision apply when a model is loaded; "
                               "this one is loaded already.")
-        return replace(model, **_feeding(preprocess, labels))
+        return replace(model, **_feeding(preprocess, labels),
+                       loaded_with={**model.loaded_with, **_given(preprocess=preprocess,
+                                                                   labels=labels)})
     runtime = configure(device, gpu_memory, precision)  # before TensorFlow's first operation
     if isinstance(model, str | Path):
         resolved = resolve_model(ModelRequest(
@@ -74,14 +76,33 @@ def load_model(
             else tuple(str(spec) for spec in custom_objects),
             signature=signature,
         ))
-        if "format" in resolved.details and runtime.precision != "float32":
+        exported = resolved.format != "keras" or "onnx" in resolved.details  # ONNX: translated
+        if exported and runtime.precision != "float32":
             raise CnnvizError(f"--precision mixed applies to Keras models only: {model} is an "
                               "exported model that computes as it was exported.")
     else:
         resolved = _in_memory(model, weights)
+    given = _given(model=model if isinstance(model, str | Path) else None, weights=weights,
+                   preprocess=preprocess, labels=labels,
+                   unsafe_deserialization=unsafe_deserialization,
+                   custom_objects=custom_objects, signature=signature, device=device,
+                   gpu_memory=gpu_memory, precision=precision)
     resolved = replace(resolved, model=with_precision(resolved.model, runtime.precision),
-                       runtime=runtime, **_feeding(preprocess, labels))
+                       runtime=runtime, loaded_with=given, **_feeding(preprocess, labels))
     return resolved
+
+
+def _given(**keywords) -> dict:
+    """The loading keywords a command line can repeat: texts, paths and lists of them."""
+    words = {}
+    for name, value in keywords.items():
+        if isinstance(value, Path):
+            value = str(value)
+        if isinstance(value, list | tuple) and name == "custom_objects":
+            value = [str(v) for v in value]
+        if isinstance(value, str | bool | int | list) and value not in ("auto", "float32"):
+            words[name] = value
+    return words
 
 
 def _feeding(preprocess, labels) -> dict:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from cnnviz_cli.api.limits import check_input_size
 from cnnviz_cli.api.session import Session, command_line, run_options
 
 
@@ -239,15 +240,16 @@ def open_session(command: str, function: Callable, arguments: dict, resolved,
     The manifest's options and the canonical command line come from the arguments, so the
     shell and the API record the same run the same way.
     """
-    from cnnviz_cli.models.formats import check_command
+    from cnnviz_cli.api.formats import check_command
 
-    check_command(resolved.details, resolved.source, command)
+    check_command(resolved, command)
     defaults = {name: parameter.default
                 for name, parameter in inspect.signature(function).parameters.items()
                 if parameter.default is not inspect.Parameter.empty}
     streams = "run" in arguments  # a technique over images, with the run-loop options
     given = dict(arguments.pop("run", None) or {})
     run = run_options(given, run_defaults) if streams else {}
+    check_input_size(resolved, run or arguments)
     images = arguments.pop("images", None)
     tensorboard = arguments.pop("tensorboard", None)
     technique = {k: _plain(v) for k, v in arguments.items()
@@ -265,6 +267,56 @@ def open_session(command: str, function: Callable, arguments: dict, resolved,
                         {**defaults, **run_defaults})
     session = Session(command, resolved, options, line, None if out is None else Path(out),
                       progress, notify, tensorboard)
+    return session, run
+
+
+MODEL_NAMES = ("weights", "preprocess", "labels", "unsafe_deserialization", "custom_objects",
+               "signature", "device", "gpu_memory", "precision")
+
+
+def begin(table, model, images, given: dict) -> tuple:
+    """Settle a run's settings from the given options (refusing unknown ones and those that
+    cannot take effect), then load the model: (ResolvedModel, settings).
+
+    The settings hold the images as the command line names them and the model options as the
+    model was loaded, so that `table.command_line(settings)` replays the run.
+    """
+    from cnnviz_cli.api.formats import check_command
+    from cnnviz_cli.api.models import load_model
+
+    given = {name: value for name, value in given.items() if name != "images"}
+    words = image_words(images) if images is not None and "images" in table else None
+    settings = table.settle({**given, "images": words} if words else given)
+    table.refuse_ignored(settings, [name for name in table.given(given)])
+    resolved = load_model(model, **{name: settings[name] for name in MODEL_NAMES
+                                     if name in settings})
+    check_command(resolved, table.command)  # before any layer lookup
+    loaded = {name: value for name, value in resolved.loaded_with.items() if name in table}
+    settings.update(table.settle({**given, **loaded, "images": words} if words
+                                 else {**given, **loaded}))
+    return resolved, settings
+
+
+def start_session(table, resolved, settings: dict, progress: bool = False,
+                  notify: Callable[[str], None] | None = None) -> tuple[Session, dict]:
+    """A Session for a run of `table.command` with settled `settings`, and its run options.
+
+    The manifest's options are the settings; the recorded command line comes from the table.
+    """
+    from cnnviz_cli.api.formats import check_command
+    from cnnviz_cli.api.tables import RUN
+
+    check_command(resolved, table.command)
+    run = {option.name: settings[option.name] for option in RUN if option.name in settings}
+    if run:
+        run["force"] = settings["force"]
+        check_input_size(resolved, run)
+    options = {name: _plain(value) for name, value in settings.items()}
+    options["model"] = resolved.source
+    out, tensorboard = settings.get("out"), settings.get("tensorboard")
+    session = Session(table.command, resolved, options, table.command_line(settings),
+                      None if out is None else Path(out), progress, notify,
+                      None if tensorboard is None else Path(tensorboard))
     return session, run
 
 

@@ -20,19 +20,20 @@ class TrustMetric:
     field: str
     higher_is_better: bool
     meaning: str
+    random: bool = False  # draws at random (seeded with --seed)
 
 
 TRUST_METRICS = {
     "road": TrustMetric("road", True, "ROAD: probability with the least minus the most relevant "
-                        "pixels imputed, mean over 10-90 %"),
+                        "pixels imputed, mean over 10-90 %", True),
     "mufidelity": TrustMetric("mufidelity", True, "correlation of the heat of random pixel "
-                              "subsets with the score drop when they are removed"),
+                              "subsets with the score drop when they are removed", True),
     "stability": TrustMetric("stability", False, "largest relative change of the map under "
-                             "small input noise"),
+                             "small input noise", True),
     "randomisation": TrustMetric("randomisation", False, "rank correlation with the map after "
-                                 "re-initialising every layer"),
+                                 "re-initialising every layer", True),
     "random-logit": TrustMetric("random_logit", False, "rank correlation with the map of a "
-                                "random other class"),
+                                "random other class", True),
     "sparseness": TrustMetric("sparseness", True, "Gini index of the map"),
     "complexity": TrustMetric("complexity", False, "entropy of the map normalised to sum 1"),
 }

@@ -9,8 +9,10 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from cnnviz_cli.cli.crash import RUNNING
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.io import DEFAULT_MAX_PIXELS
+from cnnviz_cli.options import Option
 from cnnviz_cli.specs import FILTER_GRAMMAR, filter_ranges
 
 IMAGE_BATCH = 8
@@ -89,25 +91,92 @@ def _flag(param: click.Parameter) -> str:
     return "/".join(param.opts)
 
 
+class GroupedOption(click.Option):
+    """A Click option shown in a help section (`group`)."""
+
+    def __init__(self, *args, group: str = "Options", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.group = group
+
+
+def _click_type(option: Option):
+    if isinstance(option.kind, tuple):
+        return click.Choice(option.kind, case_sensitive=False)
+    if option.kind in (int, float) and (option.low is not None or option.high is not None):
+        kind = click.IntRange if option.kind is int else click.FloatRange
+        return kind(option.low, option.high, min_open=option.open_low,
+                    max_open=option.open_high)
+    if option.kind is Path:
+        return click.Path(path_type=Path)
+    return option.kind
+
+
+def click_parameter(option: Option) -> click.Parameter:
+    """The Click argument or option of a table's Option (values are settled by the API)."""
+    if option.argument:
+        return click.Argument([option.name], nargs=-1, required=True, type=click.Path())
+    declarations = [word for word in (option.short, option.long) if word] + [option.name]
+    if option.kind is bool:
+        return GroupedOption(declarations, is_flag=True, default=False, help=option.help,
+                             group=option.group)
+    shown = option.show_default and option.default not in (None, (), [])
+    default = tuple(option.default or ()) if option.multiple else option.default
+    return GroupedOption(declarations, type=_click_type(option), multiple=option.multiple,
+                         default=default, show_default=shown, metavar=option.metavar or None,
+                         help=option.help + (" Repeatable." if option.multiple
+                                             and "epeatable" not in option.help else ""),
+                         group=option.group)
+
+
+PRINTING = (
+    GroupedOption(["--json", "print_json"], is_flag=True, group="Output",
+                  help="Also print the manifest to stdout."),
+    GroupedOption(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_set_quiet,
+                  group="Output", help="No progress bar or summary."),
+)
+
+
 class CnnvizCommand(click.Command):
     """A command that refuses what it would silently drop, and takes `--debug` as the group does.
 
     A single-valued option given twice is refused (flags may repeat: they say the same thing
-    twice), and so is a given option that cannot take effect with the others (`rules`).
+    twice), and so is a given option that cannot take effect with the others (`rules`). With
+    `table` (a function returning an options.Table), the parameters are built from the table
+    on first use (so `cnnviz --help` reads no table) and `--help` shows them in sections.
     """
 
-    def __init__(self, *args, rules: Iterable[OnlyWhen] = (), **kwargs):
+    def __init__(self, *args, rules: Iterable[OnlyWhen] = (), table: Callable | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.rules = tuple(rules)
+        self.table = table
         self.params.append(click.Option(
             ["--debug"], is_flag=True, expose_value=False, callback=_set_debug,
             help="Show full tracebacks on errors (as `cnnviz --debug`).",
         ))
 
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if self.table is not None and not getattr(self, "_built", False):
+            self._built = True
+            self.params[:0] = [*map(click_parameter, self.table()), *PRINTING]
+        return super().get_params(ctx)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None and isinstance(param, click.Option):
+                sections.setdefault(getattr(param, "group", "Other"), []).append(record)
+        sections["Other"] = sections.pop("Other", [])
+        for name, records in sections.items():
+            with formatter.section(name):
+                formatter.write_dl(records)
+
     def invoke(self, ctx: click.Context):
         from cnnviz_cli.api.session import LISTENER
 
         token = LISTENER.set(echo_error)  # a run's messages go to stderr
+        ctx.meta[RUNNING] = ctx  # an internal error writes its traceback into --out
         try:
             return super().invoke(ctx)
         finally:
@@ -288,6 +357,16 @@ def run_settings(ctx: click.Context, options: dict, images: bool = True) -> dict
     if images:
         settings.update({key: options[key] for key in RUN_KEYS})
     return settings
+
+
+def run_table_command(ctx: click.Context, function: Callable, options: dict):
+    """Call the API function of a table command with the parsed options: the model and images
+    as its arguments, the output folder defaulting to cnnviz-out/COMMAND."""
+    options = dict(options)
+    options.pop("print_json", None)
+    model, images = options.pop("model"), options.pop("images")
+    options["out"] = options["out"] or Path("cnnviz-out") / (ctx.info_name or "cnnviz")
+    return function(model, images, progress=not quiet(ctx), **options)
 
 
 def echo_error(message: str) -> None:

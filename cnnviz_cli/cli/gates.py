@@ -4,53 +4,10 @@ What they compute lives in cnnviz_cli.api.gates; a failed gate exits 3 after eve
 written.
 """
 
-from collections.abc import Callable
-from pathlib import Path
 
-import click
-
-from cnnviz_cli.api.gates import HIGHER, LOWER, parse_gate
 from cnnviz_cli.api.trust import TRUST_METRICS
-from cnnviz_cli.cli.common import compose
-from cnnviz_cli.errors import CnnvizError
 
 GATE_EXIT_CODE = 3
-
-
-def _parse_gates(_ctx: click.Context, param: click.Parameter, values: tuple[str, ...]):
-    """METRIC=VALUE specs -> ((metric, threshold), ...), checked against the option's direction."""
-    try:
-        return tuple(parse_gate(value, param.name) for value in values)
-    except CnnvizError as error:
-        raise click.BadParameter(str(error)) from None
-
-
-def _gate_option(name: str, help_text: str) -> Callable:
-    return click.option(name, multiple=True, metavar="METRIC=VALUE", callback=_parse_gates,
-                        help=help_text)
-
-
-gate_options = compose(
-    click.option(
-        "--targets", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="CSV of rows image,class[,mask] or image,class,x0,y0,x1,y1: the class to explain "
-        "per image (matched by path, file name or stem; a row per class for several) and the "
-        "object's region, which scores its heatmaps (pointing game, energy inside) and is the "
-        "region a segmentation head explains. Images without a row (or class) get the default "
-        "target: --class/--top-k, else their top-1 prediction.",
-    ),
-    click.option(
-        "--baseline", type=click.Path(exists=True, file_okay=False, path_type=Path),
-        help="Output folder of an earlier `cam --save-npy` run: correlation and top-20 % IoU of "
-        "every heatmap with its map there (same image, method and class).",
-    ),
-    _gate_option("--fail-under", f"Exit 3 when a method's mean of METRIC ({HIGHER}) is below "
-                 "VALUE; repeatable."),
-    _gate_option("--fail-over", f"Exit 3 when a method's mean of METRIC ({LOWER}) is above "
-                 "VALUE; repeatable."),
-    _gate_option("--fail-under-each", "As --fail-under, for every single heatmap."),
-    _gate_option("--fail-over-each", "As --fail-over, for every single heatmap."),
-)
 
 
 def print_gates(rows: list[dict]) -> None:

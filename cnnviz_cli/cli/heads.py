@@ -4,8 +4,6 @@ Whether they fit the head is checked by the API (cnnviz_cli.models.heads): one m
 the shell and for Python.
 """
 
-from pathlib import Path
-
 import click
 
 from cnnviz_cli.cli.common import compose
@@ -22,18 +20,5 @@ head_options = compose(
         "--direction", type=click.Choice(DIRECTIONS),
         help="A regression head: explain what raises (up) or lowers (down) the output "
         "[default: up].",
-    ),
-)
-
-cam_head_options = compose(
-    head_options,
-    click.option(
-        "--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="P",
-        help="A multi-label head: also explain every label of probability >= P (0 < P < 1).",
-    ),
-    click.option(
-        "--reference", multiple=True, type=click.Path(exists=True, path_type=Path),
-        help="With --task embed: images (files or folders, repeatable) whose mean embedding "
-        "the cosine similarity of each input compares with.",
     ),
 )

@@ -38,13 +38,13 @@ def info(files: tuple[Path, ...], print_json: bool) -> None:
       cnnviz cam sample_images/star.png -o out/
       cnnviz info out/star/cam-gradcam-star.png
     """
+    from cnnviz_cli import api
     from cnnviz_cli.errors import CnnvizError, InputError
-    from cnnviz_cli.io.provenance import read_png_fields
 
     found, failures = [], []
     for path in files:
         try:
-            found.append({"file": str(path), **read_png_fields(path)})
+            found.append(api.info(path))
         except InputError as error:
             failures.append(str(error))
     if len(failures) == len(files) == 1:

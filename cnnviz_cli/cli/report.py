@@ -1,6 +1,5 @@
 """`cnnviz report`: rebuild the HTML report of output folders, merging shards into one."""
 
-import os
 from pathlib import Path
 
 import click
@@ -27,32 +26,13 @@ def report(ctx: click.Context, folders: tuple[Path, ...], out: Path | None,
       cnnviz cam sample_images/ --shard 2/2 -o out/shard-2
       cnnviz report out/shard-1 out/shard-2 -o out/
     """
-    from cnnviz_cli.errors import CnnvizError
-    from cnnviz_cli.io.manifests import merge_manifests, read_manifest
-    from cnnviz_cli.io.outputs import MANIFEST, REPORT, to_json, write_atomic
-    from cnnviz_cli.render.report import render_report
+    from cnnviz_cli import api
+    from cnnviz_cli.cli.common import quiet
+    from cnnviz_cli.io.outputs import to_json
 
-    folders = tuple(dict.fromkeys(folder.resolve() for folder in folders))
-    manifests = [read_manifest(folder) for folder in folders]
-    if out is not None:
-        target = out.resolve()
-    else:
-        target = Path(os.path.commonpath(folders)) if len(folders) > 1 else folders[0]
-    merged = merge_manifests([
-        (manifest, Path(os.path.relpath(folder, target)).as_posix())
-        for manifest, folder in zip(manifests, folders, strict=True)
-    ])
-    target.mkdir(parents=True, exist_ok=True)
-    if target not in folders:
-        existing = target / MANIFEST
-        if existing.is_file() and read_manifest(target).get("command") != "report":
-            raise CnnvizError(
-                f"{existing} belongs to a cnnviz run; write the merged report elsewhere with -o."
-            )
-        write_atomic(existing, to_json(merged).encode("utf-8"))
-    write_atomic(target / REPORT, render_report(merged).encode("utf-8"))
+    written = api.report(folders, out)
     if print_json:
-        click.echo(to_json(merged))
-    if not ctx.find_root().obj.get("quiet"):
-        click.echo(f"Wrote {target / REPORT} ({len(merged['outputs'])} files from "
-                   f"{len(folders)} folder(s)).", err=True)
+        click.echo(to_json(written.manifest))
+    if not quiet(ctx):
+        click.echo(f"Wrote {written.path} ({len(written.manifest['outputs'])} files from "
+                   f"{len(written.folders)} folder(s)).", err=True)

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from cnnviz_cli import __version__
 from cnnviz_cli.errors import CnnvizError, WriteError
 from cnnviz_cli.io.background import BoundedPool
 from cnnviz_cli.io.lock import FolderLock
 from cnnviz_cli.io.provenance import PREFIX, png_fields
+from cnnviz_cli.version import __version__
 
 MANIFEST = "manifest.json"
 REPORT = "index.html"
@@ -142,6 +142,7 @@ class Outputs:
         self.options = options
         self.model: dict | None = None
         self.runtime: dict | None = None  # the device and TensorFlow that computed the run
+        self.sources: dict | None = None  # option -> where its setting came from (the shell's)
         self.failures: list[dict] = []
         self.metrics: dict = {}  # named tables (lists of row dicts) shown in the report
         self.changed = False  # True once this run saved a file or recorded a failure
@@ -406,6 +407,7 @@ class Outputs:
             "command_line": self.command_line,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "options": self.options,
+            "settings_sources": self.sources,
             "model": self.model,
             "runtime": self.runtime,
             "outputs": self.records,

@@ -6,7 +6,7 @@ from contextlib import contextmanager
 import keras
 from keras.src.ops.function import _build_map
 
-from cnnviz_cli.models.layers import replay_graph, sequence_of, token_grid
+from cnnviz_cli.models.layers import find_layer, replay_graph, sequence_of, token_grid
 
 STRIPPED = ("softmax", "sigmoid")  # final activations left out, so scores are pre-activation
 
@@ -56,6 +56,12 @@ def final_activation(model: keras.Model, index: int = 0) -> str:
     return _activation_name(_head_layers(model)[index])
 
 
+def stripped_heads(model: keras.Model) -> set[int]:
+    """ids of the output layers whose final softmax or sigmoid `build_extractor(logits=True)`
+    leaves out."""
+    return {id(layer) for layer in _head_layers(model) if _activation_name(layer) != "none"}
+
+
 def ends_in_softmax(model: keras.Model) -> bool:
     """True when the model's (first) output is a softmax that `build_extractor(logits=True)`
     removes."""
@@ -77,6 +83,45 @@ def build_extractor(
     `replace(layer)` may return a stand-in to call instead of a layer (None keeps the layer);
     nested models are then rebuilt too. The user's model is not changed.
     """
+    inputs, taps, outputs = _rebuilt(model, layer_paths, logits, replace)
+    return functional(inputs, taps + outputs)
+
+
+def build_replaced(model: keras.Model, layer_path: str, logits: bool = False
+                   ) -> tuple[keras.Model, bool]:
+    """A model giving the outputs of `model` (as `build_extractor` does) with the feature map
+    at `layer_path` replaced by a given map of its shape, and whether it takes the input too.
+
+    When nothing after the layer needs more than its map (the usual case), the model is the
+    part after the layer and takes the map alone: changed maps cost only that part. Otherwise
+    (a skip connection around the layer, class tokens) it takes [input, map].
+    """
+    info = find_layer(model, layer_path)
+    grid = token_grid(info.output_shape)
+    channels = info.output_shape[-1]
+    shape = info.output_shape[1:] if grid is None else (grid[1], grid[1], channels)
+    replacement = keras.Input(shape=shape)
+    dtype = getattr(info.layer, "compute_dtype", "float32")
+
+    def splice(*args, **kwargs):
+        if grid is None:
+            return keras.ops.cast(replacement, dtype)
+        extra, side = grid
+        tokens = keras.ops.cast(keras.ops.reshape(replacement, (-1, side * side, channels)), dtype)
+        if not extra:
+            return tokens
+        return keras.ops.concatenate([info.layer(*args, **kwargs)[:, :extra], tokens], axis=1)
+
+    inputs, _, outputs = _rebuilt(model, [], logits,
+                                  lambda operation: splice if operation is info.layer else None)
+    try:
+        return functional(replacement, outputs), False
+    except ValueError:  # not connected: the outputs need the input as well
+        return functional([inputs, replacement], outputs), True
+
+
+def _rebuilt(model: keras.Model, layer_paths: list[str], logits: bool, replace) -> tuple:
+    """(input, taps at `layer_paths`, outputs) of `model` replayed (see `build_extractor`)."""
     heads = {id(layer): _pre_activation(layer) for layer in _head_layers(model)} if logits else {}
     replacements = {key: stand_in for key, stand_in in heads.items() if stand_in is not None}
     taps: dict[str, object] = {}
@@ -116,8 +161,7 @@ def build_extractor(
     missing = wanted - taps.keys()
     if missing:
         raise ValueError(f"Layers not reached while rebuilding the model: {sorted(missing)}.")
-    return functional(inputs, [taps[path] for path in layer_paths]
-                      + [as_float32(output) for output in outputs])
+    return inputs, [taps[path] for path in layer_paths], [as_float32(output) for output in outputs]
 
 
 def functional(inputs, outputs) -> keras.Model:

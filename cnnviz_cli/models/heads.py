@@ -35,7 +35,6 @@ from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.models.extract import build_extractor, final_activation
 from cnnviz_cli.models.layers import DEFAULT_FREE_SIZE, shapes_at
 from cnnviz_cli.specs import TASKS
-from cnnviz_cli.techniques.targets import class_scores
 
 EPSILON = 1e-6  # probabilities are clipped this far from 0 and 1 before their logit
 SIGNS = {"up": 1.0, "down": -1.0}  # of the specs.DIRECTIONS
@@ -178,6 +177,11 @@ class Head:
     def probability(self, outputs: tf.Tensor, classes: tf.Tensor, regions: tf.Tensor) -> tf.Tensor:
         """(batch,) each item's probability (the value curves of deletion/insertion follow)."""
         return class_scores(self.all_probabilities(outputs, regions), classes)
+
+
+def class_scores(scores: tf.Tensor, class_indices: tf.Tensor) -> tf.Tensor:
+    """scores (batch, classes), one class index per item -> (batch,) the item's class's score."""
+    return tf.gather(scores, tf.cast(class_indices, tf.int32), axis=1, batch_dims=1)
 
 
 def _assigned(outputs: tf.Tensor) -> tf.Tensor:

@@ -22,7 +22,7 @@ from cnnviz_cli.device import Runtime
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.io.provenance import file_sha256
 from cnnviz_cli.models.custom import custom_objects, unknown_classes
-from cnnviz_cli.models.formats import FORMAT_SUFFIXES, exported_model
+from cnnviz_cli.models.formats import FORMAT_SUFFIXES, GIVES, exported_model
 from cnnviz_cli.models.labels import imagenet_labels, read_labels
 from cnnviz_cli.models.preprocessing import (
     Preprocess,
@@ -62,11 +62,13 @@ class ResolvedModel:
     preprocess_name: str
     labels: tuple[str, ...] | None
     default_size: int = DEFAULT_FREE_SIZE
-    details: dict = field(default_factory=dict)
+    format: str = "keras"  # keras, or the exported format: savedmodel, tflite or onnx
+    details: dict = field(default_factory=dict)  # an exported model's record (models.formats)
     file: Path | None = None  # the model file it was loaded from
     weights_file: Path | None = None  # a weights file loaded into it
     preprocess_origin: str = "default"  # why this preprocessing, for the summary line
     runtime: Runtime | None = None  # where it computes (cnnviz_cli.device.configure)
+    loaded_with: dict = field(default_factory=dict)  # load_model's keywords, as given
     compiled: dict = field(default_factory=dict, repr=False, compare=False)
 
     def reuse(self, key: tuple, build: Callable[[], T]) -> T:
@@ -76,6 +78,11 @@ class ResolvedModel:
         if key not in self.compiled:
             self.compiled[key] = build()
         return self.compiled[key]
+
+    @property
+    def gives(self) -> frozenset[str]:
+        """What the techniques can use of the model: `layer`, `gradient`, `forward`."""
+        return GIVES[self.format]
 
     @property
     def input_shape(self) -> tuple:
@@ -190,6 +197,9 @@ def resolve_model(request: ModelRequest) -> ResolvedModel:
     if kind != "file" and request.custom_objects:
         raise CnnvizError("--custom-objects applies to model files only: a named or the demo "
                           "model has no custom classes, so leave it out.")
+    if kind != "file" and request.signature is not None:
+        raise CnnvizError("--signature applies to SavedModel folders only: a named or the demo "
+                          "model has no signatures, so leave it out.")
     weights_file = None if weights is None or weights.lower() in BUILT_IN_WEIGHTS else Path(weights)
     if weights_file is not None:
         _check_weights_file(weights_file)
@@ -394,7 +404,8 @@ def _exported_model(path: Path, request: ModelRequest) -> ResolvedModel:
     model, details = exported_model(path, request.signature)
     return ResolvedModel(
         model=model, source=str(path), weights="file", preprocess=resolve_preprocess("none"),
-        preprocess_name="none", labels=None, details=details,
+        preprocess_name="none", labels=None, format=details.get("format", "keras"),
+        details=details,
         file=path / "saved_model.pb" if path.is_dir() else path,
         preprocess_origin="default for model files",
     )

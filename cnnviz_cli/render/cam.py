@@ -22,6 +22,31 @@ def heat_overlay(image: np.ndarray, heat: np.ndarray, colormap: str, alpha: floa
     return (base * (1.0 - opacity) + coloured * opacity).round().astype(np.uint8)
 
 
+DIVERGING = "RdBu_r"  # signed maps: blue negative, white zero, red positive
+
+
+def _balanced(heat: np.ndarray) -> np.ndarray:
+    """A signed map scaled to [-1, 1] by a robust maximum of its magnitude (the 99.5th
+    percentile), so that zero stays zero."""
+    high = float(np.percentile(np.abs(heat), 99.5)) or float(np.abs(heat).max()) or 1.0
+    return np.clip(np.asarray(heat, np.float32) / high, -1.0, 1.0)
+
+
+def signed_overlay(image: np.ndarray, heat: np.ndarray, alpha: float) -> np.ndarray:
+    """A signed map coloured over the image on a diverging colour map centred on zero: opaque
+    (`alpha` at the largest magnitude) where the map is strong, clear where it is near zero."""
+    base = as_rgb(image).astype(np.float32)
+    scaled = resize_map(_balanced(heat), base.shape[:2])
+    opacity = alpha * np.sqrt(np.abs(scaled))[..., None]
+    coloured = colorize(0.5 + 0.5 * scaled, DIVERGING).astype(np.float32)
+    return (base * (1.0 - opacity) + coloured * opacity).round().astype(np.uint8)
+
+
+def signed_heatmap(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A signed map alone, upsampled to `size`, on the diverging colour map (white is zero)."""
+    return colorize(0.5 + 0.5 * resize_map(_balanced(heat), size), DIVERGING)
+
+
 def outline(picture: np.ndarray, region: np.ndarray, colour=(255, 255, 255)) -> np.ndarray:
     """`picture` with the border of a (h, w) region (non-zero inside, any resolution, stretched
     to the picture) drawn in `colour`, about 1/128 of the shorter side wide (at least 1 px)."""

@@ -1,5 +1,5 @@
-"""Pure compute: (model, inputs, target, options) -> NumPy arrays and numbers. No files, no CLI."""
+"""Pure compute: (model, inputs, target, options) -> NumPy arrays and numbers. No files, no CLI.
 
-from cnnviz_cli.quiet_tf import import_tensorflow
-
-import_tensorflow()
+Modules that declare specs (techniques.cam and techniques/methods/) import TensorFlow lazily
+(cnnviz_cli.lazy), so that the command line can read them without it.
+"""

@@ -2,27 +2,31 @@
 
 The core runs a batch of items (one image and one target class each) through the model once and
 returns the target scores, the activations A of the chosen layer and the gradients G of the
-scores with respect to A. Every method is an entry of `METHODS`: a function from that `CamPass`
-to one non-negative map per item. Most are a rule over A and G; ScoreCAM instead weights the
-channels by the scores of masked copies of the input, run through the model in large batches.
-The gradient attributions (saliency, SmoothGrad, integrated gradients, gradient x input) give
-input-resolution maps from input gradients averaged over changed copies of each item (noisy
-copies, points on a path from a baseline), also computed in large batches.
+scores with respect to A. Every method is a `Method` spec registered with `method` (or
+`layer_rule`, `weight_rule`) by a module of `techniques/methods/`: its name, what it needs from
+the model, its options and a function from that `CamPass` to one map per item. A `Modifier`
+(also registered there) changes the maps of the methods it takes, switched on by its own
+option. The command line, the API, the manifest and the docs read the specs; adding a method or
+a modifier is one rule in one file there.
 """
 
+from __future__ import annotations
+
+import importlib
+import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property, partial
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from cnnviz_cli.errors import CnnvizError
-from cnnviz_cli.models.extract import build_extractor
-from cnnviz_cli.models.heads import Head, detect_head
-from cnnviz_cli.techniques.backprop import class_gradients
+from cnnviz_cli.lazy import keras, tf
+from cnnviz_cli.options import Option
 
+if TYPE_CHECKING:
+    from cnnviz_cli.models.heads import Head
 
 @dataclass(frozen=True)
 class Targets:
@@ -71,7 +75,7 @@ class Targets:
         images = np.repeat(np.arange(num_images), [len(row) for row in codes])
         return images, np.array([code for row in codes for code in row], np.int32)
 
-    def above(self, probabilities: np.ndarray) -> "Targets":
+    def above(self, probabilities: np.ndarray) -> Targets:
         """These targets with every class of probability >= `threshold` added per image."""
         entries = self._entries(len(probabilities))
         chosen = [tuple(np.flatnonzero(row >= self.threshold)) for row in probabilities]
@@ -108,22 +112,27 @@ def output_index(model: keras.Model, spec: str | int | None) -> int:
     )
 
 
-@dataclass(frozen=True)
 class CamOptions:
-    """Settings of the methods that need them."""
+    """The settings a batch's methods read: `batch_size` (changed copies of the input per
+    pass), `preprocess` (pixels in [0, 255] -> model input, for baselines), `seed`, and every
+    method option by name (`options.samples`), defaulting to the option's declared default."""
 
-    max_channels: int = 10  # Faster-ScoreCAM: channels of largest activation variance
-    batch_size: int = 32  # changed copies of the input per pass (ScoreCAM, metrics, gradients)
-    samples: int = 32  # SmoothGrad: noisy copies per item
-    noise: float = 0.15  # SmoothGrad: noise standard deviation / the item's value range
-    ig_steps: int = 32  # integrated gradients: points on the path from the baseline
-    ig_baseline: str = "blur"  # integrated gradients: a name in IG_BASELINES
-    seed: int = 0  # SmoothGrad noise, the noise baseline and the RISE masks
-    patch: int = 16  # occlusion: side of the square patch, in input pixels
-    stride: int = 8  # occlusion: step between patch positions
-    fill: str = "mean"  # occlusion: a name in FILLS (techniques.perturbation)
-    masks: int = 1000  # RISE: random masks per item
-    preprocess: Callable = tf.identity  # pixels in [0, 255] -> model input (baselines)
+    def __init__(self, batch_size: int = 32, preprocess: Callable | None = None, seed: int = 0,
+                 **values: Any):
+        declared = {option.name: option.default for spec in methods().values()
+                    for option in (*spec.options, *spec.modifier_options)}
+        unknown = set(values) - set(declared)
+        if unknown:
+            raise TypeError(f"Unknown method option(s): {', '.join(sorted(unknown))}.")
+        self.batch_size, self.seed = batch_size, seed
+        self.preprocess = preprocess or (lambda pixels: pixels)
+        self.values = {**declared, **values}
+
+    def __getattr__(self, name: str):
+        values = self.__dict__.get("values", {})
+        if name in values:
+            return values[name]
+        raise AttributeError(name)
 
 
 def selection(classes, regions=None) -> tuple[tf.Tensor, tf.Tensor]:
@@ -135,21 +144,35 @@ def selection(classes, regions=None) -> tuple[tf.Tensor, tf.Tensor]:
     return classes, tf.convert_to_tensor(regions, tf.float32)
 
 
+def channel_sum(weighted: tf.Tensor) -> tf.Tensor:
+    """ReLU(sum over channels) of weighted activations: the usual CAM."""
+    return tf.nn.relu(tf.reduce_sum(weighted, axis=-1))
+
+
 @dataclass
 class CamPass:
     """What the compiled core computed for a batch of items, handed to every method."""
 
-    explainer: "CamExplainer"
+    explainer: CamExplainer
     inputs: tf.Tensor  # (items, height, width, channels) model input
     selection: tuple[tf.Tensor, tf.Tensor]  # (classes (items,), regions): see `selection`
     activations: tf.Tensor  # (items, h, w, k) the layer's feature maps A
     gradients: tf.Tensor  # (items, h, w, k) d score / d A
     options: CamOptions
+    combine: Callable[[tf.Tensor], tf.Tensor] = channel_sum  # weighted A -> maps
+
+    def redone(self, inputs: tf.Tensor, regions: tf.Tensor) -> CamPass:
+        """This pass for the same items and classes from changed `inputs` (with their
+        `regions`, see `selection`): new activations and gradients, the same options."""
+        classes = self.selection[0]
+        _, _, _, activations, gradients, regions = self.explainer.core(inputs, classes, regions)
+        return replace(self, inputs=inputs, selection=(classes, regions),
+                       activations=activations, gradients=gradients)
 
     @cached_property
     def input_gradients(self) -> tf.Tensor:
         """(items, height, width, channels) d score / d input, shared by the methods using it."""
-        return self.mean_input_gradients(_unchanged, (), 1)
+        return self.mean_input_gradients(unchanged, (), 1)
 
     def mean_input_gradients(self, make_inputs: Callable, sources, copies: int) -> tf.Tensor:
         """`CamExplainer.mean_input_gradients` of this pass's items."""
@@ -158,188 +181,188 @@ class CamPass:
         )
 
 
-Method = Callable[[CamPass], tf.Tensor]
-METHODS: dict[str, Method] = {}
-NEEDS: dict[str, str] = {}  # method -> what of the model it uses: layer, gradient or forward
+Compute = Callable[[CamPass], Any]  # -> (items, height, width) maps, or an Attribution
 
 
-def register(name: str, needs: str = "layer") -> Callable[[Method], Method]:
-    """Add a method: a function from a `CamPass` to (items, height, width) maps.
+@dataclass(frozen=True)
+class Attribution:
+    """What a signed method returns: signed attributions (items, height, width, channels) at
+    the input, and numbers to record per item (`fields`, e.g. a completeness error)."""
 
-    `needs` says what it uses: `layer` (a layer's activations and gradients), `gradient`
-    (input gradients only) or `forward` (scores of changed inputs only).
+    values: Any
+    fields: dict = field(default_factory=dict)
+
+    def positive(self):
+        """The map the metrics and statistics use: the positive part of the channel sum."""
+        return tf.nn.relu(tf.reduce_sum(self.values, axis=-1))
+
+
+@dataclass(frozen=True)
+class Method:
+    """A CAM or attribution method, declared once next to its computation.
+
+    `needs` says what it uses of the model: `layer` (a layer's activations and gradients),
+    `gradient` (input gradients only) or `forward` (scores of changed inputs only). `options`
+    are its own parameters (flags of `cnnviz cam`, keywords of `cnnviz_cli.cam`); `random`
+    says whether it draws at random (True, or a test of the settings). `weighted` methods
+    weigh the activations and leave their combination into maps to `CamPass.combine`.
+    `Modifier`s wrap it. A `signed` method returns an `Attribution`, drawn with its sign.
     """
 
-    def add(method: Method) -> Method:
-        METHODS[name], NEEDS[name] = method, needs
-        return method
+    name: str
+    compute: Compute
+    needs: str = "layer"
+    summary: str = ""
+    options: tuple[Option, ...] = ()
+    random: bool | Callable[[dict], bool] = False
+    signed: bool = False
+    weighted: bool = False
+
+    @property
+    def modifier_options(self) -> tuple[Option, ...]:
+        return tuple(modifier.option for modifier in MODIFIERS.values() if modifier.takes(self))
+
+    def draws_at_random(self, settings: dict) -> bool:
+        return self.random(settings) if callable(self.random) else self.random
+
+
+@dataclass(frozen=True)
+class Modifier:
+    """A change to the maps of every method that `takes(method)` accepts, switched on by its
+    bool `option`: `wrap(compute, cam_pass)` gives the changed maps."""
+
+    name: str
+    option: Option
+    wrap: Callable[[Compute, CamPass], Any]
+    takes: Callable[[Method], bool]
+
+
+METHODS: dict[str, Method] = {}
+MODIFIERS: dict[str, Modifier] = {}
+METHOD_MODULES = ("cnnviz_cli.techniques.methods.cams", "cnnviz_cli.techniques.methods.scores",
+                  "cnnviz_cli.techniques.methods.attributions",
+                  "cnnviz_cli.techniques.methods.perturbation")  # their order is --help's
+
+
+def methods() -> dict[str, Method]:
+    """Every registered method, by name (the modules of techniques/methods/, imported once:
+    the listed ones first, then any other)."""
+    if not getattr(methods, "loaded", False):
+        methods.loaded = True
+        package = importlib.import_module("cnnviz_cli.techniques.methods")
+        found = [f"{package.__name__}.{info.name}"
+                 for info in pkgutil.iter_modules(package.__path__)]
+        for name in dict.fromkeys([*METHOD_MODULES, *sorted(found)]):
+            importlib.import_module(name)
+    return METHODS
+
+
+def method(name: str, needs: str = "layer", summary: str = "", options: Sequence[Option] = (),
+           random: bool | Callable[[dict], bool] = False, signed: bool = False,
+           weighted: bool = False):
+    """Register a function from a `CamPass` to (items, height, width) maps as a method."""
+
+    def add(compute: Compute) -> Compute:
+        METHODS[name] = Method(name, compute, needs, summary or _first_line(compute),
+                               tuple(options), random, signed, weighted)
+        return compute
 
     return add
 
 
-def layer_rule(name: str) -> Callable:
-    """Register a compiled rule `(activations, gradients) -> maps` as a method."""
+def modifier(name: str, option: Option,
+             takes: Callable[[Method], bool] = lambda spec: spec.needs == "layer"
+             and not spec.signed):
+    """Register `wrap(compute, cam_pass) -> maps` as a modifier switched on by `option`, for
+    the methods `takes(method)` accepts (default: the maps of a layer, not signed ones)."""
 
-    def add(rule: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]):
-        compiled = tf.function(rule, reduce_retracing=True)
-        register(name)(lambda cam_pass: compiled(cam_pass.activations, cam_pass.gradients))
+    def add(wrap: Callable) -> Callable:
+        MODIFIERS[name] = Modifier(name, option, wrap, takes)
+        return wrap
+
+    return add
+
+
+def layer_rule(name: str, summary: str = "", options: Sequence[Option] = ()) -> Callable:
+    """Register a rule `(activations, gradients) -> maps` as a method, compiled on first use."""
+
+    def add(rule: Callable):
+        compiled = cache(lambda: tf.function(rule, reduce_retracing=True))
+        method(name, summary=summary or _first_line(rule), options=options)(
+            lambda cam_pass: compiled()(cam_pass.activations, cam_pass.gradients))
         return rule
 
     return add
 
 
+def weight_rule(name: str, summary: str = "") -> Callable:
+    """Register a rule `(activations, gradients) -> weights` as a weighted method, compiled on
+    first use: channel weights (items, k) or weights per position (items, h, w, k), whose
+    weighted activations `CamPass.combine` turns into maps."""
+
+    def add(rule: Callable):
+        compiled = cache(lambda: tf.function(rule, reduce_retracing=True))
+        method(name, summary=summary or _first_line(rule), weighted=True)(
+            lambda cam_pass: cam_pass.combine(weigh(
+                compiled()(cam_pass.activations, cam_pass.gradients), cam_pass.activations)))
+        return rule
+
+    return add
+
+
+def _first_line(function: Callable) -> str:
+    """The docstring's first paragraph (its summary sentence), on one line."""
+    return " ".join((function.__doc__ or "").strip().split("\n\n")[0].split())
+
+
 def resolve_methods(specs: Sequence[str]) -> list[str]:
     """`--method` values (repeatable, comma lists, `all`) -> method names, in order, no repeats."""
+    known = methods()
     names = [name.strip().lower() for spec in specs for name in spec.split(",") if name.strip()]
     chosen: list[str] = []
     for name in names or ["gradcam"]:
-        if name != "all" and name not in METHODS:
+        if name != "all" and name not in known:
             raise CnnvizError(
-                f"Unknown CAM method {name!r}; choose from {', '.join(METHODS)}, or all."
+                f"Unknown CAM method {name!r}; choose from {', '.join(known)}, or all."
             )
-        chosen += list(METHODS) if name == "all" else [name]
+        chosen += list(known) if name == "all" else [name]
     return list(dict.fromkeys(chosen))
 
 
-def weighted_sum(weights: tf.Tensor, activations: tf.Tensor) -> tf.Tensor:
-    """ReLU(sum_k weights[n, k] * A[n, :, :, k]): the usual CAM from channel weights."""
-    return tf.nn.relu(tf.einsum("nk,nhwk->nhw", weights, activations))
+def run_method(name: str, cam_pass: CamPass):
+    """The maps of method `name` for a pass, with the modifiers its options switch on."""
+    spec = methods()[name]
+    compute = spec.compute
+    for extra in MODIFIERS.values():
+        if extra.takes(spec) and getattr(cam_pass.options, extra.option.name, False):
+            compute = partial(extra.wrap, compute)
+    return compute(cam_pass)
 
 
-@layer_rule("gradcam")
-def _gradcam(activations, gradients):
-    """Selvaraju et al.: channel weight = mean gradient over space."""
-    return weighted_sum(tf.reduce_mean(gradients, axis=[1, 2]), activations)
+def weigh(weights: tf.Tensor, activations: tf.Tensor) -> tf.Tensor:
+    """The activations (items, h, w, k) times channel weights (items, k) or weights per
+    position (items, h, w, k)."""
+    if weights.shape.rank == 2:
+        weights = weights[:, None, None, :]
+    return weights * activations
 
 
-@layer_rule("gradcam++")
-def _gradcam_plus_plus(activations, gradients):
-    """Chattopadhyay et al., closed-form alpha for an exponential score exp(logit).
-
-    The positive factor exp(logit) shared by all weights only scales the map and is left out.
-    """
-    squared = tf.square(gradients)
-    denominator = 2.0 * squared + tf.reduce_sum(activations, axis=[1, 2], keepdims=True) * (
-        squared * gradients
-    )
-    alpha = tf.math.divide_no_nan(squared, denominator)
-    return weighted_sum(tf.reduce_sum(alpha * tf.nn.relu(gradients), axis=[1, 2]), activations)
-
-
-@layer_rule("xgradcam")
-def _xgradcam(activations, gradients):
-    """Fu et al.: gradients weighted by the activations normalised to sum 1 per channel."""
-    total = tf.reduce_sum(activations, axis=[1, 2], keepdims=True)
-    weights = tf.reduce_sum(tf.math.divide_no_nan(activations, total) * gradients, axis=[1, 2])
-    return weighted_sum(weights, activations)
-
-
-@layer_rule("layercam")
-def _layercam(activations, gradients):
-    """Jiang et al.: every position weighted by its own positive gradient."""
-    return tf.nn.relu(tf.reduce_sum(tf.nn.relu(gradients) * activations, axis=-1))
-
-
-@layer_rule("hirescam")
-def _hirescam(activations, gradients):
-    """Draelos & Carin: the element-wise product of gradients and activations, summed."""
-    return tf.nn.relu(tf.reduce_sum(gradients * activations, axis=-1))
-
-
-@layer_rule("eigencam")
-def _eigencam(activations, gradients):
-    """Muhammad & Yeasin: projection on the first principal component (class independent).
-
-    The sign of the component is chosen so that the projection sums to a positive number.
-    """
-    del gradients
-    shape = tf.shape(activations)
-    flat = tf.reshape(activations, [shape[0], shape[1] * shape[2], shape[3]])
-    _, _, right = tf.linalg.svd(flat)
-    projection = tf.linalg.matvec(flat, right[:, :, 0])
-    sign = tf.where(tf.reduce_sum(projection, axis=1, keepdims=True) < 0.0, -1.0, 1.0)
-    return tf.nn.relu(tf.reshape(projection * sign, shape[:3]))
-
-
-def _activation_masks(activations, item, copy, copies, size):
-    """ScoreCAM masks: channel `copy` of item `item`, upsampled and scaled to [0, 1]."""
-    del copies
-    maps = tf.gather(tf.gather(activations, item), copy, axis=3, batch_dims=1)
-    maps = tf.image.resize(maps[..., None], size, method="bilinear")
-    low = tf.reduce_min(maps, axis=[1, 2, 3], keepdims=True)
-    high = tf.reduce_max(maps, axis=[1, 2, 3], keepdims=True)
-    return tf.math.divide_no_nan(maps - low, high - low)
-
-
-def _score_weighted(cam_pass: CamPass, activations: tf.Tensor) -> tf.Tensor:
-    """Wang et al.: channel weight = softmax over channels of the masked inputs' scores."""
-    scores = cam_pass.explainer.masked_scores(
-        _activation_masks, cam_pass.inputs, cam_pass.selection, activations,
-        int(activations.shape[-1]), cam_pass.options.batch_size,
-    )
-    return weighted_sum(tf.nn.softmax(scores, axis=1), activations)
-
-
-@register("scorecam")
-def _scorecam(cam_pass: CamPass) -> tf.Tensor:
-    return _score_weighted(cam_pass, cam_pass.activations)
-
-
-@register("faster-scorecam")
-def _faster_scorecam(cam_pass: CamPass) -> tf.Tensor:
-    """ScoreCAM on the channels of largest spatial activation variance only."""
-    activations = cam_pass.activations
-    count = min(cam_pass.options.max_channels, int(activations.shape[-1]))
-    variance = tf.math.reduce_variance(activations, axis=[1, 2])
-    channels = tf.math.top_k(variance, count).indices
-    return _score_weighted(cam_pass, tf.gather(activations, channels, axis=3, batch_dims=1))
-
-
-@register("guided-gradcam")
-def _guided_gradcam(cam_pass: CamPass) -> tf.Tensor:
-    """Selvaraju et al.: guided backprop (largest absolute colour channel) times the GradCAM
-    map upsampled to the input, a class-discriminative map at pixel resolution."""
-    explainer = cam_pass.explainer
-    gradients = class_gradients(explainer.model, cam_pass.inputs, cam_pass.selection,
-                                explainer.head, "guided", explainer.output_index)
-    heat = _gradcam(cam_pass.activations, cam_pass.gradients)[..., None]
-    upsampled = tf.image.resize(heat, tf.shape(gradients)[1:3], method="bilinear")[..., 0]
-    return tf.reduce_max(tf.abs(gradients), axis=-1) * upsampled
-
-
-def _unchanged(inputs, sources, item, copy, copies):
+def unchanged(inputs, sources, item, copy, copies):
     del sources, copy, copies
     return tf.gather(inputs, item)
 
 
-def smoothgrad_noise(copies: tf.Tensor, shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Standard normal noise (n, *shape) of SmoothGrad copy numbers `copies` (n,).
-
-    A copy's noise depends only on its number and the seed, not on the item or the batching.
-    """
-    seed = tf.cast(seed, tf.int64)
-    return tf.map_fn(
-        lambda copy: tf.random.stateless_normal(shape, tf.stack([seed, tf.cast(copy, tf.int64)])),
-        copies, fn_output_signature=tf.float32,
-    )
-
-
-def _noisy(inputs, sources, item, copy, copies):
-    """SmoothGrad copies: the item plus noise of `sigma` times its value range."""
-    del copies
-    sigma, seed = sources
-    items = tf.gather(inputs, item)
-    spread = tf.reduce_max(items, axis=[1, 2, 3], keepdims=True) - tf.reduce_min(
-        items, axis=[1, 2, 3], keepdims=True
-    )
-    return items + sigma * spread * smoothgrad_noise(copy, tf.shape(inputs)[1:], seed)
-
-
-def _interpolated(inputs, baselines, item, copy, copies):
-    """Integrated-gradients copies: the midpoints of `copies` equal steps from baseline to item."""
-    start, end = tf.gather(baselines, item), tf.gather(inputs, item)
-    fraction = (tf.cast(copy, tf.float32) + 0.5) / tf.cast(copies, tf.float32)
-    return start + fraction[:, None, None, None] * (end - start)
+def interpolation(positions: np.ndarray, size: int) -> np.ndarray:
+    """(positions, size) weights interpolating linearly between values at 0 .. size - 1 at
+    `positions` (clamped to the ends)."""
+    positions = np.clip(positions, 0, size - 1)
+    low = np.floor(positions).astype(int)
+    high = np.minimum(low + 1, size - 1)
+    rows = np.arange(len(positions))
+    weights = np.zeros((len(positions), size), np.float32)
+    np.add.at(weights, (rows, low), 1 - (positions - low))
+    np.add.at(weights, (rows, high), positions - low)
+    return weights
 
 
 def gaussian_blur(images: tf.Tensor, sigma: float) -> tf.Tensor:
@@ -355,6 +378,7 @@ def gaussian_blur(images: tf.Tensor, sigma: float) -> tf.Tensor:
     return tf.nn.depthwise_conv2d(blurred, tf.transpose(rows, [1, 0, 2, 3]), [1, 1, 1, 1], "VALID")
 
 
+ACTIVATION_BUDGET = 2**24  # floats of changed layer activations in one pass (64 MB)
 BLUR_SIGMA = 1 / 16  # of the longer image side: the blur baseline keeps only coarse colour
 
 
@@ -372,61 +396,6 @@ IG_BASELINES: dict[str, Callable[[tf.Tensor, CamOptions], tf.Tensor]] = {
     "noise": _noise_baseline,
 }
 
-
-def integrated_gradients(
-    explainer: "CamExplainer", inputs: tf.Tensor, classes: tf.Tensor, baselines: tf.Tensor,
-    steps: int = 32, batch_size: int = 32,
-) -> tf.Tensor:
-    """Sundararajan et al.: (x - x') times the mean score gradient at `steps` points of the
-    straight path from the baseline x' to x (midpoint rule), per input value: (items, h, w, c).
-
-    The attributions of an item sum to nearly score(x) - score(x') (completeness).
-    """
-    mean = explainer.mean_input_gradients(
-        _interpolated, inputs, classes, baselines, steps, batch_size
-    )
-    return (inputs - baselines) * mean
-
-
-def _sensitivity(gradients: tf.Tensor) -> tf.Tensor:
-    """The largest absolute gradient over colour channels."""
-    return tf.reduce_max(tf.abs(gradients), axis=-1)
-
-
-def _evidence(attributions: tf.Tensor) -> tf.Tensor:
-    """The positive part of the attributions summed over colour channels."""
-    return tf.nn.relu(tf.reduce_sum(attributions, axis=-1))
-
-
-@register("saliency", needs="gradient")
-def _saliency(cam_pass: CamPass) -> tf.Tensor:
-    """Simonyan et al.: the input gradient of the score."""
-    return _sensitivity(cam_pass.input_gradients)
-
-
-@register("smoothgrad", needs="gradient")
-def _smoothgrad(cam_pass: CamPass) -> tf.Tensor:
-    """Smilkov et al.: input gradients averaged over `samples` noisy copies of the input."""
-    options = cam_pass.options
-    sources = (tf.constant(options.noise, tf.float32), tf.constant(options.seed, tf.int64))
-    return _sensitivity(cam_pass.mean_input_gradients(_noisy, sources, options.samples))
-
-
-@register("integrated-gradients", needs="gradient")
-def _integrated_gradients(cam_pass: CamPass) -> tf.Tensor:
-    """Sundararajan et al., from the `ig_baseline` image."""
-    options = cam_pass.options
-    baselines = IG_BASELINES[options.ig_baseline](cam_pass.inputs, options)
-    return _evidence(integrated_gradients(
-        cam_pass.explainer, cam_pass.inputs, cam_pass.selection, baselines, options.ig_steps,
-        options.batch_size,
-    ))
-
-
-@register("gradient-input", needs="gradient")
-def _gradient_input(cam_pass: CamPass) -> tf.Tensor:
-    """Shrikumar et al.: the input times its gradient."""
-    return _evidence(cam_pass.inputs * cam_pass.input_gradients)
 
 
 def _resolve_classes(scores: tf.Tensor, codes: tf.Tensor) -> tf.Tensor:
@@ -473,6 +442,10 @@ class CamBatch:
     score_kind: str = "logit"  # what the scores are: see `Head.score_kind`
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (items, h, w)
     regions: np.ndarray | None = None  # segmentation: (items, h, w) the region explained
+    attributions: dict[str, np.ndarray] = field(default_factory=dict)  # signed methods:
+    # method -> (items, height, width, channels) raw signed attributions
+    extras: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # method -> field
+    # -> (items,) numbers a method records (completeness or conservation error)
 
     def score_fields(self, item: int) -> dict:
         """The explained score of one item, its probability (None without one) and its kind."""
@@ -506,6 +479,9 @@ class CamExplainer:
         self.model, self.layer_path = model, layer_path
         self.output_index = output_index(model, output)
         self._taps = [] if layer_path is None else [layer_path]
+        from cnnviz_cli.models.extract import build_extractor
+        from cnnviz_cli.models.heads import detect_head
+
         self._network = build_extractor(model, self._taps, logits=True)
         self.head = head or detect_head(model, self.output_index)
         self.num_classes = self.head.num_classes
@@ -535,8 +511,7 @@ class CamExplainer:
 
     def forward(self, inputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(activations of the layer, pre-activation outputs of the chosen output) for a batch."""
-        outputs = self._network(inputs, training=False)
-        outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
+        outputs = _listed(self._network(inputs, training=False))
         logits = outputs[len(self._taps) + self.output_index]
         return (outputs[0] if self._taps else inputs), logits
 
@@ -579,9 +554,69 @@ class CamExplainer:
         """
         sizes = tf.constant(copies, tf.int32), tf.constant(batch_size, tf.int32)
         score = self.head.probability if probability else self.head.score
-        loop = self._compiled(self._perturbed_loop, make_inputs, score)
+        loop = self._compiled(self._perturbed_loop, make_inputs, self._changed_inputs, score)
         return loop(tf.convert_to_tensor(inputs, tf.float32), _as_selection(chosen), sources,
                     *sizes)
+
+    def replaced_scores(
+        self,
+        make_activations: Callable,
+        inputs: tf.Tensor,
+        activations: tf.Tensor,
+        chosen,
+        sources,
+        copies: int,
+        batch_size: int,
+    ) -> tf.Tensor:
+        """Scores of `copies` changed copies of every item's layer activations (`chosen`: each
+        item's class or a `selection`) run through the part of the model after the layer
+        (see `models.extract.build_replaced`): as many copies per pass as ACTIVATION_BUDGET
+        allows (at least `batch_size`), or `batch_size` when that part needs the input too.
+
+        `make_activations(activations, sources, item, copy, copies)` builds the changed
+        activations of one pass. Returns (items, copies) scores; one compiled loop.
+        """
+        _, takes_images = self._replaced  # built here, outside the compiled loop
+        if not takes_images:
+            size = int(np.prod(activations.shape[1:]))
+            batch_size = max(batch_size, ACTIVATION_BUDGET // size)
+        sizes = tf.constant(copies, tf.int32), tf.constant(batch_size, tf.int32)
+        loop = self._compiled(self._perturbed_loop, make_activations, self._changed_activations,
+                              self.head.score)
+        return loop((tf.convert_to_tensor(inputs, tf.float32), activations),
+                    _as_selection(chosen), sources, *sizes)
+
+    def layer_gradients(self, score: Callable, inputs: tf.Tensor, chosen, arguments=()
+                        ) -> tuple[tf.Tensor, tf.Tensor]:
+        """(activations, gradients) of the layer for another score than the class's:
+        `score(head, outputs, selection, arguments) -> (items,)`; compiled once per `score`."""
+        step = self._compiled(self._gradient_step, score)
+        return step(tf.convert_to_tensor(inputs, tf.float32), _as_selection(chosen), arguments)
+
+    def _gradient_step(self, score, inputs, chosen, arguments):
+        with tf.GradientTape() as tape:
+            activations, outputs = self.forward(inputs)
+            scores = score(self.head, outputs, chosen, arguments)
+        return activations, tape.gradient(scores, activations)
+
+    @cached_property
+    def _replaced(self) -> tuple[keras.Model, bool]:
+        from cnnviz_cli.models.extract import build_replaced
+
+        return build_replaced(self.model, self.layer_path, logits=True)
+
+    def _changed_inputs(self, make_inputs, inputs, sources, item, copy, copies):
+        """The chosen output for the inputs `make_inputs` builds."""
+        return self.forward(make_inputs(inputs, sources, item, copy, copies))[1]
+
+    def _changed_activations(self, make_activations, inputs, sources, item, copy, copies):
+        """The chosen output for the layer activations `make_activations` builds (`inputs`:
+        (images, activations))."""
+        images, activations = inputs
+        changed = make_activations(activations, sources, item, copy, copies)
+        network, takes_images = self._replaced
+        outputs = network([tf.gather(images, item), changed] if takes_images else changed)
+        return _listed(outputs)[self.output_index]
 
     def mean_input_gradients(
         self,
@@ -604,6 +639,13 @@ class CamExplainer:
         inputs = tf.convert_to_tensor(inputs, tf.float32)
         return loop(inputs, _as_selection(chosen), sources, *sizes)
 
+    def reused(self, key: tuple, build: Callable[[], Any]) -> Any:
+        """What `build()` returns, built once per `key` for this explainer (a method's own
+        compiled functions)."""
+        if key not in self._loops:
+            self._loops[key] = build()
+        return self._loops[key]
+
     def _compiled(self, loop: Callable, *functions: Callable) -> Callable:
         """`loop` with its leading function arguments bound, compiled once per explainer."""
         key = (loop, *functions)
@@ -611,13 +653,13 @@ class CamExplainer:
             self._loops[key] = tf.function(partial(loop, *functions), reduce_retracing=True)
         return self._loops[key]
 
-    def _perturbed_loop(self, make_inputs, score, inputs, chosen, sources, copies, batch_size):
-        items = tf.shape(inputs)[0]
+    def _perturbed_loop(self, make, run, score, inputs, chosen, sources, copies, batch_size):
+        items = tf.shape(chosen[0])[0]
         steps = _pass_count(items, copies, batch_size)
         results = tf.TensorArray(tf.float32, size=steps, infer_shape=False)
         for step in tf.range(steps):
             item, copy = _chunk(step, batch_size, items, copies)
-            _, outputs = self.forward(make_inputs(inputs, sources, item, copy, copies))
+            outputs = run(make, inputs, sources, item, copy, copies)
             results = results.write(step, score(outputs, *_gathered(chosen, item)))
         return tf.reshape(results.concat(), [items, copies])
 
@@ -641,9 +683,10 @@ class CamExplainer:
         inputs: np.ndarray,
         targets: Targets = Targets(),
         methods: Sequence[str] = ("gradcam",),
-        options: CamOptions = CamOptions(),
+        options: CamOptions | None = None,
     ) -> CamBatch:
         """Maps of every method for every (image, target class) of a preprocessed batch."""
+        options = options or CamOptions()
         inputs = np.asarray(inputs, np.float32)
         if targets.threshold is not None:
             targets = targets.above(self.probabilities(inputs).numpy())
@@ -664,16 +707,23 @@ class CamExplainer:
             items, tensors = tf.gather(items, keep), [tf.gather(t, keep) for t in tensors]
         classes, scores, probabilities, activations, gradients, regions = tensors
         cam_pass = CamPass(self, items, (classes, regions), activations, gradients, options)
-        return CamBatch(
-            self.layer_path,
-            images[keep],
-            classes.numpy(),
-            scores.numpy(),
-            probabilities.numpy() if head.has_probability else None,
-            head.score_kind,
-            {method: METHODS[method](cam_pass).numpy() for method in methods},
-            regions.numpy() if head.task == "segment" else None,
-        )
+        batch = CamBatch(self.layer_path, images[keep], classes.numpy(), scores.numpy(),
+                         probabilities.numpy() if head.has_probability else None,
+                         head.score_kind, regions=regions.numpy() if head.task == "segment"
+                         else None)
+        for name in methods:
+            computed = run_method(name, cam_pass)
+            if isinstance(computed, Attribution):
+                batch.attributions[name] = np.asarray(computed.values)
+                batch.extras[name] = {key: np.asarray(value)
+                                      for key, value in computed.fields.items()}
+                computed = computed.positive()
+            batch.maps[name] = np.asarray(computed)
+        return batch
+
+
+def _listed(outputs) -> list:
+    return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
 
 
 def _as_selection(chosen) -> tuple[tf.Tensor, tf.Tensor]:
@@ -684,4 +734,3 @@ def _gathered(chosen: tuple, item: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tuple(tf.gather(part, item) for part in chosen)
 
 
-from cnnviz_cli.techniques import perturbation  # noqa: E402, F401  (registers occlusion, rise)

@@ -20,7 +20,6 @@ from cnnviz_cli.techniques.objectives import (
     layer_objective,
 )
 from cnnviz_cli.techniques.optim import Fourier, Objective, OptimConfig, Pixel, optimize
-from cnnviz_cli.techniques.targets import class_scores
 
 PARAMETERIZATIONS = {"fourier": Fourier, "pixel": Pixel}
 # The random image filter visualisation classically starts from (Chollet, Deep Learning with
@@ -139,12 +138,12 @@ def maximize_classes(
     head = head or detect_head(model)
     logits = class_logits(model, preprocess)
     result = maximize(
-        lambda images, indices: class_scores(head.all_scores(logits(images)), indices), classes,
+        lambda images, indices: head.score(logits(images), indices, None), classes,
         image_shape, config,
     )
     if head.has_probability:
         result.probabilities = _scores(
-            lambda images, indices: class_scores(head.all_probabilities(logits(images)), indices),
+            lambda images, indices: head.probability(logits(images), indices, None),
             result.images, result.targets, config.batch_size,
         )
     return result

@@ -1,15 +1,11 @@
-"""What a score means: a class logit, one filter of a layer, or a layer's whole activation.
+"""What a score means: one filter of a layer, or a layer's whole activation (a class's score
+is the head's, models.heads).
 
 Each function turns model outputs into one scalar per batch item (TensorFlow ops only, so
 they run inside compiled gradient steps).
 """
 
 import tensorflow as tf
-
-
-def class_scores(logits: tf.Tensor, class_indices: tf.Tensor) -> tf.Tensor:
-    """logits (batch, classes), one class index per item -> (batch,) scores."""
-    return tf.gather(logits, tf.cast(class_indices, tf.int32), axis=1, batch_dims=1)
 
 
 def filter_scores(feature_maps: tf.Tensor, filter_indices: tf.Tensor) -> tf.Tensor:

@@ -45,7 +45,7 @@ def test_caffe_first_kernels_are_drawn_in_rgb(keras):
     kernel = np.zeros((3, 3, 3, 1), np.float32)
     kernel[..., 2, 0] = 1.0  # the model's channel 2: red, for caffe's BGR input
     model.get_layer("conv").set_weights([kernel])
-    drawn = api.filters(api.load_model(model, preprocess="caffe")).kernels[0]  # (height, width, RGB)
+    drawn = api.filters(api.load_model(model, preprocess="caffe")).kernels[0]  # (h, w, RGB)
     assert (drawn[..., 0] == 1).all() and not drawn[..., 1:].any()
     unchanged = api.filters(api.load_model(model, preprocess="none")).kernels[0]
     assert (unchanged[..., 2] == 1).all() and not unchanged[..., :2].any()

@@ -100,7 +100,7 @@ def test_auto_gradcam_peaks_on_the_evidence_patch(vit, evidence_image):
     assert heatmap.max() > 0
     grid = SIDE // PATCH  # the map is at the token grid's resolution or finer
     peak = np.unravel_index(heatmap.argmax(), heatmap.shape)
-    assert tuple(int(p * grid // n) for p, n in zip(peak, heatmap.shape)) == EVIDENCE
+    assert tuple(int(p * grid // n) for p, n in zip(peak, heatmap.shape, strict=True)) == EVIDENCE
 
 
 

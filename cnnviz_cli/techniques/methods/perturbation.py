@@ -7,18 +7,22 @@ through `CamExplainer.perturbed_scores` in passes of `batch_size`, so they work 
 kind, forward-only ones (TFLite, ONNX) included.
 """
 
+from __future__ import annotations
+
 import math
 
 import numpy as np
-import tensorflow as tf
 
 from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.lazy import tf
+from cnnviz_cli.options import Option
 from cnnviz_cli.techniques.cam import (
     IG_BASELINES,
     CamOptions,
     CamPass,
-    _unchanged,
-    register,
+    interpolation,
+    method,
+    unchanged,
 )
 
 RISE_GRID = 8  # cells per side of a RISE mask before upsampling
@@ -32,6 +36,12 @@ def _mean_fill(inputs: tf.Tensor, options: CamOptions) -> tf.Tensor:
 
 
 FILLS = {"mean": _mean_fill, "black": IG_BASELINES["black"], "blur": IG_BASELINES["blur"]}
+PATCH = Option("patch", 16, "Side of the square patch slid over the input, in pixels.", int,
+               low=1)
+STRIDE = Option("stride", 8, "Pixels between patch positions.", int, low=1)
+FILL = Option("fill", "mean", "What hides the patch: the image's mean colour, black, or a blur.",
+              tuple(FILLS))
+MASKS = Option("masks", 1000, "Random masks scored per image (seeded with --seed).", int, low=1)
 
 
 def patch_windows(side: int, patch: int, stride: int) -> np.ndarray:
@@ -58,7 +68,7 @@ def _occluded(inputs, sources, item, copy, copies):
     return items + patch[..., None] * (tf.gather(fills, item) - items)
 
 
-@register("occlusion", needs="forward")
+@method("occlusion", needs="forward", options=[PATCH, STRIDE, FILL])
 def _occlusion(cam_pass: CamPass) -> tf.Tensor:
     """The drop of the class score while a patch hides each pixel, averaged over the patch
     positions covering it (positive part)."""
@@ -73,7 +83,7 @@ def _occlusion(cam_pass: CamPass) -> tf.Tensor:
     explainer = cam_pass.explainer
     scores = explainer.perturbed_scores(_occluded, inputs, cam_pass.selection, sources,
                                         len(rows) * len(columns), options.batch_size)
-    full = explainer.perturbed_scores(_unchanged, inputs, cam_pass.selection, (), 1,
+    full = explainer.perturbed_scores(unchanged, inputs, cam_pass.selection, (), 1,
                                       options.batch_size)
     drops = tf.reshape(full - scores, [-1, len(rows), len(columns)])
     total = tf.einsum("nab,ay,bx->nyx", drops, rows, columns)
@@ -82,13 +92,7 @@ def _occlusion(cam_pass: CamPass) -> tf.Tensor:
 
 def _upsampling(cells: int, length: int) -> np.ndarray:
     """(length, cells) bilinear interpolation weights from `cells` values to `length` pixels."""
-    position = np.clip((np.arange(length) + 0.5) * cells / length - 0.5, 0, cells - 1)
-    low = np.floor(position).astype(int)
-    high = np.minimum(low + 1, cells - 1)
-    weights = np.zeros((length, cells), np.float32)
-    np.add.at(weights, (np.arange(length), low), 1 - (position - low))
-    np.add.at(weights, (np.arange(length), high), position - low)
-    return weights
+    return interpolation((np.arange(length) + 0.5) * cells / length - 0.5, cells)
 
 
 def rise_factors(count: int, size: tuple[int, int], seed: int) -> tuple[np.ndarray, ...]:
@@ -117,7 +121,7 @@ def _rise_masked(inputs, sources, item, copy, copies):
     return tf.gather(inputs, item) * masks[..., None]
 
 
-@register("rise", needs="forward")
+@method("rise", needs="forward", options=[MASKS], random=True)
 def _rise(cam_pass: CamPass) -> tf.Tensor:
     """The masks weighted by the class scores of the masked inputs, over the masks' mean
     (positive part). The mean score is subtracted first: the part of the map every pixel

@@ -1,0 +1,107 @@
+"""The option groups every command shares: inputs and run, model, output (see options.Table).
+
+Each command's table lists these beside its own options; the command line, the API keywords
+and the recorded command line come from them.
+"""
+
+import re
+from pathlib import Path
+
+from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.io import DEFAULT_MAX_PIXELS
+from cnnviz_cli.options import Option
+
+INPUTS = "Inputs and run"
+MODEL = "Model"
+OUTPUT = "Output"
+
+
+def parse_shard(value) -> tuple[int, int] | None:
+    """`K/N` (or a (K, N) pair) -> (K, N) with 1 <= K <= N."""
+    if value is None or isinstance(value, tuple | list):
+        return None if value is None else (int(value[0]), int(value[1]))
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(value))
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise CnnvizError(f"--shard expects K/N with 1 <= K <= N, such as 2/8, but got "
+                          f"{value!r}.")
+    return int(match[1]), int(match[2])
+
+
+def _path_text(value) -> str:
+    return str(value)
+
+
+IMAGES = Option("images", (), "Image files, folders (recursive) or globs.", Path, multiple=True,
+                argument=True, group=INPUTS, metavar="IMAGES...")
+
+RUN = (
+    Option("size", None, "Input side in pixels for models that take any size [default: the "
+           "model's].", int, low=8, group=INPUTS, show_default=False),
+    Option("batch_size", 8, "Images per compiled pass.", int, low=1, group=INPUTS),
+    Option("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images that declare more pixels than this "
+           "(decompression bombs), and a --size that makes larger inputs.", int, low=1,
+           group=INPUTS),
+    Option("skip_existing", False, "Resume: leave out images an earlier run into --out finished "
+           "(same options).", bool, group=INPUTS, recorded=False),
+    Option("fail_fast", False, "Stop at the first unreadable image [default: go on, list "
+           "failures, exit 1].", bool, group=INPUTS),
+    Option("shard", None, "Process only slice K of N (1 <= K <= N) of the sorted images, e.g. a "
+           "job-array index; merge the shards' folders with `cnnviz report`.", str,
+           metavar="K/N", group=INPUTS, settle=parse_shard,
+           text=lambda shard: f"{shard[0]}/{shard[1]}", show_default=False),
+)
+"""The run-loop options of a command over images (session.Session.batches reads them)."""
+
+CHECKPOINTS = Option(
+    "checkpoints", (), "A model or weights file saved during training; repeat in training "
+    "order to draw one row per checkpoint and an animated GIF.", Path, multiple=True,
+    flag="--checkpoint", metavar="FILE", group=INPUTS, text=_path_text)
+
+MODEL_OPTIONS = (
+    Option("model", "demo", "A keras.applications name (see `cnnviz models`), a .keras/.h5 "
+           "file, a SavedModel folder, a .tflite or .onnx file, or `demo`.", short="-m",
+           metavar="NAME|FILE", group=MODEL),
+    Option("weights", None, "imagenet (the default) or none for a named model; a weights file "
+           "for any model (demo, name or file).", metavar="imagenet|none|FILE", group=MODEL,
+           show_default=False),
+    Option("preprocess", None, "Input preprocessing for a model file: none, unit (x/255), "
+           "symmetric (x/127.5-1), caffe, torch, or a model name such as resnet50.",
+           metavar="NAME", group=MODEL, show_default=False),
+    Option("labels", None, "Class names: text (one a line) or JSON.", Path, metavar="FILE",
+           group=MODEL, show_default=False),
+    Option("unsafe_deserialization", False, "Allow model files with Lambda layers (runs the "
+           "code inside them: trusted files only).", bool, group=MODEL),
+    Option("custom_objects", (), "Import this Python file or module before loading a model "
+           "file, for its custom layers and classes; this RUNS its code (trusted code only). "
+           "Repeatable.", multiple=True, metavar="FILE.py|MODULE", group=MODEL),
+    Option("signature", None, "The function of a SavedModel folder that is the model "
+           "[default: serving_default].", metavar="NAME", group=MODEL, show_default=False),
+    Option("device", "auto", "Where to compute: auto = the first GPU TensorFlow sees, else the "
+           "CPU.", metavar="auto|cpu|gpu|gpu:N", group=MODEL),
+    Option("gpu_memory", None, "Cap the GPU memory this run takes [default: grow on demand, so "
+           "a training job can share the GPU].", int, low=1, metavar="MB", group=MODEL,
+           show_default=False),
+    Option("precision", "float32", "mixed: the model computes in float16/bfloat16 (GPU only); "
+           "scores, gradients and maps stay float32.", ("float32", "mixed"), group=MODEL),
+)
+"""How the model is loaded (api.models.load_model's keywords); recorded from the model."""
+
+OUTPUT_OPTIONS = (
+    Option("out", None, "Output folder, not an input folder or inside one [default: "
+           "cnnviz-out/COMMAND].", Path, short="-o", group=OUTPUT, recorded=False,
+           show_default=False),
+    Option("tensorboard", None, "Also write the pictures and numbers as TensorBoard summaries "
+           "into LOGDIR (step: the --checkpoint index, else 0); view with `tensorboard "
+           "--logdir LOGDIR`.", Path, metavar="LOGDIR", group=OUTPUT, recorded=False,
+           show_default=False),
+    Option("force", False, "Replace the outputs of an earlier run with another command or "
+           "options in --out [default: refuse such a folder].", bool, group=OUTPUT,
+           recorded=False),
+)
+"""Where the files go (the command line adds --json and --quiet, which only print)."""
+
+
+def model_keywords(settings: dict) -> dict:
+    """The `load_model` keywords among a run's settings."""
+    return {option.name: settings[option.name] for option in MODEL_OPTIONS
+            if option.name != "model" and option.name in settings}
