@@ -345,7 +345,7 @@ def _prepare(resolved, settings: dict, run: dict, session) -> Plan:
     from cnnviz_cli.api.gates import Checks
     from cnnviz_cli.api.heads import model_head
     from cnnviz_cli.api.trust import resolve_metrics
-    from cnnviz_cli.models.heads import check_threshold
+    from cnnviz_cli.models.heads import check_headless, check_threshold
     from cnnviz_cli.models.layers import find_feature_map, last_feature_map
     from cnnviz_cli.techniques.cam import CamExplainer, CamOptions, Targets, output_index
 
@@ -370,29 +370,54 @@ def _prepare(resolved, settings: dict, run: dict, session) -> Plan:
                       settings["direction"], settings["reference"] or None,
                       (height, width), run["max_pixels"])
     check_threshold(head, settings["threshold"])
+    check_headless(head, settings["classes"] or settings["targets"])
     shape, path = (height, width, resolved.channels), info and info.path
     explainer = resolved.reuse(
         ("cam", path, shape, output, head.key),
         lambda: CamExplainer(resolved.model, path, shape, output, head))
-    wanted = Targets(tuple(resolved.class_index(spec, explainer.num_classes)
+    wanted = Targets(tuple(resolved.class_index(spec, explainer.num_classes, head.labels)
                            for spec in settings["classes"]), settings["top_k"],
                      threshold=settings["threshold"])
     method_options = {option.name: settings[option.name] for option in _method_options()}
     cam_options = CamOptions(batch_size=run["batch_size"], seed=settings["seed"],
                              preprocess=resolved.preprocess, **method_options)
     measured = {**settings, "metrics": chosen_metrics}
-    checks = Checks(measured, lambda spec: resolved.class_index(spec, explainer.num_classes),
+    checks = Checks(measured,
+                    lambda spec: resolved.class_index(spec, explainer.num_classes, head.labels),
                     session.warn, settings["images"])
     measured["trust"] = _trust_metrics(explainer, chosen_metrics, cam_options,
                                        (height, width, resolved.channels))
 
+    warned = []  # an all-zero map is warned of once
+
     def each(batch: list[LoadedImage]) -> list[CamItem]:
         targets = checks.targets_for(batch, wanted, head.task == "segment")
-        return _explain(explainer, resolved, batch, targets, chosen, cam_options, checks,
-                        measured, run["batch_size"])
+        items = _explain(explainer, resolved, batch, targets, chosen, cam_options, checks,
+                         measured, run["batch_size"])
+        if not warned and _warn_blank(session, items, resolved.model, path, (height, width)):
+            warned.append(True)
+        return items
 
     return Plan(each, finish=lambda: {"metrics": {"head": head.describe(),
                                                   **checks.finish(_records(session))}})
+
+
+def _warn_blank(session, items: list[CamItem], model, layer_path: str | None,
+                size: tuple[int, int]) -> bool:
+    """Warn (once: returns True) when a map is all zero, naming a layer that does better."""
+    from cnnviz_cli.models.layers import layer_instead
+
+    blank = next(((item, method) for item in items for method, heat in item.maps.items()
+                  if not np.any(heat)), None)
+    if blank is None:
+        return False
+    (item, method), better = blank, layer_path and layer_instead(model, layer_path, size)
+    hint = f"; try -l {better}" if better else ""
+    where = f" at layer {layer_path}" if layer_path else ""
+    session.warn(f"The {method} map of {item.record['input']} is all zero{where}: nothing "
+                 f"there raises the score (after a ViT's last block only the class token "
+                 f"does){hint}.")
+    return True
 
 
 def _trust_metrics(explainer, metrics: list[str], settings, input_shape: tuple):
@@ -433,7 +458,8 @@ def _explain(explainer, resolved, batch: list[LoadedImage], targets, methods: li
         class_index = int(result.classes[item])
         record = {"input": batch[image_index].name, "layer": result.layer_path,
                   "task": explainer.head.task, "class": class_index,
-                  "label": resolved.label(class_index), **result.score_fields(item)}
+                  "label": resolved.label(class_index, explainer.head.labels),
+                  **result.score_fields(item)}
         fields = {}
         for method in result.maps:
             fields[method] = {"heatmap": result.statistics(method, item),

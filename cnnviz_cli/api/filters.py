@@ -153,13 +153,17 @@ def _prepare(resolved, settings: dict, _run: dict, _session) -> Plan:
     """The kernels drawn, once per checkpoint (once without)."""
     from cnnviz_cli.models.checkpoints import checkpoint_weights, trainable_copy
     from cnnviz_cli.models.layers import default_layers, find_layer
+    from cnnviz_cli.models.preprocessing import reverses_channels
     from cnnviz_cli.techniques.filters import filter_order, kernel_tensor, select_kernels
 
     if settings["layer"] != "auto":
         info = find_layer(resolved.model, settings["layer"])
-    else:  # without a convolution, the last layer: kernel_tensor says what is wrong
+    else:
         first = default_layers(resolved.model, resolved.image_size())["filters"]
-        info = first[0] if first else find_layer(resolved.model, "-1")
+        if not first:
+            raise CnnvizError("The model has no Conv2D, DepthwiseConv2D or SeparableConv2D "
+                              "layer whose kernels to draw (see `cnnviz layers`).")
+        info = first[0]
     channel = settings["channel"]
     selected = None if channel == "mean" else int(channel)
     kernel = kernel_tensor(info.layer)
@@ -170,7 +174,8 @@ def _prepare(resolved, settings: dict, _run: dict, _session) -> Plan:
         info = find_layer(copy, info.path)
         states = checkpoint_weights(copy, [Path(file) for file in checkpoints],
                                     safe_mode=not settings["unsafe_deserialization"])
-    shown = [select_kernels(kernel_tensor(info.layer), indices, selected) for _ in states]
+    bgr = resolved.channels == 3 and reverses_channels(resolved.preprocess)
+    shown = [select_kernels(kernel_tensor(info.layer), indices, selected, bgr) for _ in states]
     item = FiltersItem(info.path, list(kernel.shape), shown, checkpoints)
     return Plan(end=lambda: [item], retain=True)
 

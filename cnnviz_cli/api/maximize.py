@@ -66,19 +66,18 @@ class MaximizeResult(Result):
 
         result, layer = item.maximized, item.layer
         if layer is None:
-            labels = [f"{name} {p:.2f}"
-                      for name, p in zip(item.names, result.probabilities, strict=True)]
+            labels, title, extra = _class_captions(result, item.names)
             files = [f"maximize-class-{slug(name)}.png" for name in item.names]
-            stem, title = "maximize-classes", "classes (probability)"
+            stem = "maximize-classes"
         else:
             labels = [f"{i} · {ratio:.0f}x" if ratio < 999.5 else f"{i} · >999x"
                       for i, ratio in zip(item.names, result.ratios, strict=True)]
-            stem, title = f"maximize-{slug(layer)}", f"{layer} (x noise)"
+            stem, title, extra = f"maximize-{slug(layer)}", f"{layer} (x noise)", {}
             files = [f"{stem}/filter-{name}.png" for name in item.names]
         summary = {"layer": layer, "targets": item.targets, "activations": result.scores,
                    "noise_activations": result.noise_scores}
         for index, name in enumerate(files):
-            yield File(name, {"layer": layer, **result.record(index)},
+            yield File(name, {"layer": layer, **extra, **result.record(index)},
                        partial(to_uint8, result.images[index]))
         yield File(f"{stem}-grid.png", summary, partial(_grid, result.images, labels, title))
         if result.snapshots is not None:
@@ -94,6 +93,17 @@ class MaximizeResult(Result):
 
     def _picture(self, item: MaximizeItem) -> np.ndarray:
         return next(file for file in self._files(item) if file.name.endswith("-grid.png")).render()
+
+
+def _class_captions(result, names: list[str]) -> tuple[list[str], str, dict]:
+    """(grid labels, grid title, extra record fields) of maximised classes: their probability,
+    or for a head without one (logits only) their logit, the probability recorded as null."""
+    if result.probabilities is None:
+        return ([f"{name} logit {score:.2f}"
+                 for name, score in zip(names, result.scores, strict=True)],
+                "classes (logit)", {"probability": None})
+    return ([f"{name} {p:.2f}" for name, p in zip(names, result.probabilities, strict=True)],
+            "classes (probability)", {})
 
 
 def _grid(images: np.ndarray, labels: list[str], title: str) -> np.ndarray:
@@ -269,11 +279,13 @@ def _prepare(resolved, settings: dict, run: dict, session) -> Plan:
     config = _config(settings, min(shape[:2]))
     if settings["classes"]:
         head = model_head(resolved, 0, settings["task"], settings["direction"])
-        targets = [resolved.class_index(spec, head.num_classes) for spec in settings["classes"]]
+        targets = [resolved.class_index(spec, head.num_classes, head.labels)
+                   for spec in settings["classes"]]
         with session.status(f"Maximising {len(targets)} classes"):
             result = maximize_classes(resolved.model, resolved.preprocess, targets, shape,
                                       config, head)
-        item = MaximizeItem(None, targets, [resolved.label(i) for i in targets], result)
+        item = MaximizeItem(None, targets, [resolved.label(i, head.labels) for i in targets],
+                            result)
     else:
         info, chosen = _layer(resolved, settings, shape[:2])
         unit = unit_objective(resolved, info, shape, settings, chosen)

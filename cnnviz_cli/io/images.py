@@ -49,16 +49,35 @@ def output_keys(paths: list[Path]) -> list[str]:
 
 
 def convert_mode(image: Image.Image, channels: int) -> Image.Image:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if array.max() > 255 else 255.0
-        image = Image.fromarray((array / peak * 255).round().astype(np.uint8))
-    if image.mode == "P":
+    """Any Pillow mode as L (one channel) or RGB: deep grey images scaled by their real range
+    (`_deep_to_uint8`), transparency composited on white."""
+    if image.mode in DEEP_MODES:
+        image = Image.fromarray(_deep_to_uint8(np.asarray(image, np.float64), image.mode == "F"))
+    if image.mode in ("P", "PA"):
         image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA"):
+    if image.mode in ("RGBA", "LA", "La", "RGBa"):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))
     return image.convert("L" if channels == 1 else "RGB")
+
+
+DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # grey, over 8 bits per pixel
+
+
+def _deep_to_uint8(values: np.ndarray, floating: bool) -> np.ndarray:
+    """Deep grey values to uint8 by their real range: floats within [0, 1] as fractions,
+    values within [0, 255] as 8-bit levels, integers within [0, 65535] as 16-bit levels;
+    anything else stretched from its minimum to its maximum."""
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if floating and low >= 0 and high <= 1:
+        low, high = 0.0, 1.0
+    elif low >= 0 and high <= 255:
+        low, high = 0.0, 255.0
+    elif not floating and low >= 0 and high <= 65535:
+        low, high = 0.0, 65535.0
+    scaled = (np.nan_to_num(values, nan=low) - low) / ((high - low) or 1.0)
+    return (np.clip(scaled, 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
 def load_image(path: Path, channels: int = 3, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

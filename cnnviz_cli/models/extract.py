@@ -1,10 +1,12 @@
 """Sub-models that expose inner feature maps, also from inside nested models."""
 
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import keras
+from keras.src.ops.function import _build_map
 
-from cnnviz_cli.models.layers import find_layer, replay_graph, token_grid
+from cnnviz_cli.models.layers import find_layer, replay_graph, sequence_of, token_grid
 
 STRIPPED = ("softmax", "sigmoid")  # final activations left out, so scores are pre-activation
 
@@ -74,14 +76,15 @@ def build_extractor(
 ) -> keras.Model:
     """A model mapping the input to `[*feature maps at layer_paths, *model outputs]`.
 
-    Layer paths may point inside nested models (`backbone/block5_conv3`); token layers on a
+    Layer paths may point inside nested models (`backbone/block5_conv3`) and inside layers
+    that call their sub-layers in sequence (`encoder/block_1`); token layers on a
     square grid are given as feature maps (`layers.token_grid`). With `logits`, the final
     softmax or sigmoid of every output is left out so scores are pre-activation.
     `replace(layer)` may return a stand-in to call instead of a layer (None keeps the layer);
     nested models are then rebuilt too. The user's model is not changed.
     """
     inputs, taps, outputs = _rebuilt(model, layer_paths, logits, replace)
-    return keras.Model(inputs, taps + outputs)
+    return functional(inputs, taps + outputs)
 
 
 def build_replaced(model: keras.Model, layer_path: str, logits: bool = False
@@ -112,9 +115,9 @@ def build_replaced(model: keras.Model, layer_path: str, logits: bool = False
     inputs, _, outputs = _rebuilt(model, [], logits,
                                   lambda operation: splice if operation is info.layer else None)
     try:
-        return keras.Model(replacement, outputs), False
+        return functional(replacement, outputs), False
     except ValueError:  # not connected: the outputs need the input as well
-        return keras.Model([inputs, replacement], outputs), True
+        return functional([inputs, replacement], outputs), True
 
 
 def _rebuilt(model: keras.Model, layer_paths: list[str], logits: bool, replace) -> tuple:
@@ -134,6 +137,15 @@ def _rebuilt(model: keras.Model, layer_paths: list[str], logits: bool, replace) 
                 return replay(operation, x, path + "/")
 
             return _recording(call, path, wanted, taps)
+        sequence = sequence_of(operation)
+        if sequence is not None and (replace is not None
+                                     or any(item.startswith(path + "/") for item in wanted)):
+            def chain(x, *args, **kwargs):  # its sub-layers one by one, each tapped or replaced
+                for sublayer in sequence:
+                    x = wrap(sublayer, path + "/")(x)
+                return x
+
+            return _recording(chain, path, wanted, taps)
         if id(operation) in replacements:
             return _recording(replacements[id(operation)], path, wanted, taps)
         stand_in = replace(operation) if replace is not None else None
@@ -150,6 +162,37 @@ def _rebuilt(model: keras.Model, layer_paths: list[str], logits: bool, replace) 
     if missing:
         raise ValueError(f"Layers not reached while rebuilding the model: {sorted(missing)}.")
     return inputs, [taps[path] for path in layer_paths], [as_float32(output) for output in outputs]
+
+
+def functional(inputs, outputs) -> keras.Model:
+    """`keras.Model(inputs, outputs)` on a replayed graph, whose operations may share names
+    (the `add` of two nested models, or of a stand-in and a loaded model): keras.Model refuses
+    repeated names, so repeats are renamed while it is built and get their names back after."""
+    with _unique_names(inputs, outputs):
+        return keras.Model(inputs, outputs)
+
+
+@contextmanager
+def _unique_names(inputs, outputs):
+    nodes, _ = _build_map(inputs, outputs)
+    operations = list(dict.fromkeys(node.operation for node in nodes))
+    taken = {operation.name for operation in operations}
+    seen: set[str] = set()
+    renamed = []
+    for operation in operations:
+        if operation.name in seen:
+            number = 1
+            while f"{operation.name}_{number}" in taken:
+                number += 1
+            renamed.append((operation, operation.name))
+            operation.name = f"{operation.name}_{number}"
+            taken.add(operation.name)
+        seen.add(operation.name)
+    try:
+        yield
+    finally:
+        for operation, name in renamed:
+            operation.name = name
 
 
 def as_float32(tensor):

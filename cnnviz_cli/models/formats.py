@@ -8,7 +8,9 @@ its outputs, wrapped in a `keras.Model` of one layer. The techniques then see wh
 any model, a function from inputs to scores, only without inner layers: a SavedModel gives
 input gradients, TFLite models and untranslated ONNX graphs give scores only (forward-only):
 `GIVES` says what of the model each format exposes, and the API compares
-it with what a command or method needs (api.formats).
+it with what a command or method needs (api.formats). A quantised TFLite model
+(integer input and output) gets its inputs quantised with the file's scale and zero point and
+its outputs dequantised, so it is explained like a float one.
 """
 
 import re
@@ -41,9 +43,11 @@ class Port:
     name: str
     shape: tuple  # None for a free dimension
     dtype: str
+    quantization: tuple[float, int] | None = None  # an integer tensor's scale and zero point
 
     def record(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        extra = {} if self.quantization is None else {"quantization": list(self.quantization)}
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, **extra}
 
 
 def channels_first(shape: tuple) -> bool:
@@ -120,10 +124,10 @@ def exported_model(path: Path, signature: str | None = None) -> tuple[keras.Mode
     if len(adapter.input.shape) != 4 or adapter.image_shape[-1] not in (1, 3):
         raise CnnvizError(f"The {FORMAT_NAMES[adapter.format]} {path} takes input "
                           f"{adapter.input.shape}, not a batch of images with 1 or 3 channels.")
-    if not adapter.input.dtype.startswith("float"):
+    if not adapter.input.dtype.startswith("float") and adapter.input.quantization is None:
         raise CnnvizError(f"The {FORMAT_NAMES[adapter.format]} {path} takes "
-                          f"{adapter.input.dtype} input (a quantised model); cnnviz explains "
-                          "models with float input.")
+                          f"{adapter.input.dtype} input without a scale and zero point; cnnviz "
+                          "explains models with float input or quantised integer input.")
     inputs = keras.Input(adapter.image_shape, name="image")
     outputs = ExportedModel(adapter)(inputs)
     names = _unique([re.sub(r"\W", "_", port.name).strip("_") or "output"
@@ -203,9 +207,10 @@ def _tflite(path: Path) -> Adapter:
             interpreter.resize_tensor_input(source["index"], batch.shape)
             interpreter.allocate_tensors()
             allocated[:] = [batch.shape]
-        interpreter.set_tensor(source["index"], batch)
+        interpreter.set_tensor(source["index"], _quantised(batch, source))
         interpreter.invoke()
-        return [interpreter.get_tensor(detail["index"]) for detail in outputs]
+        return [_dequantised(interpreter.get_tensor(detail["index"]), detail)
+                for detail in outputs]
 
     def run(images):
         return _numpy_call(invoke, images, len(outputs))
@@ -216,7 +221,36 @@ def _tflite(path: Path) -> Adapter:
 
 def _detail_port(detail: dict) -> Port:
     shape = detail.get("shape_signature", detail["shape"])
-    return _port(detail["name"], [int(d) for d in shape], np.dtype(detail["dtype"]).name)
+    port = _port(detail["name"], [int(d) for d in shape], np.dtype(detail["dtype"]).name)
+    scale, zero_point = _quantization(detail) or (None, None)
+    return port if scale is None else Port(port.name, port.shape, port.dtype,
+                                           (scale, zero_point))
+
+
+def _quantization(detail: dict) -> tuple[float, int] | None:
+    """(scale, zero point) of a quantised integer TFLite tensor, None for a float one."""
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    integer = np.dtype(detail["dtype"]).kind in "iu"
+    return (float(scale), int(zero_point)) if integer and scale else None
+
+
+def _quantised(batch: np.ndarray, detail: dict) -> np.ndarray:
+    """A float batch in the input's type: quantised with its scale and zero point if integer."""
+    dtype, quantization = np.dtype(detail["dtype"]), _quantization(detail)
+    if quantization is None:
+        return batch.astype(dtype)
+    scale, zero_point = quantization
+    limits = np.iinfo(dtype)
+    return np.clip(np.round(batch / scale + zero_point), limits.min, limits.max).astype(dtype)
+
+
+def _dequantised(values: np.ndarray, detail: dict) -> np.ndarray:
+    """An output as float: dequantised with its scale and zero point if integer."""
+    quantization = _quantization(detail)
+    if quantization is None:
+        return values
+    scale, zero_point = quantization
+    return (values.astype(np.float32) - zero_point) * scale
 
 
 def _numpy_call(invoke: Callable, images: tf.Tensor, count: int) -> list[tf.Tensor]:

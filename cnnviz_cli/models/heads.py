@@ -13,11 +13,16 @@ each class (what deletion/insertion, the gates and the report use):
 | multilabel | (batch, labels)        | logit c                             | sigmoid per label   |
 | regress    | (batch, outputs)       | output c (negated: direction down)  | the value explained |
 | segment    | (batch, h, w, classes) | sum of logit c over the region      | its mean there      |
+|            | or (batch, classes, h, w) |                                  |                     |
 | embed      | (batch, d)             | cosine similarity to the reference  | the similarity      |
 
 The segmentation region of an item is a given mask (input resolution, resized to the output's),
 or by default the pixels the model assigns to the class (computed on the unchanged input and then
-kept fixed). Every function is TensorFlow ops only, so it runs inside compiled steps.
+kept fixed). A segmentation output is channels-first when its shape says so (`_channels_first`).
+A one-channel map z is binary segmentation: class 0 (background) scores -z, class 1
+(foreground) z, and the foreground is explained by default; a one-channel map that may already
+be a probability (an exported model, whose sigmoid cannot be left out) is read as one where all
+its values lie in [0, 1]. Every function is TensorFlow ops only, so it runs inside compiled steps.
 """
 
 from dataclasses import dataclass
@@ -28,12 +33,15 @@ import tensorflow as tf
 
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.models.extract import build_extractor, final_activation
+from cnnviz_cli.models.layers import DEFAULT_FREE_SIZE, shapes_at
 from cnnviz_cli.specs import TASKS
 
+EPSILON = 1e-6  # probabilities are clipped this far from 0 and 1 before their logit
 SIGNS = {"up": 1.0, "down": -1.0}  # of the specs.DIRECTIONS
 REFERENCE_RULE = ("--reference IMAGE goes with --task embed, and --task embed needs it: the "
                   "similarity compares each input's embedding with the references' mean.")
 _RANKS = {"segment": 4}  # output rank each task needs; 2 for all others
+HEADLESS_STRIDE = 8  # a map coarser than this (input side / map side) is a backbone's features
 
 
 @dataclass(frozen=True, eq=False)  # compared (and cached) by identity
@@ -45,10 +53,29 @@ class Head:
     units: int  # the size of the output's last axis
     direction: float = 1.0  # regress: 1 explains what raises the output, -1 what lowers it
     reference: np.ndarray | None = None  # embed: the mean embedding of the reference images
+    channels_first: bool = False  # segment: a (batch, classes, height, width) output
+    output_name: str = "output"  # regress: what the values are called
+    headless: bool = False  # a backbone's feature map taken for a segmentation (no task given)
+
+    @property
+    def binary_map(self) -> bool:
+        """A one-channel segmentation map: background and foreground are its two classes."""
+        return self.task == "segment" and self.units == 1
 
     @property
     def num_classes(self) -> int:
-        return {"binary": 2, "embed": 1}.get(self.task, self.units)
+        return 2 if self.binary_map else {"binary": 2, "embed": 1}.get(self.task, self.units)
+
+    @property
+    def labels(self) -> tuple[str, ...] | None:
+        """The names of the classes the head itself defines (a binary map's background and
+        foreground, a regression's output name), else None."""
+        if self.binary_map:
+            return ("background", "foreground")
+        if self.task == "regress":
+            name = self.output_name
+            return (name,) if self.units == 1 else tuple(f"{name} {i}" for i in range(self.units))
+        return None
 
     @property
     def score_kind(self) -> str:
@@ -62,7 +89,7 @@ class Head:
     @property
     def has_probability(self) -> bool:
         """Whether `probability` is the model's own probability (recorded as such)."""
-        if self.task in ("binary", "multilabel"):
+        if self.task in ("binary", "multilabel") or self.binary_map:
             return True
         return self.task in ("classify", "segment") and self.activation != "none"
 
@@ -70,7 +97,7 @@ class Head:
     def key(self) -> tuple:
         """What tells this head's score functions apart, to reuse compiled passes; a head with
         reference embeddings is its own (they change with the weights)."""
-        return (self.task, self.activation, self.units, self.direction,
+        return (self.task, self.activation, self.units, self.direction, self.channels_first,
                 None if self.reference is None else id(self))
 
     def describe(self) -> dict:
@@ -91,9 +118,28 @@ class Head:
             reference = tf.math.l2_normalize(tf.constant(self.reference, tf.float32))
             return tf.linalg.matvec(tf.math.l2_normalize(outputs, axis=1), reference)[:, None]
         if self.task == "segment":
-            weights = _assigned(outputs) if regions is None else regions[..., None]
-            return tf.reduce_sum(outputs * weights, axis=[1, 2])
+            maps = self.class_maps(outputs)
+            weights = _assigned(maps) if regions is None else regions[..., None]
+            return tf.reduce_sum(maps * weights, axis=[1, 2])
         return outputs
+
+    def class_maps(self, outputs: tf.Tensor) -> tf.Tensor:
+        """Segmentation: (batch, h, w, classes) pre-activation maps, channels last; a
+        one-channel map z becomes (-z, z), a probability p the logit of p."""
+        maps = tf.transpose(outputs, [0, 2, 3, 1]) if self.channels_first else outputs
+        if not self.binary_map:
+            return maps
+        if self.activation == "none":  # perhaps a sigmoid inside the model
+            within = tf.reduce_all((maps >= 0) & (maps <= 1), axis=[1, 2, 3], keepdims=True)
+            clipped = tf.clip_by_value(maps, EPSILON, 1 - EPSILON)
+            maps = tf.where(within, tf.math.log(clipped) - tf.math.log(1 - clipped), maps)
+        return tf.concat([-maps, maps], axis=-1)
+
+    def ranking(self, outputs: tf.Tensor) -> tf.Tensor:
+        """(batch, classes) what orders the default targets (top-1, top-k): the scores, except
+        that a binary map's foreground always comes first."""
+        scores = self.all_scores(outputs)
+        return tf.zeros_like(scores) + [0.0, 1.0] if self.binary_map else scores
 
     def all_probabilities(self, outputs: tf.Tensor, regions: tf.Tensor | None = None) -> tf.Tensor:
         """(batch, classes): the head's own function of the scores (see the module table)."""
@@ -102,9 +148,11 @@ class Head:
         if self.task == "classify":
             return tf.nn.softmax(outputs, axis=-1)
         if self.task == "segment":
-            squash = tf.sigmoid if self.activation == "sigmoid" else tf.nn.softmax
-            weights = _assigned(outputs) if regions is None else regions[..., None]
-            total = tf.reduce_sum(squash(outputs) * weights, axis=[1, 2])
+            maps = self.class_maps(outputs)
+            squash = tf.sigmoid if self.activation == "sigmoid" or self.binary_map else (
+                tf.nn.softmax)
+            weights = _assigned(maps) if regions is None else regions[..., None]
+            total = tf.reduce_sum(squash(maps) * weights, axis=[1, 2])
             return tf.math.divide_no_nan(total, tf.reduce_sum(weights, axis=[1, 2]))
         if self.task == "regress" and self.activation == "sigmoid":
             return self.direction * tf.sigmoid(outputs)
@@ -116,9 +164,9 @@ class Head:
         Other heads have no region and return `given` unchanged."""
         if self.task != "segment":
             return given
-        size = tf.shape(outputs)[1:3]
-        mask = tf.image.resize(given[..., None], size, "nearest")[..., 0]
-        labels = tf.argmax(outputs, axis=-1, output_type=tf.int32)
+        maps = self.class_maps(outputs)
+        mask = tf.image.resize(given[..., None], tf.shape(maps)[1:3], "nearest")[..., 0]
+        labels = tf.argmax(maps, axis=-1, output_type=tf.int32)
         assigned = tf.cast(labels == tf.cast(classes, tf.int32)[:, None, None], tf.float32)
         return tf.stop_gradient(tf.where(mask >= 0, mask, assigned))
 
@@ -172,8 +220,54 @@ def detect_head(
         raise CnnvizError(REFERENCE_RULE)
     if chosen == "embed" and np.shape(reference) != (shape[-1],):
         raise ValueError(f"reference embedding of shape {np.shape(reference)} for {shape}.")
-    return Head(chosen, activation, int(shape[-1]), SIGNS[direction or "up"],
-                None if reference is None else np.asarray(reference, np.float32))
+    first = rank == 4 and _channels_first(shape, tuple(model.inputs[0].shape[1:3]))
+    units = shape[1] if first else shape[-1]
+    if units is None:
+        raise CnnvizError(f"Output {index} has shape {_shape_text(shape)}, whose class axis "
+                          "has no fixed size; export the model with a fixed number of classes.")
+    names = list(getattr(model, "output_names", None) or ["output"])
+    headless = task is None and chosen == "segment" and activation == "none" and not first and (
+        _coarse(model, index))
+    return Head(chosen, activation, int(units), SIGNS[direction or "up"],
+                None if reference is None else np.asarray(reference, np.float32), first,
+                names[index] if index < len(names) else "output", headless)
+
+
+def _coarse(model: keras.Model, index: int) -> bool:
+    """Whether output `index` is a map over HEADLESS_STRIDE times coarser than the input
+    (measured at DEFAULT_FREE_SIZE for a model that takes any size; unknown: False)."""
+    height, source = model.outputs[index].shape[1], model.inputs[0].shape[1]
+    if height is None or source is None:
+        source = DEFAULT_FREE_SIZE[0]
+        layer = model.outputs[index]._keras_history.operation
+        height = shapes_at(model, DEFAULT_FREE_SIZE).get(layer.name, (None, None))[1]
+    return height is not None and height * HEADLESS_STRIDE < source
+
+
+def check_headless(head: Head, classes) -> None:
+    """A headless backbone's map is explained only when `--class` names a channel (or
+    `--task segment` says it is a segmentation)."""
+    if head.headless and not classes:
+        raise CnnvizError(
+            f"The model's output is a {head.units}-channel feature map far coarser than the "
+            "input and without a classifier (a headless backbone), so there is no class to "
+            "explain: give --class CHANNEL to explain a channel, or --task segment if it is a "
+            "segmentation.")
+
+
+def _channels_first(shape: tuple, image_size: tuple) -> bool:
+    """Whether a 4-D output is (batch, classes, height, width): its second axis is fixed while
+    its last is free, or (all fixed) its last two axes have the input's aspect ratio and its
+    middle two do not (a free input counts as square)."""
+    _, first, height, last = shape
+    if first is None or last is None:
+        return first is not None
+
+    def proportional(rows: int | None, columns: int) -> bool:
+        tall, wide = (side or 1 for side in image_size)
+        return rows is not None and rows * wide == columns * tall
+
+    return proportional(height, last) and not proportional(first, height)
 
 
 def _default_task(activation: str, shape: tuple) -> str:

@@ -47,6 +47,16 @@ PRESETS: dict[str, Preprocess] = {
 }
 
 
+def reverses_channels(preprocess: Preprocess) -> bool:
+    """Whether `preprocess` feeds the model BGR (caffe): pure red changes its last channel only."""
+    import numpy as np
+
+    black = np.zeros((1, 1, 1, 3), np.float32)
+    red = black + np.array([255.0, 0.0, 0.0], np.float32)
+    change = np.abs(np.asarray(preprocess(red)) - np.asarray(preprocess(black))).reshape(-1)
+    return change.shape == (3,) and change[2] > 0 and change[0] == 0
+
+
 def application_preprocess(module_name: str) -> Preprocess:
     """The `preprocess_input` of a keras.applications submodule, made copy-safe for NumPy."""
     import keras

@@ -117,32 +117,38 @@ class ResolvedModel:
         """uint8 (batch, height, width, channels) images -> the model's float input."""
         return self.preprocess(images.astype("float32"))
 
-    def label(self, index: int) -> str:
-        """The name of class `index`, or `class <index>` without labels."""
-        if self.labels is not None and 0 <= index < len(self.labels):
-            return self.labels[index]
+    def label(self, index: int, labels: tuple[str, ...] | None = None) -> str:
+        """The name of class `index`, or `class <index>` without labels (`labels`: the head's
+        own class names, used when the model has none)."""
+        names = self.labels if self.labels is not None else labels
+        if names is not None and 0 <= index < len(names):
+            return names[index]
         return f"class {index}"
 
-    def class_index(self, spec: str | int, num_classes: int) -> int:
-        """A class given as an index or a label name -> its index, checked against the range."""
+    def class_index(self, spec: str | int, num_classes: int,
+                    labels: tuple[str, ...] | None = None) -> int:
+        """A class given as a label or an index -> its index, checked against the range. A
+        label comes first, so labels that are numbers are matched as labels; `labels` are the
+        head's own class names, used when the model has none."""
+        names = self.labels if self.labels is not None else labels
         text = str(spec).strip()
+        folded = [label.lower() for label in names or ()]
+        if text.lower() in folded:
+            return folded.index(text.lower())
         if text.lstrip("-").isdigit():
             index = int(text)
-            if not 0 <= index < num_classes:
-                raise CnnvizError(
-                    f"Class index {index} is out of range: the model has {num_classes} classes "
-                    f"(0 to {num_classes - 1})."
-                )
-            return index
-        if self.labels is None:
+            if 0 <= index < num_classes:
+                return index
+            reading = f"Class {text!r} is not a label, and as an index it" if names else (
+                f"Class index {index}")
+            raise CnnvizError(f"{reading} is out of range: the model has {num_classes} classes "
+                              f"(0 to {num_classes - 1}).")
+        if names is None:
             raise CnnvizError(
                 f"Class {text!r} is not a number and the model has no labels; "
                 "give a class index or --labels FILE."
             )
-        folded = [label.lower() for label in self.labels]
-        if text.lower() in folded:
-            return folded.index(text.lower())
-        raise CnnvizError(f"Unknown class label {text!r}. {_label_hint(text, self.labels)}")
+        raise CnnvizError(f"Unknown class label {text!r}. {_label_hint(text, names)}")
 
     @cached_property
     def hashes(self) -> dict[str, str]:

@@ -73,7 +73,7 @@ def receptive_field_pair(image: np.ndarray, projection: np.ndarray, side: int = 
 def patch_pair(patch: np.ndarray, projection: np.ndarray, side: int = 96) -> np.ndarray:
     """An image patch and its projection (same height and width), side by side, each resized
     to `side` pixels."""
-    patches = [as_rgb(patch), signed_image(projection)]
+    patches = [as_rgb(patch), as_rgb(signed_image(projection))]
     resized = [np.asarray(Image.fromarray(patch).resize((side, side), Image.Resampling.NEAREST))
                for patch in patches]
     gap = np.full((side, 2, 3), 255, np.uint8)

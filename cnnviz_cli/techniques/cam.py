@@ -496,7 +496,7 @@ class CamExplainer:
             with tf.GradientTape() as tape:
                 tape.watch(inputs)
                 activations, outputs = self.forward(inputs)
-                classes = _resolve_classes(head.all_scores(outputs), codes)
+                classes = _resolve_classes(head.ranking(outputs), codes)
                 regions = head.regions(outputs, classes, given)
                 scores = head.score(outputs, classes, regions)
             gradients = tape.gradient(scores, activations)

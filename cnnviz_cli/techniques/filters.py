@@ -48,10 +48,12 @@ def filter_order(kernel: np.ndarray, order: str = "index", limit: int | None = N
     return np.arange(kernel.shape[-1])[:limit]
 
 
-def select_kernels(kernel: np.ndarray, indices: np.ndarray, channel: int | None = None) -> Kernels:
+def select_kernels(kernel: np.ndarray, indices: np.ndarray, channel: int | None = None,
+                   bgr: bool = False) -> Kernels:
     """Pick the filters `indices` of a (height, width, in, filters) kernel for drawing.
 
-    Three input channels are drawn as RGB colour patches; otherwise `channel` picks one input
+    Three input channels are drawn as RGB colour patches (`bgr`: they are blue, green, red, as
+    caffe preprocessing feeds them, so they are reversed); otherwise `channel` picks one input
     channel, and None averages over all of them.
     """
     in_channels = kernel.shape[2]
@@ -60,7 +62,7 @@ def select_kernels(kernel: np.ndarray, indices: np.ndarray, channel: int | None 
             f"--channel {channel} is out of range: the layer has {in_channels} input channels."
         )
     if in_channels == 3 and channel is None:
-        per_filter = kernel
+        per_filter = kernel[:, :, ::-1] if bgr else kernel
     elif channel is not None:
         per_filter = kernel[:, :, channel : channel + 1, :]
     else:

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cnnviz_cli.models.extract import build_extractor
+from cnnviz_cli.models.extract import build_extractor, functional
 from cnnviz_cli.models.heads import Head, detect_head
 from cnnviz_cli.techniques.objectives import (
     UnitScore,
@@ -69,7 +69,7 @@ def filter_objective(model: keras.Model, layer_path: str, preprocess) -> Objecti
 def class_logits(model: keras.Model, preprocess):
     """images in [0, 1] -> the pre-activation (first) output."""
     extractor = build_extractor(model, [], logits=True)
-    logits = keras.Model(extractor.inputs, extractor.outputs[0])
+    logits = functional(extractor.inputs, extractor.outputs[0])
     return lambda images: logits(preprocess(images * 255.0), training=False)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from cnnviz_cli.errors import CnnvizError
-from cnnviz_cli.models.extract import build_extractor
+from cnnviz_cli.models.extract import build_extractor, functional
 from cnnviz_cli.techniques.targets import filter_scores
 
 UnitScore = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -66,7 +66,7 @@ def gram_similarity(maps: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
 def layer_features(model: keras.Model, layer_path: str) -> keras.Model:
     """A model from the inputs to one layer's feature maps."""
     extractor = build_extractor(model, [layer_path])
-    return keras.Model(extractor.inputs, extractor.outputs[0])
+    return functional(extractor.inputs, extractor.outputs[0])
 
 
 def layer_objective(features: keras.Model, preprocess, unit_score: UnitScore,
