@@ -101,8 +101,8 @@ def _negative(tensor: tf.Tensor | None) -> tf.Tensor | None:
     return None if tensor is None else tf.minimum(tensor, 0.0)
 
 
-def _carried_all(inputs: list[tf.Tensor], change: Callable = tf.identity) -> list[tf.Tensor]:
-    return [carried(change(x), x) for x in inputs]
+def _carried_all(inputs: list[tf.Tensor], change: Callable | None = None) -> list[tf.Tensor]:
+    return [carried(x if change is None else change(x), x) for x in inputs]
 
 
 def epsilon(value: float) -> Rule:
