@@ -84,7 +84,7 @@ BAD_MODELS = {
     "junk.keras": {"*": r"junk\.keras is not a Keras model file: a \.keras file is a zip"},
     "weights-only.h5": {"*": r"weights-only\.h5 holds only weights, not a model"},
     "dense.keras": {"*": "no layer with a 4-D feature-map output",
-                    "filters": "'dense' is a Dense, not a Conv2D"},
+                    "filters": "has no Conv2D, DepthwiseConv2D or SeparableConv2D layer"},
     "vector.keras": {"*": r"takes input \[\(None, 10\)\].*needs an image model"},
 }
 
@@ -284,10 +284,8 @@ def test_max_pixels_default_is_shown_and_a_refusal_names_the_limit(run_cli, corp
         assert f"[default: {DEFAULT_MAX_PIXELS}; x>=1]" in help_text
     out = tmp_path / "out"
     result = run_cli(*command_args(corpus, "activations", "--max-pixels", "100", "-o", out),
-                     expect=1)
-    image = corpus["images"] / "a.png"
-    assert (f"{image}: it declares 12x12 pixels, over the --max-pixels limit of 100; raise the "
-            "limit if you trust the file.") in result.output
+                     expect=2)  # the model's own input is over the limit: refused before work
+    assert "more than --max-pixels 100" in result.output and not out.exists()
 
 
 # --- outputs ----------------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """The grammars of option values (filter ranges, shards, dream layers): examples, and fuzzing
 that any text parses cleanly or says how to write it."""
 
-import click
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -63,24 +62,24 @@ def test_filter_spec_all_and_default():
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(ANY_TEXT, st.text(alphabet="0123456789/ ", max_size=8)))
 def test_shard_of_any_text_parses_cleanly_or_says_how_to_write_it(text):
-    from cnnviz_cli.cli.common import parse_shard
+    from cnnviz_cli.api.tables import parse_shard
 
     try:
-        index, count = parse_shard(None, None, text)
-    except click.BadParameter as error:
-        assert "expected K/N with 1 <= K <= N" in error.message
+        index, count = parse_shard(text)
+    except CnnvizError as error:
+        assert "expects K/N with 1 <= K <= N" in str(error)
         return
     assert 1 <= index <= count
-    assert parse_shard(None, None, f"{index}/{count}") == (index, count)
+    assert parse_shard(f"{index}/{count}") == (index, count)
 
 
 @given(st.integers(1, 10**6), st.integers(0, 10**6), st.sampled_from(["{}/{}", " {} / {} "]))
 def test_shard_round_trips(index, extra, template):
-    from cnnviz_cli.cli.common import parse_shard
+    from cnnviz_cli.api.tables import parse_shard
 
-    assert parse_shard(None, None, template.format(index, index + extra)) == (index, index + extra)
-    with pytest.raises(click.BadParameter):
-        parse_shard(None, None, f"{index + extra + 1}/{index + extra}")
+    assert parse_shard(template.format(index, index + extra)) == (index, index + extra)
+    with pytest.raises(CnnvizError):
+        parse_shard(f"{index + extra + 1}/{index + extra}")
 
 
 def format_dream_layer(layer) -> str:
