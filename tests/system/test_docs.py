@@ -7,8 +7,10 @@ preceded by `<!-- not run in tests: REASON -->`, or a command line ending in
 `# not run in tests: REASON` (a page or a help), is skipped with that reason. The examples of
 one block run in order in one temporary folder, so a later example may use what an earlier one
 wrote (a baseline, a PNG to inspect); running one example alone first runs the earlier examples
-of its block. An example that repeats another (the same command line after the same earlier
-lines of its block, such as the README's one example per command) is tested once.
+of its block. A `toml` block whose first line is a comment naming a file (`# pyproject.toml`)
+is written into the folder of the next shell block of its page. An example that repeats another
+(the same command line after the same earlier lines of its block, such as the README's one
+example per command) is tested once.
 """
 
 import re
@@ -28,6 +30,8 @@ README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 SKIP = re.compile(r"not run in tests:\s*(.*?)\s*(?:-->)?\s*$")
 SHELL_FENCES = {"", "bash", "sh", "shell", "console"}
+FILE_NAME = re.compile(r"#\s*([\w.-]+\.toml)\s*$")
+FILES: dict[str, dict[str, str]] = {}  # block -> the files the page writes before it
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ def page_examples(page: Path) -> list[Example]:
     examples: list[Example] = []
     lines = page.read_text(encoding="utf-8").splitlines()
     fence, block_lines, block_skip, start = None, [], None, 0
+    files: dict[str, str] = {}  # written by toml blocks, for the next shell block
     previous = ""  # the last non-blank line before the current one
     for number, line in enumerate(lines, start=1):
         stripped = line.strip()
@@ -88,6 +93,11 @@ def page_examples(page: Path) -> list[Example]:
             marker = SKIP.search(previous) if previous.startswith("<!--") else None
             block_skip = marker[1] if marker else None
         elif fence is not None and stripped.startswith("```"):
+            named = FILE_NAME.match(block_lines[0][1].strip()) if block_lines else None
+            if fence == "toml" and named:
+                files[named[1]] = "\n".join(line for _, line in block_lines) + "\n"
+            if fence in SHELL_FENCES and files:
+                FILES[f"{name}:{start}"], files = files, {}
             if fence in SHELL_FENCES:
                 examples += _examples_of(
                     block_lines, f"{name}:{start}", block_skip,
@@ -174,6 +184,7 @@ def inputs(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("doc-inputs")
     shutil.copytree(ROOT / "sample_images", folder / "sample_images")
+    (folder / "cnnviz_cli").symlink_to(ROOT / "cnnviz_cli", target_is_directory=True)
 
     model = keras.models.load_model(ROOT / "cnnviz_cli/demo/shapes_cnn.keras", compile=False)
     model.save(folder / "shapes.keras")
@@ -221,6 +232,8 @@ def test_example_runs(example: Example, inputs: Path, tmp_path_factory, monkeypa
         folder = tmp_path_factory.mktemp(re.sub(r"\W+", "-", example.block))
         for entry in inputs.iterdir():
             (folder / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+        for name, text in FILES.get(example.block, {}).items():
+            (folder / name).write_text(text, encoding="utf-8")
         _folders[example.block] = folder
     folder = _folders[example.block]
     monkeypatch.chdir(folder)
