@@ -21,7 +21,7 @@ from cnnviz_cli.io import DEFAULT_MAX_PIXELS
 
 MANIFEST_INTERVAL = 0.5  # seconds between rewrites of manifest.json (at least; see Outputs)
 RUN_OPTIONS = {  # the run-loop options every image technique takes, with their defaults
-    "size": None, "batch_size": 8, "max_pixels": DEFAULT_MAX_PIXELS, "skip_existing": False,
+    "size": None, "resize": "stretch", "batch_size": 8, "max_pixels": DEFAULT_MAX_PIXELS, "skip_existing": False,
     "fail_fast": False, "shard": None, "force": False,
 }
 LISTENER: ContextVar[Callable[[str], None] | None] = ContextVar("cnnviz_listener", default=None)
@@ -184,18 +184,22 @@ class Session:
         # Pillow warns about images over its own limit; load_image refuses them in one line
         warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
         items = self._selected(collect_inputs(images), run)
-        size = self.model.image_size(run["size"])
-        load = partial(load_input, channels=self.model.channels, size=size,
+        geometry = self.model.geometry(run["size"], run.get("resize", "stretch"))
+        load = partial(load_input, channels=self.model.channels, geometry=geometry,
                        max_pixels=run["max_pixels"])
         batch_size = run["batch_size"]
         self._stream = prefetch(load, items, ahead=2 * batch_size)
         batch: list = []
         for item, future in self._progress(self._stream, len(items)):
             try:
-                batch.append(future.result())
+                image = future.result()
             except InputError as error:
                 self._failed(item.name, error, run["fail_fast"])
                 continue
+            if batch and image.resized.shape != batch[0].resized.shape:  # batched by size
+                yield from self._hand_out(batch)
+                batch = []
+            batch.append(image)
             if len(batch) == batch_size:
                 yield from self._hand_out(batch)
                 batch = []
@@ -224,7 +228,8 @@ class Session:
 
     def _hand_out(self, batch: list) -> Iterator[list]:
         if self.outputs is not None:
-            self.outputs.begin_batch([{"input": image.name, "key": image.key}
+            self.outputs.begin_batch([{"input": image.name, "key": image.key,
+                                       "size": list(image.resized.shape[:2])}
                                       for image in batch])
         yield batch
         if self.outputs is not None:

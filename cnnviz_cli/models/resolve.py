@@ -10,7 +10,7 @@ import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from importlib import resources
 from pathlib import Path
 from typing import TypeVar
@@ -23,6 +23,7 @@ from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.io.provenance import file_sha256
 from cnnviz_cli.models.custom import custom_objects, unknown_classes
 from cnnviz_cli.models.formats import FORMAT_SUFFIXES, GIVES, exported_model
+from cnnviz_cli.models.geometry import Geometry, runs_at, size_multiple
 from cnnviz_cli.models.labels import imagenet_labels, read_labels
 from cnnviz_cli.models.preprocessing import (
     Preprocess,
@@ -93,19 +94,22 @@ class ResolvedModel:
     def channels(self) -> int:
         return int(self.input_shape[-1])
 
-    def image_size(self, size: int | None = None) -> tuple[int, int]:
-        """The (height, width) images are resized to; `size` only applies to free dims."""
-        height, width = self.input_shape[:2]
-        if height is not None and width is not None:
-            if size is not None and (size, size) != (height, width):
-                raise CnnvizError(
-                    f"--size {size} does not fit: the model takes {height}x{width} images only."
-                )
-            return int(height), int(width)
-        size = size or self.default_size
-        return int(height or size), int(width or size)
+    def geometry(self, size=None, resize: str = "stretch") -> Geometry:
+        """The input geometry of a run with --size `size` and --resize `resize`."""
+        free = None in self.input_shape[:2]
+        multiple = (self.reuse(("size_multiple",), lambda: size_multiple(self.model))
+                    if free and self.format == "keras" else 1)
+        accepts = partial(runs_at, self.model, channels=self.channels) if free and \
+            self.format == "keras" else None
+        return Geometry(self.input_shape[:2], self.default_size, size, resize,
+                        dense=len(self.model.outputs[0].shape) == 4, multiple=multiple,
+                        accepts=accepts)
 
-    def summary(self, size: int | None = None) -> str:
+    def image_size(self, size=None) -> tuple[int, int]:
+        """The (height, width) of a square image's input (image-free techniques use it)."""
+        return self.geometry(size).default
+
+    def summary(self, size=None) -> str:
         """A short phrase on how inputs are fed, e.g. `preprocess none (default for model
         files), 224x224 px, no labels`; `size` is --size (None: the default)."""
         height, width = self.image_size(size)
