@@ -123,7 +123,8 @@ def dream(
     arguments = {**locals_of(dream, locals()), "layers": list(layers)}
     session, run = open_session("dream", dream, arguments, resolved, out, progress)
     with session:
-        config = DreamConfig(octaves, octave_scale, steps, step_size, tile, gif, seed)
+        config = DreamConfig(octaves, octave_scale, steps, step_size, tile, gif, seed,
+                             resolved.geometry().multiple)
         dreamer = Dreamer(resolved.model, terms, resolved.preprocess, config)
         for batch in session.batches(images, run):
             items = []

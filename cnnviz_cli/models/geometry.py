@@ -50,8 +50,11 @@ class Placement:
             return inside
         top, left, height, width = self.source
         placed = np.zeros((*self.original, *values.shape[2:]), dtype=values.dtype)
-        placed[top:top + height, left:left + width] = resize_map(
-            inside.astype("float32"), (height, width)).astype(values.dtype)
+        flat = inside.reshape(*inside.shape[:2], -1).astype("float32")
+        resized = np.stack([resize_map(flat[..., k], (height, width))
+                            for k in range(flat.shape[-1])], -1)
+        placed[top:top + height, left:left + width] = resized.reshape(
+            height, width, *values.shape[2:]).astype(values.dtype)
         return placed
 
     def describe(self) -> dict:
