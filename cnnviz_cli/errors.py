@@ -26,3 +26,13 @@ class WriteError(CnnvizError):
     on disk still lists what is complete."""
 
     exit_code = 4
+
+
+def reason(error: Exception) -> str:
+    """Why a file could not be read, without repeating its path: `No such file or directory`,
+    `not UTF-8 text`, else the error's own text."""
+    if isinstance(error, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error)

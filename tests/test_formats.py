@@ -143,7 +143,8 @@ SIZE = 12
 
 @pytest.fixture(scope="module")
 def exported(keras, tmp_path_factory):
-    """The same hand-set model as .keras, SavedModel, .tflite, .onnx and channels-first .onnx:
+    """The same hand-set model as .keras, SavedModel, .tflite, .onnx, channels-first .onnx and
+    a channels-first .onnx ending in an op cnnviz does not translate (Shrink, here the identity):
     image -> Dense(4, relu) per pixel -> Flatten -> Dense(3) logits."""
     import tensorflow as tf
 
@@ -159,13 +160,16 @@ def exported(keras, tmp_path_factory):
     converter = tf.lite.TFLiteConverter.from_saved_model(str(folder / "saved"))
     (folder / "model.tflite").write_bytes(converter.convert())
     onnx = pytest.importorskip("onnx")
-    for name, channels_first in (("model.onnx", False), ("first.onnx", True)):
-        onnx.save(onnx_model(onnx, model.get_weights(), channels_first), folder / name)
+    for name, channels_first, unknown in (("model.onnx", False, False),
+                                          ("first.onnx", True, False),
+                                          ("fallback.onnx", True, True)):
+        onnx.save(onnx_model(onnx, model.get_weights(), channels_first, unknown), folder / name)
     return folder
 
 
-def onnx_model(onnx, weights, channels_first: bool):
-    """The exported model's graph written node by node with the onnx helpers."""
+def onnx_model(onnx, weights, channels_first: bool, unknown: bool = False):
+    """The exported model's graph written node by node with the onnx helpers; `unknown` ends it
+    in a Shrink node that changes nothing."""
     from onnx import TensorProto, helper, numpy_helper
 
     kernel, bias, dense, dense_bias = weights
@@ -178,7 +182,9 @@ def onnx_model(onnx, weights, channels_first: bool):
               helper.make_node("Relu", ["b"], ["c"]),
               helper.make_node("Reshape", ["c", "flat"], ["d"]),
               helper.make_node("MatMul", ["d", "dense"], ["e"]),
-              helper.make_node("Add", ["e", "dense_bias"], ["logits"])]
+              helper.make_node("Add", ["e", "dense_bias"], ["f" if unknown else "logits"])]
+    if unknown:
+        nodes.append(helper.make_node("Shrink", ["f"], ["logits"], lambd=0.0, bias=0.0))
     constants = {"kernel": kernel, "bias": bias, "dense": dense, "dense_bias": dense_bias,
                  "flat": np.array([-1, SIZE * SIZE * 4], np.int64)}
     shape = ["batch", 3, SIZE, SIZE] if channels_first else ["batch", SIZE, SIZE, 3]
@@ -213,7 +219,8 @@ def test_savedmodel_saliency_equals_the_keras_models(exported, pixels):
                                    atol=1e-5 * theirs[method].max(), err_msg=method)
 
 
-@pytest.mark.parametrize("name", ["saved", "model.tflite", "model.onnx", "first.onnx"])
+@pytest.mark.parametrize("name", ["saved", "model.tflite", "model.onnx", "first.onnx",
+                                  "fallback.onnx"])
 def test_perturbation_maps_of_exported_models_equal_the_keras_models(exported, pixels, name):
     methods = ["occlusion", "rise"]
     reference = maps_of(exported / "model.keras", pixels, methods, **PERTURBATION)
@@ -224,7 +231,7 @@ def test_perturbation_maps_of_exported_models_equal_the_keras_models(exported, p
                                    atol=1e-4 * reference[method].max(), err_msg=method)
 
 
-@pytest.mark.parametrize("name", ["model.onnx", "model.tflite"])
+@pytest.mark.parametrize("name", ["fallback.onnx", "model.tflite"])
 def test_metrics_work_for_a_forward_only_model(run_cli, exported, tmp_path, name):
     from PIL import Image
 
@@ -239,11 +246,12 @@ def test_metrics_work_for_a_forward_only_model(run_cli, exported, tmp_path, name
 
 
 @pytest.mark.parametrize(("name", "shape"), [("model.tflite", "?x12x12x3"),
-                                            ("first.onnx", "?x3x12x12")])
+                                            ("fallback.onnx", "?x3x12x12")])
 def test_layers_prints_the_inputs_and_outputs(run_cli, exported, name, shape):
     output = run_cli("layers", exported / name).output
     assert "no layers" in output and shape in output and "?x3" in output
-    assert ("channels first" in output) == name.startswith("first")
+    assert ("channels first" in output) == name.endswith(".onnx")
+    assert ("it uses Shrink, which cnnviz does not translate" in output) == name.endswith(".onnx")
 
 
 @pytest.mark.parametrize(("args", "words"), [
@@ -261,8 +269,8 @@ def test_layer_methods_on_a_savedmodel_are_refused_saying_what_works(
                      "-o", exported / "never", expect=2)
     one_sentence(result.output, words)
     if args[:3] == ["cam", "--method", "gradcam"]:
-        assert ("saliency, smoothgrad, integrated-gradients, gradient-input, occlusion and rise "
-                "work here" in result.output and ".keras file" in result.output)
+        assert ("saliency, smoothgrad, smoothgrad-signed, integrated-gradients, gradient-input, "
+                "occlusion and rise work here" in result.output and ".keras file" in result.output)
     assert not (exported / "never").exists()
 
 
@@ -304,11 +312,13 @@ def test_bad_exported_models_are_one_sentence_and_exit_2(run_cli, exported, tmp_
 
 
 def test_without_onnxruntime_one_sentence_says_how_to_install(exported, monkeypatch):
+    """A translated file needs no onnxruntime; the forward-only fallback does."""
     from cnnviz_cli import api
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert api.load_model(exported / "model.onnx").details["onnx"]["translated"]
     with pytest.raises(CnnvizError, match=r"needs onnxruntime: pip install 'cnnviz\[onnx\]'"):
-        api.load_model(exported / "model.onnx")
+        api.load_model(exported / "fallback.onnx")
 
 
 def test_a_channels_first_keras_model_is_refused_in_one_sentence(keras, tmp_path, run_cli):

@@ -209,10 +209,11 @@ def test_an_unexpected_error_keeps_its_exit_code_under_debug(tmp_path, monkeypat
     plain = CliRunner().invoke(cli, ["filters", "-o", str(tmp_path / "a")])
     debug = CliRunner().invoke(cli, ["filters", "--debug", "-o", str(tmp_path / "b")])
     assert plain.exit_code == debug.exit_code == 1
-    assert error_lines(plain) == ["Error: Unexpected ValueError: boom (run `cnnviz --debug ...` "
-                                  "for the traceback)."]
-    assert error_lines(debug) == ["Error: Unexpected ValueError: boom."]
-    assert "Traceback" in debug.output
+    for result, folder in ((plain, "a"), (debug, "b")):
+        [line] = error_lines(result)
+        assert line.startswith("Error: Internal error (ValueError: boom), a bug in cnnviz")
+        assert line.endswith(f"traceback written to {tmp_path / folder / 'cnnviz-error.txt'}.")
+    assert "Traceback" in debug.output and "Traceback" not in plain.output
 
 
 # --- help texts ---------------------------------------------------------------------------------

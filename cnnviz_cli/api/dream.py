@@ -108,6 +108,7 @@ def dream(
     """
     from dataclasses import replace
 
+    from cnnviz_cli.api.formats import check_command
     from cnnviz_cli.api.models import load_model
     from cnnviz_cli.io.images import resize
     from cnnviz_cli.models.layers import auto_layers, find_feature_map
@@ -115,6 +116,7 @@ def dream(
     from cnnviz_cli.techniques.dream import DreamConfig, Dreamer, DreamLayer
 
     resolved = load_model(model, preprocess=preprocess, labels=labels)
+    check_command(resolved, "dream")  # before looking for layers
     specs = list(layers) or ["auto"]
     auto = auto_layers(resolved.model, "dream", resolved.image_size())[0].path
     terms = [DreamLayer.parse(auto if spec == "auto" else spec) for spec in specs]

@@ -44,8 +44,9 @@ def _model(resolved: "ResolvedModel") -> str:
     """`the ONNX model m.onnx, which gives scores only (...)`."""
     from cnnviz_cli.models.formats import FORMAT_NAMES
 
+    reason = resolved.details.get("untranslated")  # an ONNX graph the translation lacks ops for
     gives = ("gives input gradients but no layers" if "gradient" in resolved.gives
-             else "gives scores only (no layers or gradients)")
+             else f"gives scores only (no layers or gradients{f'; {reason}' if reason else ''})")
     return f"the {FORMAT_NAMES[resolved.format]} {resolved.source}, which {gives}"
 
 

@@ -76,7 +76,8 @@ def load_model(
             else tuple(str(spec) for spec in custom_objects),
             signature=signature,
         ))
-        if resolved.format != "keras" and runtime.precision != "float32":
+        exported = resolved.format != "keras" or "onnx" in resolved.details  # ONNX: translated
+        if exported and runtime.precision != "float32":
             raise CnnvizError(f"--precision mixed applies to Keras models only: {model} is an "
                               "exported model that computes as it was exported.")
     else:

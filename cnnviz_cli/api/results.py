@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from cnnviz_cli.api.limits import check_input_size
 from cnnviz_cli.api.session import Session, command_line, run_options
 
 
@@ -248,6 +249,7 @@ def open_session(command: str, function: Callable, arguments: dict, resolved,
     streams = "run" in arguments  # a technique over images, with the run-loop options
     given = dict(arguments.pop("run", None) or {})
     run = run_options(given, run_defaults) if streams else {}
+    check_input_size(resolved, run or arguments)
     images = arguments.pop("images", None)
     tensorboard = arguments.pop("tensorboard", None)
     technique = {k: _plain(v) for k, v in arguments.items()
@@ -279,6 +281,7 @@ def begin(table, model, images, given: dict) -> tuple:
     The settings hold the images as the command line names them and the model options as the
     model was loaded, so that `table.command_line(settings)` replays the run.
     """
+    from cnnviz_cli.api.formats import check_command
     from cnnviz_cli.api.models import load_model
 
     given = {name: value for name, value in given.items() if name != "images"}
@@ -287,6 +290,7 @@ def begin(table, model, images, given: dict) -> tuple:
     table.refuse_ignored(settings, [name for name in table.given(given)])
     resolved = load_model(model, **{name: settings[name] for name in MODEL_NAMES
                                      if name in settings})
+    check_command(resolved, table.command)  # before any layer lookup
     loaded = {name: value for name, value in resolved.loaded_with.items() if name in table}
     settings.update(table.settle({**given, **loaded, "images": words} if words
                                  else {**given, **loaded}))
@@ -306,6 +310,7 @@ def start_session(table, resolved, settings: dict, progress: bool = False,
     run = {option.name: settings[option.name] for option in RUN if option.name in settings}
     if run:
         run["force"] = settings["force"]
+        check_input_size(resolved, run)
     options = {name: _plain(value) for name, value in settings.items()}
     options["model"] = resolved.source
     out, tensorboard = settings.get("out"), settings.get("tensorboard")

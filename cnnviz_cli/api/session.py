@@ -26,6 +26,10 @@ RUN_OPTIONS = {  # the run-loop options every image technique takes, with their 
 }
 LISTENER: ContextVar[Callable[[str], None] | None] = ContextVar("cnnviz_listener", default=None)
 """Who hears a run's messages when its caller gives no `notify` (the command line sets it)."""
+SETTINGS_SOURCES: ContextVar[Callable[[], dict | None] | None] = ContextVar(
+    "cnnviz_settings_sources", default=None)
+"""Where each setting came from (command line, environment, profile, file, default), for the
+manifest's `settings_sources` (the command line sets it)."""
 UNRECORDED = ("out", "progress", "skip_existing", "force")  # never change what a run writes
 FLAGS = {"methods": "--method", "classes": "--class", "layers": "--layer", "layer": "--layer",
          "filters": "--filter", "checkpoints": "--checkpoint", "model": "--model"}
@@ -110,6 +114,8 @@ class Session:
             _check_out_folder(out, images)
         self.outputs = Outputs(out, self.command, self.options, self.command_line, self.warn)
         self.outputs.model = self.model.describe()
+        sources = SETTINGS_SOURCES.get()
+        self.outputs.sources = sources() if sources else None
         if self.model.runtime is not None:
             self.outputs.runtime = self.model.runtime.describe()
         if threading.current_thread() is threading.main_thread():

@@ -74,7 +74,8 @@ RUN = (
            "original.", RESIZE_MODES, group=INPUTS),
     Option("batch_size", 8, "Images per compiled pass.", int, low=1, group=INPUTS),
     Option("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images that declare more pixels than this "
-           "(decompression bombs).", int, low=1, group=INPUTS),
+           "(decompression bombs), and a --size that makes larger inputs.", int, low=1,
+           group=INPUTS),
     Option("skip_existing", False, "Resume: leave out images an earlier run into --out finished "
            "(same options).", bool, group=INPUTS, recorded=False),
     Option("fail_fast", False, "Stop at the first unreadable image [default: go on, list "

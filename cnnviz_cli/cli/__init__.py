@@ -3,12 +3,15 @@
 import os
 import sys
 import traceback
+from pathlib import Path
 
 import click
 
+from cnnviz_cli.cli import completion, config, crash
 from cnnviz_cli.cli.activations import activations
 from cnnviz_cli.cli.cam import cam
 from cnnviz_cli.cli.common import ARGUMENTS
+from cnnviz_cli.cli.doctor import doctor, version_option
 from cnnviz_cli.cli.dream import dream
 from cnnviz_cli.cli.filters import filters
 from cnnviz_cli.cli.info import info
@@ -17,7 +20,6 @@ from cnnviz_cli.cli.maximize import maximize
 from cnnviz_cli.cli.reconstruct import reconstruct
 from cnnviz_cli.cli.report import report
 from cnnviz_cli.errors import CnnvizError
-from cnnviz_cli.version import __version__
 
 
 def _error_line(error: BaseException) -> str:
@@ -46,7 +48,16 @@ class CnnvizGroup(click.Group):
         ctx.meta[ARGUMENTS] = list(args)
         return super().parse_args(ctx, args)
 
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is not None and ctx.resilient_parsing:  # completing a command line
+            completion.attach(command, ctx)
+        return command
+
     def invoke(self, ctx: click.Context):
+        from cnnviz_cli.api.session import SETTINGS_SOURCES
+
+        token = SETTINGS_SOURCES.set(config.current_sources)
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
@@ -55,36 +66,49 @@ class CnnvizGroup(click.Group):
             click.echo("Interrupted.", err=True)
             raise click.exceptions.Exit(getattr(error, "exit_code", 130)) from None
         except CnnvizError as error:
-            _fail(ctx, error, _error_line(error), error.exit_code)
+            line = config.annotate(ctx.meta.get(crash.RUNNING), _error_line(error))
+            _fail(ctx, error, line, error.exit_code)
         except Exception as error:
             if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError":
                 _fail(ctx, error,
                       "Ran out of memory; lower --batch-size (or --size, --tile) and run again.", 2)
-            hint = "" if _debug(ctx) else " (run `cnnviz --debug ...` for the traceback)"
-            line = _error_line(error).rstrip(".")
-            _fail(ctx, error, f"Unexpected {type(error).__name__}: {line}{hint}.", 1)
+            _fail(ctx, error, crash.sentence(ctx, error), 1)
+        finally:
+            SETTINGS_SOURCES.reset(token)
 
 
 @click.group(cls=CnnvizGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="cnnviz")
+@version_option
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or summaries.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              envvar=config.CONFIG_VARIABLE, show_envvar=True, metavar="FILE",
+              help="Settings file [default: the nearest cnnviz.toml, or pyproject.toml with "
+              "[tool.cnnviz]].")
+@click.option("--profile", metavar="NAME", envvar=config.PROFILE_VARIABLE, show_envvar=True,
+              shell_complete=completion.complete_profile,
+              help="Also use the settings of [profiles.NAME] of the settings file.")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
+def cli(ctx: click.Context, debug: bool, quiet: bool, config_file: Path | None,
+        profile: str | None) -> None:
     """See what a Keras CNN has learned and why it decides what it decides.
 
     Every command takes a model (-m NAME or a .keras/.h5 file; default: the bundled
     shapes demo model), writes PNGs and a manifest.json into --out, and prints where.
+    Settings come from the command line, then CNNVIZ_<COMMAND>_<OPTION> environment variables
+    (CNNVIZ_CAM_METHOD=layercam), then the --profile, then cnnviz.toml or [tool.cnnviz] in
+    pyproject.toml (keys: the long option names, per command in [cam], ...).
 
     \b
     Example:
       cnnviz activations sample_images/star.png -o out/
     """
     ctx.obj = {"debug": debug, "quiet": quiet}
+    config.settle(cli, ctx, config_file, profile)
 
 
-for command in (activations, cam, dream, filters, info, layers, maximize, models, reconstruct,
-                report):
+for command in (activations, cam, doctor, dream, filters, info, layers, maximize, models,
+                reconstruct, report):
     cli.add_command(command)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from cnnviz_cli.cli.crash import RUNNING
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.io import DEFAULT_MAX_PIXELS
 from cnnviz_cli.options import Option
@@ -175,6 +176,7 @@ class CnnvizCommand(click.Command):
         from cnnviz_cli.api.session import LISTENER
 
         token = LISTENER.set(echo_error)  # a run's messages go to stderr
+        ctx.meta[RUNNING] = ctx  # an internal error writes its traceback into --out
         try:
             return super().invoke(ctx)
         finally:

@@ -21,9 +21,10 @@ def layers(ctx: click.Context, model_arg: str | None, print_json: bool, **option
     as code in a functional model (the `x + y` of a residual block) are listed too. A feature
     map is a (height, width, channels) output larger than 1x1 at the model's input size (224
     for models of any size). The auto column names the commands whose `-l auto` picks the
-    layer. Names are never shortened, so any of them can be pasted into -l. An exported model
-    (SavedModel folder, .tflite, .onnx) has no layers to list: its inputs and outputs are
-    printed instead.
+    layer. Names are never shortened, so any of them can be pasted into -l. An .onnx file is
+    translated into layers named after its node outputs. An exported model without layers
+    (SavedModel folder, .tflite, an .onnx file using ops cnnviz does not translate) has no
+    layers to list: its inputs and outputs are printed instead.
 
     \b
     Example:
@@ -57,6 +58,8 @@ def _print_ports(resolved) -> None:
         for port in resolved.details[kind]:
             shape = "x".join("?" if size is None else str(size) for size in port["shape"])
             click.echo(f"  {kind[:-1]:<7} {port['name']}  {shape}  {port['dtype']}")
+    if resolved.details.get("untranslated"):
+        click.echo(f"No layers because {resolved.details['untranslated']}.")
 
 
 def _print_layers(title: str, rows: list[dict]) -> None:

@@ -8,7 +8,7 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.errors import CnnvizError, reason
 from cnnviz_cli.io.outputs import MANIFEST, RUN_CONTROL, Outputs
 from cnnviz_cli.io.provenance import read_png_fields
 from cnnviz_cli.version import __version__
@@ -27,7 +27,7 @@ def read_manifest(folder: Path) -> dict:
             f"No {MANIFEST} in {folder}: give an output folder written by a cnnviz command."
         ) from None
     except (OSError, ValueError) as error:
-        raise CnnvizError(f"Cannot read {path}: {error}.") from None
+        raise CnnvizError(f"Cannot read {path}: {reason(error)}.") from None
     if not isinstance(manifest, dict) or manifest.get("tool") != "cnnviz":
         raise CnnvizError(f"{path} is not a cnnviz manifest.")
     return manifest

@@ -142,6 +142,7 @@ class Outputs:
         self.options = options
         self.model: dict | None = None
         self.runtime: dict | None = None  # the device and TensorFlow that computed the run
+        self.sources: dict | None = None  # option -> where its setting came from (the shell's)
         self.failures: list[dict] = []
         self.metrics: dict = {}  # named tables (lists of row dicts) shown in the report
         self.changed = False  # True once this run saved a file or recorded a failure
@@ -406,6 +407,7 @@ class Outputs:
             "command_line": self.command_line,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "options": self.options,
+            "settings_sources": self.sources,
             "model": self.model,
             "runtime": self.runtime,
             "outputs": self.records,

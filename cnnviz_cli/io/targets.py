@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.errors import CnnvizError, reason
 
 COLUMNS = {  # header names -> the column they stand for
     "image": "image", "path": "image", "file": "image", "filename": "image", "stem": "image",
@@ -155,7 +155,7 @@ def read_targets(path: Path, class_index: Callable[[str], int]) -> TargetTable:
             lines = [(number, cells) for number, cells in enumerate(csv.reader(file), start=1)
                      if any(cell.strip() for cell in cells)]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise CnnvizError(f"Cannot read the targets file {path}: {error}.") from None
+        raise CnnvizError(f"Cannot read the targets file {path}: {reason(error)}.") from None
     if not lines:
         raise CnnvizError(f"The targets file {path} has no rows.")
     first = [cell.strip().lower() for cell in lines[0][1]]

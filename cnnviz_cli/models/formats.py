@@ -1,10 +1,13 @@
 """Exported models as a Keras function: SavedModel folders, `.tflite` and `.onnx` files.
 
-Each format is an adapter with one image input (channels-last for cnnviz; a channels-first
-input is transposed on the way in) and its outputs, wrapped in a `keras.Model` of one layer.
-The techniques then see what they see of any model, a function from inputs to scores, only
-without inner layers: a SavedModel gives input gradients, TFLite and ONNX models give scores
-only (forward-only): `GIVES` says what of the model each format exposes, and the API compares
+An `.onnx` file is first translated op by op into a Keras model with layers (models.onnx), so
+every technique works on it as on a `.keras` file; only a graph the translation lacks ops for
+falls back to the forward-only adapter below, and says why. Each format is an adapter with one
+image input (channels-last for cnnviz; a channels-first input is transposed on the way in) and
+its outputs, wrapped in a `keras.Model` of one layer. The techniques then see what they see of
+any model, a function from inputs to scores, only without inner layers: a SavedModel gives
+input gradients, TFLite models and untranslated ONNX graphs give scores only (forward-only):
+`GIVES` says what of the model each format exposes, and the API compares
 it with what a command or method needs (api.formats).
 """
 
@@ -43,6 +46,16 @@ class Port:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
 
+def channels_first(shape: tuple) -> bool:
+    """A (batch, 1 or 3, height, width) input whose last dimension is not a colour axis."""
+    return len(shape) == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3)
+
+
+def image_shape(shape: tuple) -> tuple:
+    """(height, width, channels) of an image input of `shape`, channels last."""
+    return (shape[2], shape[3], shape[1]) if channels_first(shape) else tuple(shape[1:])
+
+
 @dataclass
 class Adapter:
     """A loaded exported model: `run(NCHW or NHWC float32 batch) -> outputs` in its own layout."""
@@ -57,15 +70,11 @@ class Adapter:
 
     @property
     def channels_first(self) -> bool:
-        """A (batch, 1 or 3, height, width) input whose last dimension is not a colour axis."""
-        shape = self.input.shape
-        return len(shape) == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3)
+        return channels_first(self.input.shape)
 
     @property
     def image_shape(self) -> tuple:
-        """(height, width, channels) of the input, channels last."""
-        shape = self.input.shape
-        return (shape[2], shape[3], shape[1]) if self.channels_first else tuple(shape[1:])
+        return image_shape(self.input.shape)
 
     def __call__(self, images: tf.Tensor) -> list[tf.Tensor]:
         inputs = tf.transpose(images, [0, 3, 1, 2]) if self.channels_first else images
@@ -100,6 +109,12 @@ def exported_model(path: Path, signature: str | None = None) -> tuple[keras.Mode
     if signature is not None and not path.is_dir():
         raise CnnvizError(f"--signature applies to SavedModel folders only, and {path} is a "
                           "file; leave it out.")
+    untranslated = None
+    if suffix == ".onnx":
+        translated = translated_onnx(path)
+        if not isinstance(translated, str | None):
+            return translated
+        untranslated = translated
     adapter = (_saved_model(path, signature) if path.is_dir()
                else {".tflite": _tflite, ".onnx": _onnx}[suffix](path))
     if len(adapter.input.shape) != 4 or adapter.image_shape[-1] not in (1, 3):
@@ -115,7 +130,10 @@ def exported_model(path: Path, signature: str | None = None) -> tuple[keras.Mode
                      for port in adapter.outputs])
     outputs = [keras.layers.Identity(name=name)(tensor)
                for name, tensor in zip(names, outputs, strict=True)]
-    return keras.Model(inputs, outputs, name=path.stem or "exported"), adapter.details()
+    details = adapter.details()
+    if untranslated:
+        details["untranslated"] = untranslated
+    return keras.Model(inputs, outputs, name=path.stem or "exported"), details
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -247,6 +265,40 @@ def _onnx(path: Path) -> Adapter:
     return Adapter("onnx", path, port,
                    [_port(node.name, [d if isinstance(d, int) else None for d in node.shape],
                           ONNX_TYPES.get(node.type, node.type)) for node in outputs], run)
+
+
+def translated_onnx(path: Path, size: tuple[int, int] | None = None
+                    ) -> tuple[keras.Model, dict] | str | None:
+    """The ONNX file at `path` translated into a Keras model with layers, and its details; else
+    why not (a phrase for the forward-only fallback), or None when the file is not one the
+    translation reads (the fallback then says what is wrong with it)."""
+    try:
+        import onnx
+    except ImportError:
+        return "translating it needs the onnx package (pip install 'cnnviz[onnx]')"
+    from cnnviz_cli.models.onnx import Untranslatable, translate
+
+    try:
+        proto = onnx.load(str(path))
+    except Exception:  # protobuf's and onnx's own exception types: damaged or not ONNX
+        return None
+    initialised = {init.name for init in proto.graph.initializer}
+    sources = [port for port in proto.graph.input if port.name not in initialised]
+    if len(sources) != 1 or sources[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        return None
+    dims = sources[0].type.tensor_type.shape.dim
+    shape = tuple(dim.dim_value if dim.HasField("dim_value") else None for dim in dims)
+    if len(shape) != 4 or image_shape(shape)[-1] not in (1, 3):
+        return None
+    try:
+        translation = translate(proto, image_shape(shape), channels_first(shape), size)
+    except Untranslatable as error:
+        return str(error)
+    except Exception as error:  # noqa: BLE001 - a graph the translation misreads still runs
+        return f"its translation failed ({_first_line(error)})"
+    details = {"onnx": {**translation.details(), "channels_first": channels_first(shape),
+                        "inputs": [Port(sources[0].name, shape, "float32").record()]}}
+    return translation.model, details
 
 
 def _padded(batch: np.ndarray, size: int) -> np.ndarray:

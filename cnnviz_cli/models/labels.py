@@ -5,7 +5,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.errors import CnnvizError, reason
 
 
 @cache
@@ -21,7 +21,7 @@ def read_labels(path: str | Path) -> tuple[str, ...]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise CnnvizError(f"Cannot read the labels file {path}: {error}.") from None
+        raise CnnvizError(f"Cannot read the labels file {path}: {reason(error)}.") from None
     if path.suffix.lower() != ".json":
         return tuple(line.strip() for line in text.splitlines() if line.strip())
     try:

@@ -195,6 +195,9 @@ def resolve_model(request: ModelRequest) -> ResolvedModel:
     if kind != "file" and request.custom_objects:
         raise CnnvizError("--custom-objects applies to model files only: a named or the demo "
                           "model has no custom classes, so leave it out.")
+    if kind != "file" and request.signature is not None:
+        raise CnnvizError("--signature applies to SavedModel folders only: a named or the demo "
+                          "model has no signatures, so leave it out.")
     weights_file = None if weights is None or weights.lower() in BUILT_IN_WEIGHTS else Path(weights)
     if weights_file is not None:
         _check_weights_file(weights_file)
@@ -399,7 +402,8 @@ def _exported_model(path: Path, request: ModelRequest) -> ResolvedModel:
     model, details = exported_model(path, request.signature)
     return ResolvedModel(
         model=model, source=str(path), weights="file", preprocess=resolve_preprocess("none"),
-        preprocess_name="none", labels=None, format=details["format"], details=details,
+        preprocess_name="none", labels=None, format=details.get("format", "keras"),
+        details=details,
         file=path / "saved_model.pb" if path.is_dir() else path,
         preprocess_origin="default for model files",
     )

@@ -1,6 +1,7 @@
 """Labelled grids of tiles and strips of panels."""
 
 import math
+import re
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -56,18 +57,58 @@ def grid(
 def column_heads(heads: list[str], tile_width: int, width: int, title: str | None = None,
                  padding: int = 4) -> np.ndarray:
     """A strip of `width` px with a title line and one head per column of a `grid` of tiles
-    `tile_width` px wide (the same padding), each fitted to its column."""
+    `tile_width` px wide (the same padding), each wrapped to its column (see `wrap_heads`)."""
     font_size = max(10, min(16, tile_width // 8))
-    line = font_size + 6
-    canvas = Image.new("RGB", (width, line * (2 if title else 1) + padding), BACKGROUND)
+    font, line = _font(font_size), font_size + 4
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    wrapped = wrap_heads(heads, lambda text: measure.textlength(text, font=font) <= tile_width)
+    top = (line + 6) * bool(title) + padding
+    rows = max(len(lines) for lines in wrapped)
+    canvas = Image.new("RGB", (width, top + line * rows + padding), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     if title:
         draw.text((padding, 4), title, fill=TEXT, font=_font(font_size + 2))
-    for column, head in enumerate(heads):
-        text = _fit(draw, head, tile_width, _font(font_size))
+    for column, lines in enumerate(wrapped):
         x = padding + column * (tile_width + padding)
-        draw.text((x, line * bool(title) + padding), text, fill=TEXT, font=_font(font_size))
+        for row, text in enumerate(lines):
+            draw.text((x, top + row * line), text, fill=TEXT, font=font)
     return np.asarray(canvas)
+
+
+def wrap_heads(heads: list[str], fits, max_lines: int = 2) -> list[list[str]]:
+    """Each head in lines that `fits(text)`, broken after `_`, `/`, `-` or `.` where it can;
+    a head longer than `max_lines` keeps its end (where layer names differ) after `…`. Heads
+    that would read the same get more lines until they differ."""
+    for lines in range(max_lines, 9):
+        wrapped = [_wrap_end(head, fits, lines) for head in heads]
+        if len({tuple(item) for item in wrapped}) == len(set(heads)):
+            break
+    return wrapped
+
+
+def _wrap_end(text: str, fits, max_lines: int) -> list[str]:
+    """`text` wrapped in lines that fit; beyond `max_lines`, its last lines after `…`."""
+    lines, line = [], ""
+    for piece in re.findall(r"[^_/.\- ]*[_/.\- ]?", text)[:-1]:
+        while piece:
+            if fits(line + piece):
+                line, piece = line + piece, ""
+            elif line:
+                lines.append(line)
+                line = ""
+            else:  # a piece wider than the column: as much of it as fits
+                cut = max([end for end in range(1, len(piece) + 1) if fits(piece[:end])],
+                          default=1)
+                lines.append(piece[:cut])
+                piece = piece[cut:]
+    lines = [*lines, line] if line else lines
+    if len(lines) <= max_lines:
+        return lines
+    kept = lines[-max_lines:]
+    first = kept[0]
+    while first and not fits("…" + first):
+        first = first[1:]
+    return ["…" + first, *kept[1:]]
 
 
 def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> str:
