@@ -166,9 +166,13 @@ def activations(
         height, width = resolved.image_size(run["size"])
         chosen = resolve_feature_maps(resolved.model, tuple(layers), "activations",
                                       (height, width))
-        paths, shape = [info.path for info in chosen], (height, width, resolved.channels)
-        extractor = resolved.reuse(("activations", *paths, shape),
-                                   lambda: ActivationExtractor(resolved.model, paths, shape))
+        paths = [info.path for info in chosen]
+
+        def extractor(pixels):  # one per size the images are computed at
+            shape = (*pixels.shape[1:3], resolved.channels)
+            return resolved.reuse(("activations", *paths, shape), lambda: ActivationExtractor(
+                resolved.model, paths, shape))(pixels)
+
         step = ConceptStep(factorize, concepts,
                            {info.path: info.output_shape[-1] for info in chosen}, run)
         for batch in session.batches(images, run):

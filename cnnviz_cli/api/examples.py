@@ -120,7 +120,7 @@ def dataset_examples(function: Callable, resolved, info, chosen: list[int], imag
         projector = Projector(resolved.model, info.path, arguments["projection"], shape,
                               resolved.preprocess, extent="unit")
         best = RunningTopK(len(chosen), arguments["top"])
-        batches = session.batches(images, {**run, "size": arguments["size"],
+        batches = session.batches(images, {**run, "size": size,  # one size: comparable maps
                                            "batch_size": arguments["batch_size"]})
         for batch in batches:
             pixels = np.stack([image.resized for image in batch]).astype("float32")
