@@ -270,10 +270,6 @@ def open_session(command: str, function: Callable, arguments: dict, resolved,
     return session, run
 
 
-MODEL_NAMES = ("weights", "preprocess", "labels", "unsafe_deserialization", "custom_objects",
-               "signature", "device", "gpu_memory", "precision")
-
-
 def begin(table, model, images, given: dict) -> tuple:
     """Settle a run's settings from the given options (refusing unknown ones and those that
     cannot take effect), then load the model: (ResolvedModel, settings).
@@ -283,13 +279,13 @@ def begin(table, model, images, given: dict) -> tuple:
     """
     from cnnviz_cli.api.formats import check_command
     from cnnviz_cli.api.models import load_model
+    from cnnviz_cli.api.tables import model_keywords
 
     given = {name: value for name, value in given.items() if name != "images"}
     words = image_words(images) if images is not None and "images" in table else None
     settings = table.settle({**given, "images": words} if words else given)
     table.refuse_ignored(settings, [name for name in table.given(given)])
-    resolved = load_model(model, **{name: settings[name] for name in MODEL_NAMES
-                                     if name in settings})
+    resolved = load_model(model, **model_keywords(settings))
     check_command(resolved, table.command)  # before any layer lookup
     loaded = {name: value for name, value in resolved.loaded_with.items() if name in table}
     settings.update(table.settle({**given, **loaded, "images": words} if words

@@ -111,6 +111,13 @@ MODEL_OPTIONS = (
            "Repeatable.", multiple=True, metavar="FILE.py|MODULE", group=MODEL),
     Option("signature", None, "The function of a SavedModel folder that is the model "
            "[default: serving_default].", metavar="NAME", group=MODEL, show_default=False),
+    Option("image_input", None, "The input of a model with several inputs that takes the "
+           "images [default: the one shaped like images].", metavar="NAME", group=MODEL,
+           show_default=False),
+    Option("inputs", (), "Hold a model's other input NAME at these values (or the array in "
+           "FILE.npy) for every image; gradients are taken w.r.t. the image only. Repeatable.",
+           multiple=True, flag="--input", metavar="NAME=VALUE[,VALUE...]|NAME=FILE.npy",
+           group=MODEL),
     Option("device", "auto", "Where to compute: auto = the first GPU TensorFlow sees, else the "
            "CPU.", metavar="auto|cpu|gpu|gpu:N", group=MODEL),
     Option("gpu_memory", None, "Cap the GPU memory this run takes [default: grow on demand, so "

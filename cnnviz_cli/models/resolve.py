@@ -22,6 +22,7 @@ from cnnviz_cli.device import Runtime
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.io.provenance import file_sha256
 from cnnviz_cli.models.custom import custom_objects, unknown_classes
+from cnnviz_cli.models.fixed_inputs import fix_inputs
 from cnnviz_cli.models.formats import FORMAT_SUFFIXES, GIVES, exported_model
 from cnnviz_cli.models.geometry import Geometry, runs_at, size_multiple
 from cnnviz_cli.models.labels import imagenet_labels, read_labels
@@ -50,6 +51,8 @@ class ModelRequest:
     unsafe_deserialization: bool = False
     custom_objects: Sequence[str] | Mapping[str, object] = ()  # see models.custom
     signature: str | None = None  # the function of a SavedModel folder (see models.formats)
+    image_input: str | None = None  # a multi-input model's image input (models.fixed_inputs)
+    inputs: Sequence[str] | Mapping[str, object] = ()  # its other inputs' fixed values
 
 
 @dataclass
@@ -218,8 +221,17 @@ def resolve_model(request: ModelRequest) -> ResolvedModel:
         resolved.preprocess_origin = "--preprocess"
     if request.labels is not None:
         resolved.labels = read_labels(request.labels)
-    _check_image_input(resolved)
+    hold_inputs(resolved, request.image_input, request.inputs)
     return resolved
+
+
+def hold_inputs(resolved: ResolvedModel, image_input: str | None,
+                inputs: Sequence[str] | Mapping[str, object]) -> None:
+    """A multi-input model's other inputs held fixed (models.fixed_inputs), then checked to
+    take one batch of images."""
+    resolved.model, record = fix_inputs(resolved.model, image_input, inputs)
+    resolved.details = {**resolved.details, **record}
+    _check_image_input(resolved)
 
 
 def _source_kind(spec: str) -> str:
