@@ -56,6 +56,18 @@ class DreamResult(Result):
                        kind="gif")
 
 
+def _working_size(size, height: int, width: int) -> tuple[int, int]:
+    """The size a photo is dreamed at: its own (no --size, or native), its longer side at N,
+    or HxW (the dreamer rounds it to the network's multiple)."""
+    from cnnviz_cli.api.tables import parse_size
+
+    size = parse_size(size)
+    if isinstance(size, tuple):
+        return size
+    scale = 1.0 if size in (None, "native") else size / max(height, width)
+    return round(height * scale), round(width * scale)
+
+
 def _blend(dreamed: np.ndarray, original: np.ndarray, share: float) -> np.ndarray:
     return (share * dreamed + (1.0 - share) * original).round().astype("uint8")
 
@@ -132,8 +144,7 @@ def dream(
             items = []
             for image in batch:
                 height, width = image.original.shape[:2]
-                scale = run["size"] / max(height, width) if run["size"] else 1.0
-                working = resize(image.original, (round(height * scale), round(width * scale)))
+                working = resize(image.original, _working_size(run["size"], height, width))
                 result = dreamer(working)
                 dreamed = resize(to_uint8(result.image), (height, width))
                 items.append(DreamItem(image, dreamed, result, [vars(t) for t in terms]))
