@@ -21,8 +21,8 @@ from cnnviz_cli.io import DEFAULT_MAX_PIXELS
 
 MANIFEST_INTERVAL = 0.5  # seconds between rewrites of manifest.json (at least; see Outputs)
 RUN_OPTIONS = {  # the run-loop options every image technique takes, with their defaults
-    "size": None, "resize": "stretch", "batch_size": 8, "max_pixels": DEFAULT_MAX_PIXELS, "skip_existing": False,
-    "fail_fast": False, "shard": None, "force": False,
+    "size": None, "resize": "stretch", "batch_size": 8, "max_pixels": DEFAULT_MAX_PIXELS,
+    "skip_existing": False, "fail_fast": False, "shard": None, "force": False,
 }
 LISTENER: ContextVar[Callable[[str], None] | None] = ContextVar("cnnviz_listener", default=None)
 """Who hears a run's messages when its caller gives no `notify` (the command line sets it)."""

@@ -39,7 +39,8 @@ def image_input(model: keras.Model, name: str | None) -> int:
     images = [index for index, tensor in enumerate(model.inputs)
               if len(tensor.shape) == 4 and tensor.shape[-1] in (1, 3)]
     if len(images) != 1:
-        shapes = ", ".join(f"{n} {tuple(t.shape)}" for n, t in zip(names, model.inputs))
+        shapes = ", ".join(f"{name} {tuple(tensor.shape)}"
+                           for name, tensor in zip(names, model.inputs, strict=True))
         raise CnnvizError(f"The model takes inputs {shapes}, and {len(images)} of them look like "
                           "a batch of (height, width, 1 or 3 channels) images; name the image "
                           "input with --image-input NAME.")
@@ -87,7 +88,7 @@ def fix_inputs(model: keras.Model, image_name: str | None,
             raise CnnvizError(f"--input {name}: that is {what}; the inputs to fix are "
                               f"{', '.join(n for n in names if n != names[index])}.")
     fixed = []
-    for position, (name, tensor) in enumerate(zip(names, model.inputs)):
+    for position, (name, tensor) in enumerate(zip(names, model.inputs, strict=True)):
         if position == index:
             continue
         shape = tuple(tensor.shape[1:])

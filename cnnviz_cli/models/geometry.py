@@ -8,7 +8,6 @@ both sides rounded to the multiple of the network's stride it needs (`size_multi
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 
 import numpy as np
 
@@ -71,13 +70,15 @@ def fit(image: np.ndarray, size: tuple[int, int], mode: str) -> tuple[np.ndarray
         return resize(image, size), Placement(size, original, (0, 0, *size), whole)
     if mode == "pad":
         scale = min(size[0] / original[0], size[1] / original[1])
-        inner = [max(1, min(round(side * scale), limit)) for side, limit in zip(original, size)]
+        inner = [max(1, min(round(side * scale), limit))
+                 for side, limit in zip(original, size, strict=True)]
         top, left = (size[0] - inner[0]) // 2, (size[1] - inner[1]) // 2
         framed = np.zeros((*size, image.shape[-1]), dtype=np.uint8)
         framed[top:top + inner[0], left:left + inner[1]] = resize(image, tuple(inner))
         return framed, Placement(size, original, (top, left, *inner), whole)
     scale = max(size[0] / original[0], size[1] / original[1])
-    kept = [max(1, min(round(side / scale), limit)) for side, limit in zip(size, original)]
+    kept = [max(1, min(round(side / scale), limit))
+            for side, limit in zip(size, original, strict=True)]
     top, left = (original[0] - kept[0]) // 2, (original[1] - kept[1]) // 2
     cropped = image[top:top + kept[0], left:left + kept[1]]
     return resize(cropped, size), Placement(size, original, (0, 0, *size), (top, left, *kept))
@@ -173,10 +174,7 @@ def size_multiple(model) -> int:
     """The smallest power of two both input sides must be a multiple of for `model` to run
     (pooling and strided convolutions before a concatenation with an earlier map), found by
     tracing the graph at sizes that are odd multiples; 1 when none is needed."""
-    return _probe(model, int(model.inputs[0].shape[-1]))
-
-
-def _probe(model, channels: int) -> int:
+    channels = int(model.inputs[0].shape[-1])
     for multiple in PROBED_MULTIPLES:
         odd = max(3, -(-64 // multiple) | 1)
         if runs_at(model, (multiple * odd, multiple * (odd + 2)), channels):
@@ -186,11 +184,6 @@ def _probe(model, channels: int) -> int:
 
 def runs_at(model, size: tuple[int, int], channels: int) -> bool:
     """Whether `model`'s graph accepts (height, width) images (traced, not run)."""
-    return _runs_at(model, tuple(size), channels)
-
-
-@cache
-def _runs_at(model, size: tuple[int, int], channels: int) -> bool:
     import tensorflow as tf
 
     try:

@@ -10,7 +10,7 @@ import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, partial
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import TypeVar
@@ -99,14 +99,17 @@ class ResolvedModel:
 
     def geometry(self, size=None, resize: str = "stretch") -> Geometry:
         """The input geometry of a run with --size `size` and --resize `resize`."""
-        free = None in self.input_shape[:2]
+        probed = None in self.input_shape[:2] and self.format == "keras"
         multiple = (self.reuse(("size_multiple",), lambda: size_multiple(self.model))
-                    if free and self.format == "keras" else 1)
-        accepts = partial(runs_at, self.model, channels=self.channels) if free and \
-            self.format == "keras" else None
+                    if probed else 1)
+
+        def accepts(size: tuple[int, int]) -> bool:
+            return self.reuse(("runs_at", size),
+                              lambda: runs_at(self.model, size, self.channels))
+
         return Geometry(self.input_shape[:2], self.default_size, size, resize,
                         dense=len(self.model.outputs[0].shape) == 4, multiple=multiple,
-                        accepts=accepts)
+                        accepts=accepts if probed else None)
 
     def image_size(self, size=None) -> tuple[int, int]:
         """The (height, width) of a square image's input (image-free techniques use it)."""

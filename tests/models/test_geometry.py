@@ -118,4 +118,4 @@ def test_dream_octaves_and_tiles_are_multiples(keras):
     assert shapes[-1] == (300, 452)
     assert all(side % 4 == 0 for shape in shapes for side in (*shape, *dreamer.tile_shape(*shape)))
     assert all(tile <= side for shape in shapes
-               for tile, side in zip(dreamer.tile_shape(*shape), shape))
+               for tile, side in zip(dreamer.tile_shape(*shape), shape, strict=True))
