@@ -94,3 +94,19 @@ def small_model_file(keras, tmp_path_factory):
     path = tmp_path_factory.mktemp("small_model") / "small.keras"
     keras.Model(inputs, outputs).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def stripes():
+    """`stripes((height, width), degrees)`: smooth uint8 RGB stripes at `degrees` from the
+    horizontal (period 10 px), whose orientation a square resize of a non-square image
+    changes."""
+
+    def draw(shape: tuple[int, int], degrees: float, period: float = 10.0) -> np.ndarray:
+        rows, columns = np.mgrid[0:shape[0], 0:shape[1]].astype("float32")
+        angle = np.deg2rad(degrees)
+        normal = rows * np.cos(angle) - columns * np.sin(angle)
+        grey = 127.5 + 127.5 * np.sin(2 * np.pi * normal / period)
+        return np.repeat(grey[..., None], 3, -1).round().astype(np.uint8)
+
+    return draw

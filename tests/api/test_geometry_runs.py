@@ -10,15 +10,6 @@ from PIL import Image
 FLAT, STEEP = 0, 1
 
 
-def _stripes(shape: tuple[int, int], degrees: float, period: float = 10.0) -> np.ndarray:
-    """Smooth stripes at `degrees` from the horizontal, as uint8 RGB."""
-    rows, columns = np.mgrid[0:shape[0], 0:shape[1]].astype("float32")
-    angle = np.deg2rad(degrees)
-    normal = rows * np.cos(angle) - columns * np.sin(angle)
-    grey = 127.5 + 127.5 * np.sin(2 * np.pi * normal / period)
-    return np.repeat(grey[..., None], 3, -1).round().astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
 def slope_classifier(keras):
     """Any-size classifier with hand-set weights: class 0 (flat) when the image's vertical
@@ -38,11 +29,11 @@ def slope_classifier(keras):
 
 
 @pytest.fixture(scope="module")
-def bar_images(tmp_path_factory):
+def bar_images(tmp_path_factory, stripes):
     """A wide image of flat stripes and a tall image of steep ones, on disk."""
     folder = tmp_path_factory.mktemp("bars")
-    Image.fromarray(_stripes((60, 240), 25)).save(folder / "wide_flat.png")
-    Image.fromarray(_stripes((240, 60), 65)).save(folder / "tall_steep.png")
+    Image.fromarray(stripes((60, 240), 25)).save(folder / "wide_flat.png")
+    Image.fromarray(stripes((240, 60), 65)).save(folder / "tall_steep.png")
     return folder
 
 
@@ -84,10 +75,10 @@ def test_size_hxw_feeds_exactly_that_size(slope_classifier, bar_images, tmp_path
     assert result.model["default_size"] == [224, 224]
 
 
-def test_images_of_different_sizes_are_batched_by_size(slope_classifier):
+def test_images_of_different_sizes_are_batched_by_size(slope_classifier, stripes):
     from cnnviz_cli import activations
 
-    wide, tall = _stripes((60, 240), 25), _stripes((240, 60), 65)
+    wide, tall = stripes((60, 240), 25), stripes((240, 60), 65)
     result = activations(slope_classifier, [wide, tall, wide, tall], layers=["edges"],
                          size="native", batch_size=4)
     shapes = [item.maps["edges"].shape[:2] for item in result.items]
