@@ -56,8 +56,18 @@ class Placement:
             height, width, *values.shape[2:]).astype(values.dtype)
         return placed
 
-    def describe(self) -> dict:
-        return {"content": list(self.content), "source": list(self.source)}
+    def enframe(self, mask: np.ndarray) -> np.ndarray:
+        """A boolean map over the original -> the same map over the frame (the inverse of
+        `unframe`, for regions given in the original's coordinates)."""
+        from PIL import Image
+
+        top, left, height, width = self.source
+        kept = Image.fromarray(mask[top:top + height, left:left + width].astype(np.uint8))
+        top, left, height, width = self.content
+        framed = np.zeros(self.frame, dtype=bool)
+        framed[top:top + height, left:left + width] = np.asarray(
+            kept.resize((width, height), Image.Resampling.NEAREST)) > 0
+        return framed
 
 
 def fit(image: np.ndarray, size: tuple[int, int], mode: str) -> tuple[np.ndarray, Placement]:

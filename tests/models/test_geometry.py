@@ -119,3 +119,15 @@ def test_dream_octaves_and_tiles_are_multiples(keras):
     assert all(side % 4 == 0 for shape in shapes for side in (*shape, *dreamer.tile_shape(*shape)))
     assert all(tile <= side for shape in shapes
                for tile, side in zip(dreamer.tile_shape(*shape), shape, strict=True))
+
+
+@pytest.mark.parametrize("mode", ["pad", "crop"])
+def test_enframe_maps_an_original_region_where_the_pixels_went(mode):
+    """A region of the original, enframed, covers the same pixels as the fitted image."""
+    image = np.zeros((40, 120, 3), np.uint8)
+    image[10:20, 50:70] = 255
+    framed, placement = fit(image, (64, 64), mode)
+    region = placement.enframe(image[..., 0] > 0)
+    bright = framed[..., 0] > 127
+    overlap = (region & bright).sum() / max(1, (region | bright).sum())
+    assert region.any() and overlap > 0.7
