@@ -56,16 +56,16 @@ class DreamResult(Result):
                        kind="gif")
 
 
-def _working_size(size, height: int, width: int) -> tuple[int, int]:
-    """The size a photo is dreamed at: its own (no --size, or native), its longer side at N,
-    or HxW (the dreamer rounds it to the network's multiple)."""
+def _dream_geometry(size, multiple: int):
+    """Dreams work on the photo itself, whatever the model's input size: at its own size (no
+    --size, or native), its longer side at N, or HxW; rounded to the network's multiple."""
     from cnnviz_cli.api.tables import parse_size
+    from cnnviz_cli.models.geometry import Geometry
 
     size = parse_size(size)
-    if isinstance(size, tuple):
-        return size
-    scale = 1.0 if size in (None, "native") else size / max(height, width)
-    return round(height * scale), round(width * scale)
+    if isinstance(size, int):
+        return Geometry((None, None), size, multiple=multiple)
+    return Geometry((None, None), 0, size or "native", multiple=multiple)
 
 
 def _blend(dreamed: np.ndarray, original: np.ndarray, share: float) -> np.ndarray:
@@ -140,12 +140,12 @@ def dream(
         config = DreamConfig(octaves, octave_scale, steps, step_size, tile, gif, seed,
                              resolved.geometry().multiple)
         dreamer = Dreamer(resolved.model, terms, resolved.preprocess, config)
-        for batch in session.batches(images, run):
+        geometry = _dream_geometry(run["size"], config.multiple)
+        for batch in session.batches(images, run, geometry):
             items = []
             for image in batch:
                 height, width = image.original.shape[:2]
-                working = resize(image.original, _working_size(run["size"], height, width))
-                result = dreamer(working)
+                result = dreamer(image.resized)
                 dreamed = resize(to_uint8(result.image), (height, width))
                 items.append(DreamItem(image, dreamed, result, [vars(t) for t in terms]))
             session.keep(part(session, DreamResult, items))

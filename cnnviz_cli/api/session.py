@@ -174,8 +174,9 @@ class Session:
         yield from track(items, description=self.command, total=total,
                          console=Console(stderr=True))
 
-    def batches(self, images: ImageSource, run: dict) -> Iterator[list]:
-        """Stream the images as batches of LoadedImage, full except the last.
+    def batches(self, images: ImageSource, run: dict, geometry=None) -> Iterator[list]:
+        """Stream the images as batches of LoadedImage, full except the last, each batch of
+        one computed size (`geometry`, models.geometry: by default the model's for the run).
 
         Decoding runs in background threads a few batches ahead. Unreadable images are recorded
         and skipped (with fail_fast the run stops); shard and skip_existing narrow the list.
@@ -190,7 +191,7 @@ class Session:
         # Pillow warns about images over its own limit; load_image refuses them in one line
         warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
         items = self._selected(collect_inputs(images), run)
-        geometry = self.model.geometry(run["size"], run.get("resize", "stretch"))
+        geometry = geometry or self.model.geometry(run["size"], run.get("resize", "stretch"))
         load = partial(load_input, channels=self.model.channels, geometry=geometry,
                        max_pixels=run["max_pixels"])
         batch_size = run["batch_size"]
