@@ -235,9 +235,7 @@ class Session:
 
     def _hand_out(self, batch: list) -> Iterator[list]:
         if self.outputs is not None:
-            self.outputs.begin_batch([{"input": image.name, "key": image.key,
-                                       "size": list(image.resized.shape[:2])}
-                                      for image in batch])
+            self.outputs.begin_batch([_input_record(image) for image in batch])
         yield batch
         if self.outputs is not None:
             self.outputs.end_batch()
@@ -296,6 +294,15 @@ class Session:
         if not self.outputs.write_failed:
             self.warn(f"Stopped early; the {len(self.outputs.records)} finished files are "
                       f"listed in {self.outputs.root}/manifest.json.")
+
+
+def _input_record(image) -> dict:
+    """What the manifest records of an input: its names, the size it was computed at and,
+    padded or cropped, where its pixels went (models.geometry.Placement)."""
+    record = {"input": image.name, "key": image.key, "size": list(image.resized.shape[:2])}
+    if image.placement is not None and not image.placement.exact:
+        record["placement"] = image.placement.describe()
+    return record
 
 
 def placement(runtime):

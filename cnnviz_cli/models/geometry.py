@@ -56,6 +56,11 @@ class Placement:
             height, width, *values.shape[2:]).astype(values.dtype)
         return placed
 
+    def describe(self) -> dict:
+        """The manifest's record: `content` (top, left, height, width) in the computed input
+        shows `source` (top, left, height, width) of the original."""
+        return {"content": list(self.content), "source": list(self.source)}
+
     def enframe(self, mask: np.ndarray) -> np.ndarray:
         """A boolean map over the original -> the same map over the frame (the inverse of
         `unframe`, for regions given in the original's coordinates)."""

@@ -166,3 +166,14 @@ def test_unet_on_451x300_runs_at_the_rounded_size(run_cli, unet_file, tmp_path, 
     if command == "dream":
         shapes = manifest["outputs"][0]["octave_shapes"]
         assert shapes[-1] == [300, 452] and all(side % 4 == 0 for s in shapes for side in s)
+
+
+def test_the_manifest_records_where_a_letterboxed_image_went(bright_spot_model, tmp_path):
+    from cnnviz_cli import cam
+
+    cam(bright_spot_model, np.zeros((64, 192, 3), np.uint8), resize="pad", methods=["gradcam"],
+        out=tmp_path / "out")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["inputs"][0]["size"] == [64, 64]
+    assert manifest["inputs"][0]["placement"] == {"content": [21, 0, 21, 64],
+                                                  "source": [0, 0, 64, 192]}
