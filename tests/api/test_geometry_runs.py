@@ -155,9 +155,9 @@ def unet_file(keras, tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("command", ["cam", "dream"])
+@pytest.mark.parametrize("command", ["cam", pytest.param("dream", marks=pytest.mark.slow)])
 def test_unet_on_451x300_runs_at_the_rounded_size(run_cli, unet_file, tmp_path, command):
-    extra = ["--steps", "2", "--octaves", "2", "-l", "dec2"] if command == "dream" else [
+    extra = ["--steps", "1", "--octaves", "2", "-l", "dec2"] if command == "dream" else [
         "--method", "gradcam", "-l", "dec1"]
     run_cli(command, "-m", unet_file / "unet.keras", unet_file / "photo.png",
             "-o", tmp_path / "out", *extra)
