@@ -139,3 +139,19 @@ def vgg_style(keras):
         x = keras.layers.MaxPooling2D(name=f"block{block}_pool")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+
+
+@pytest.fixture(scope="session")
+def stripes():
+    """`stripes((height, width), degrees)`: smooth uint8 RGB stripes at `degrees` from the
+    horizontal (period 10 px), whose orientation a square resize of a non-square image
+    changes."""
+
+    def draw(shape: tuple[int, int], degrees: float, period: float = 10.0) -> np.ndarray:
+        rows, columns = np.mgrid[0:shape[0], 0:shape[1]].astype("float32")
+        angle = np.deg2rad(degrees)
+        normal = rows * np.cos(angle) - columns * np.sin(angle)
+        grey = 127.5 + 127.5 * np.sin(2 * np.pi * normal / period)
+        return np.repeat(grey[..., None], 3, -1).round().astype(np.uint8)
+
+    return draw

@@ -148,9 +148,13 @@ def _prepare(resolved, settings: dict, run: dict, session) -> Plan:
     height, width = resolved.image_size(run["size"])
     chosen = resolve_feature_maps(resolved.model, tuple(settings["layers"]), "activations",
                                   (height, width))
-    paths, shape = [info.path for info in chosen], (height, width, resolved.channels)
-    extractor = resolved.reuse(("activations", *paths, shape),
-                               lambda: ActivationExtractor(resolved.model, paths, shape))
+    paths = [info.path for info in chosen]
+
+    def extractor(pixels):  # one per size the images are computed at
+        shape = (*pixels.shape[1:3], resolved.channels)
+        return resolved.reuse(("activations", *paths, shape), lambda: ActivationExtractor(
+            resolved.model, paths, shape))(pixels)
+
     step = ConceptStep(settings["factorize"], settings["concepts"],
                        {info.path: info.output_shape[-1] for info in chosen}, run)
 

@@ -87,22 +87,26 @@ class CamResult(Result):
     def drawn(self, item: CamItem, method: str) -> tuple[np.ndarray, bool]:
         """The map drawn for a method: (map, signed). Signed attributions are drawn as
         `attribution_sign` says: their channel sum (signed), its absolute value or its
-        positive part (the map the metrics use)."""
+        positive part (the map the metrics use). The map covers the original image (a
+        letterbox's padding removed, a crop placed back)."""
         if method not in item.attributions:
-            return item.maps[method], False
+            return item.image.unframe(item.maps[method]), False
         total = item.attributions[method].sum(axis=-1)
         sign = self.options.get("attribution_sign", "signed")
         if sign == "signed":
-            return total, True
-        return (np.abs(total) if sign == "absolute" else item.maps[method]), False
+            return item.image.unframe(total), True
+        drawn = np.abs(total) if sign == "absolute" else item.maps[method]
+        return item.image.unframe(drawn), False
 
     def _overlay(self, item: CamItem, method: str) -> np.ndarray:
         from cnnviz_cli.render.cam import outline, signed_overlay
 
         heat, signed = self.drawn(item, method)
+        region = None if item.region is None else item.image.unframe(
+            np.asarray(item.region, dtype="float32")) > 0.5
         picture = (signed_overlay(item.image.original, heat, self.options["alpha"]) if signed
                    else self._heat(item, heat))
-        return picture if item.region is None else outline(picture, item.region)
+        return picture if region is None else outline(picture, region)
 
     def _heat(self, item: CamItem, heat: np.ndarray) -> np.ndarray:
         from cnnviz_cli.render.cam import heat_overlay
@@ -152,7 +156,8 @@ class CamResult(Result):
         from cnnviz_cli.render.cam import sanity_figure
 
         cascade = item.sanity
-        rows = {method: [self._heat(item, heat) for heat in (item.maps[method], *maps)]
+        rows = {method: [self._heat(item, item.image.unframe(heat))
+                         for heat in (item.maps[method], *maps)]
                 for method, maps in cascade.maps.items()}
         return sanity_figure(rows, cascade, f"Sanity check · {item.image.title} · {item.label}")
 
@@ -371,10 +376,14 @@ def _prepare(resolved, settings: dict, run: dict, session) -> Plan:
                       (height, width), run["max_pixels"])
     check_threshold(head, settings["threshold"])
     check_headless(head, settings["classes"] or settings["targets"])
-    shape, path = (height, width, resolved.channels), info and info.path
-    explainer = resolved.reuse(
-        ("cam", path, shape, output, head.key),
-        lambda: CamExplainer(resolved.model, path, shape, output, head))
+    path = info and info.path
+
+    def explainer_at(size: tuple[int, int]):  # one per size the images are computed at
+        shape = (*size, resolved.channels)
+        return resolved.reuse(("cam", path, shape, output, head.key),
+                              lambda: CamExplainer(resolved.model, path, shape, output, head))
+
+    explainer = explainer_at((height, width))
     wanted = Targets(tuple(resolved.class_index(spec, explainer.num_classes, head.labels)
                            for spec in settings["classes"]), settings["top_k"],
                      threshold=settings["threshold"])
@@ -385,16 +394,17 @@ def _prepare(resolved, settings: dict, run: dict, session) -> Plan:
     checks = Checks(measured,
                     lambda spec: resolved.class_index(spec, explainer.num_classes, head.labels),
                     session.warn, settings["images"])
-    measured["trust"] = _trust_metrics(explainer, chosen_metrics, cam_options,
-                                       (height, width, resolved.channels))
-
+    trust = cache(lambda size: _trust_metrics(explainer_at(size), chosen_metrics, cam_options,
+                                              (*size, resolved.channels)))
     warned = []  # an all-zero map is warned of once
 
     def each(batch: list[LoadedImage]) -> list[CamItem]:
+        size = tuple(batch[0].resized.shape[:2])
+        measured["trust"] = trust(size)
         targets = checks.targets_for(batch, wanted, head.task == "segment")
-        items = _explain(explainer, resolved, batch, targets, chosen, cam_options, checks,
-                         measured, run["batch_size"])
-        if not warned and _warn_blank(session, items, resolved.model, path, (height, width)):
+        items = _explain(explainer_at(size), resolved, batch, targets, chosen, cam_options,
+                         checks, measured, run["batch_size"])
+        if not warned and _warn_blank(session, items, resolved.model, path, size):
             warned.append(True)
         return items
 

@@ -57,6 +57,18 @@ class DreamResult(Result):
                        kind="gif")
 
 
+def _dream_geometry(size, multiple: int):
+    """Dreams work on the photo itself, whatever the model's input size: at its own size (no
+    --size, or native), its longer side at N, or HxW; rounded to the network's multiple."""
+    from cnnviz_cli.api.tables import parse_size
+    from cnnviz_cli.models.geometry import Geometry
+
+    size = parse_size(size)
+    if isinstance(size, int):
+        return Geometry((None, None), size, multiple=multiple)
+    return Geometry((None, None), 0, size or "native", multiple=multiple)
+
+
 def _blend(dreamed: np.ndarray, original: np.ndarray, share: float) -> np.ndarray:
     return (share * dreamed + (1.0 - share) * original).round().astype("uint8")
 
@@ -123,21 +135,19 @@ def _prepare(resolved, settings: dict, run: dict, session) -> Plan:
     terms = [replace(term, path=find_feature_map(resolved.model, term.path).path)
              for term in terms]
     config = DreamConfig(*(settings[name] for name in ("octaves", "octave_scale", "steps",
-                                                       "step_size", "tile", "gif", "seed")))
+                                                       "step_size", "tile", "gif", "seed")),
+                         resolved.geometry().multiple)
     dreamer = Dreamer(resolved.model, terms, resolved.preprocess, config)
 
     def each(batch: list[LoadedImage]) -> list[DreamItem]:
         items = []
         for image in batch:
-            height, width = image.original.shape[:2]
-            scale = run["size"] / max(height, width) if run["size"] else 1.0
-            working = resize(image.original, (round(height * scale), round(width * scale)))
-            result = dreamer(working)
-            dreamed = resize(to_uint8(result.image), (height, width))
+            result = dreamer(image.resized)
+            dreamed = resize(to_uint8(result.image), image.original.shape[:2])
             items.append(DreamItem(image, dreamed, result, [vars(t) for t in terms]))
         return items
 
-    return Plan(each)
+    return Plan(each, geometry=_dream_geometry(run["size"], config.multiple))
 
 
 TECHNIQUE = Technique(table, DreamResult, _prepare)

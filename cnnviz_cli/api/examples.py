@@ -86,7 +86,8 @@ def examples_plan(resolved, info, chosen: list[int], settings: dict):
     from cnnviz_cli.techniques.backprop import Projector
     from cnnviz_cli.techniques.examples import RunningTopK, StrongestUnits
 
-    shape = (*resolved.image_size(settings["size"]), resolved.channels)
+    size = resolved.image_size(settings["size"])
+    shape = (*size, resolved.channels)
     strongest = StrongestUnits(resolved.model, info.path, shape, resolved.preprocess)
     projector = Projector(resolved.model, info.path, settings["projection"], shape,
                           resolved.preprocess, extent="unit")
@@ -108,7 +109,8 @@ def examples_plan(resolved, info, chosen: list[int], settings: dict):
         return [FilterExamples(info.path, index, examples)
                 for index, examples in zip(chosen, best.best, strict=True)]
 
-    return Plan(each, end, retain=True, result=ExamplesResult)
+    return Plan(each, end, retain=True, result=ExamplesResult,  # one size: comparable maps
+                geometry=resolved.geometry(size, settings.get("resize", "stretch")))
 
 
 def _patch(image, projection: np.ndarray) -> Patch:

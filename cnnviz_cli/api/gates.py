@@ -103,7 +103,10 @@ def _row_of(rows: list, class_index: int):
 
 def _region(row, image):
     """A row's region as a boolean map at the image's input (resized) size."""
-    return row.region(image.original.shape[:2], image.resized.shape[:2])
+    if image.placement is None or image.placement.exact:
+        return row.region(image.original.shape[:2], image.resized.shape[:2])
+    return image.placement.enframe(row.region(image.original.shape[:2],
+                                              image.original.shape[:2]))
 
 
 GATE_OPTIONS = ("fail_under", "fail_over", "fail_under_each", "fail_over_each")

@@ -27,7 +27,8 @@ def _mean_embedding(resolved, output: int, reference, size, max_pixels):
     from cnnviz_cli.models.heads import mean_embedding
 
     try:
-        images = [load_input(item, resolved.channels, size or resolved.image_size(),
+        geometry = resolved.geometry(size or resolved.image_size())
+        images = [load_input(item, resolved.channels, geometry,
                              max_pixels or DEFAULT_MAX_PIXELS).resized
                   for item in collect_inputs(reference)]
     except CnnvizError as error:

@@ -28,13 +28,19 @@ class InputItem:
 
 @dataclass
 class LoadedImage:
-    """One decoded input: its names, the original pixels and the model-sized pixels."""
+    """One decoded input: its names, the original pixels, the pixels at the size computed
+    for it and where they sit there (`placement.unframe` draws a map back onto `original`)."""
 
     name: str
     key: str
     original: np.ndarray  # uint8 (height, width, channels)
-    resized: np.ndarray  # uint8 (model height, model width, channels)
+    resized: np.ndarray  # uint8 (computed height, computed width, channels)
     path: Path | None = None
+    placement: "Placement | None" = None  # noqa: F821 (models.geometry; None: stretched)
+
+    def unframe(self, values: np.ndarray) -> np.ndarray:
+        """A map over `resized` (any resolution) as a map over `original`."""
+        return values if self.placement is None else self.placement.unframe(values)
 
     @property
     def title(self) -> str:
@@ -131,13 +137,14 @@ def _pixels(item: InputItem, channels: int) -> np.ndarray:
     return array[..., None] if array.ndim == 2 else array
 
 
-def load_input(item: InputItem, channels: int, size: tuple[int, int],
-               max_pixels: int) -> LoadedImage:
-    """Decode (or convert) one input and resize it to the model's input size."""
-    from cnnviz_cli.io.images import load_image, resize
+def load_input(item: InputItem, channels: int, geometry, max_pixels: int) -> LoadedImage:
+    """Decode (or convert) one input and fit it to the size `geometry` (models.geometry)
+    computes it at."""
+    from cnnviz_cli.io.images import load_image
 
     if item.path is not None:
         original = load_image(item.path, channels, max_pixels)
     else:
         original = _pixels(item, channels)
-    return LoadedImage(item.name, item.key, original, resize(original, size), item.path)
+    resized, placement = geometry.place(original)
+    return LoadedImage(item.name, item.key, original, resized, item.path, placement)

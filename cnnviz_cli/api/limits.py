@@ -2,6 +2,7 @@
 
 import os
 
+from cnnviz_cli.api.tables import size_text
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.io import DEFAULT_MAX_PIXELS
 
@@ -11,7 +12,8 @@ def check_input_size(model, options: dict) -> None:
     `max_pixels` or whose batch alone would not fit in this machine's memory."""
     height, width = model.image_size(options.get("size"))
     pixels, limit = height * width, options.get("max_pixels") or DEFAULT_MAX_PIXELS
-    size = f"--size {options['size']}" if options.get("size") else "The model's input size"
+    size = (f"--size {size_text(options['size'])}" if options.get("size")
+            else "The model's input size")
     if pixels > limit:
         raise CnnvizError(f"{size} makes inputs of {height}x{width} = {pixels:,} pixels, more "
                           f"than --max-pixels {limit:,}; give a smaller --size"

@@ -19,6 +19,8 @@ def load_model(
     device: str = "auto",
     gpu_memory: int | None = None,
     precision: str = "float32",
+    image_input: str | None = None,
+    inputs: Sequence[str] | Mapping[str, object] = (),
 ):
     """Resolve a model once, to pass to any technique (or let each technique do it).
 
@@ -46,6 +48,10 @@ def load_model(
         gpu_memory: cap the GPU memory TensorFlow takes, in MB (default: grow on demand).
         precision: `float32`, or `mixed`: the model computes in float16/bfloat16 on a GPU while
             scores, gradients and maps stay float32.
+        image_input: the input of a model with several inputs that takes the images (default:
+            the one shaped like a batch of images).
+        inputs: the fixed values of such a model's other inputs, the same for every image:
+            `NAME=VALUE[,VALUE...]` or `NAME=FILE.npy` texts, or a mapping of names to arrays.
 
     Returns:
         A ResolvedModel: the Keras model, its preprocessing, labels and input size.
@@ -59,11 +65,11 @@ def load_model(
     model = "demo" if model is None else model
     if isinstance(model, ResolvedModel):
         loading = (weights, unsafe_deserialization, bool(custom_objects), signature, device,
-                   gpu_memory, precision)
-        if loading != (None, False, False, None, "auto", None, "float32"):
+                   gpu_memory, precision, image_input, bool(inputs))
+        if loading != (None, False, False, None, "auto", None, "float32", None, False):
             raise CnnvizError("weights, unsafe_deserialization, custom_objects, signature, "
-                              "device, gpu_memory and precision apply when a model is loaded; "
-                              "this one is loaded already.")
+                              "device, gpu_memory, precision, image_input and inputs apply when "
+                              "a model is loaded; this one is loaded already.")
         return replace(model, **_feeding(preprocess, labels),
                        loaded_with={**model.loaded_with, **_given(preprocess=preprocess,
                                                                    labels=labels)})
@@ -74,19 +80,21 @@ def load_model(
             unsafe_deserialization=unsafe_deserialization,
             custom_objects=custom_objects if isinstance(custom_objects, Mapping)
             else tuple(str(spec) for spec in custom_objects),
-            signature=signature,
+            signature=signature, image_input=image_input, inputs=inputs,
         ))
         exported = resolved.format != "keras" or "onnx" in resolved.details  # ONNX: translated
         if exported and runtime.precision != "float32":
             raise CnnvizError(f"--precision mixed applies to Keras models only: {model} is an "
                               "exported model that computes as it was exported.")
     else:
-        resolved = _in_memory(model, weights)
+        resolved = _in_memory(model, weights, image_input, inputs)
     given = _given(model=model if isinstance(model, str | Path) else None, weights=weights,
                    preprocess=preprocess, labels=labels,
                    unsafe_deserialization=unsafe_deserialization,
                    custom_objects=custom_objects, signature=signature, device=device,
-                   gpu_memory=gpu_memory, precision=precision)
+                   gpu_memory=gpu_memory, precision=precision, image_input=image_input,
+                   inputs=[str(spec) for spec in inputs] if not isinstance(inputs, Mapping)
+                   else None)
     resolved = replace(resolved, model=with_precision(resolved.model, runtime.precision),
                        runtime=runtime, loaded_with=given, **_feeding(preprocess, labels))
     return resolved
@@ -115,11 +123,11 @@ def _feeding(preprocess, labels) -> dict:
     return fields
 
 
-def _in_memory(model, weights):
+def _in_memory(model, weights, image_input=None, inputs=()):
     import keras
 
     from cnnviz_cli.models.preprocessing import resolve_preprocess
-    from cnnviz_cli.models.resolve import ResolvedModel, _check_image_input
+    from cnnviz_cli.models.resolve import ResolvedModel, hold_inputs
 
     if not isinstance(model, keras.Model):
         raise CnnvizError(
@@ -132,7 +140,7 @@ def _in_memory(model, weights):
     resolved = ResolvedModel(model=model, source=f"in memory: {model.name}", weights="in memory",
                              preprocess=resolve_preprocess("none"), preprocess_name="none",
                              labels=None, preprocess_origin="default for models in memory")
-    _check_image_input(resolved)
+    hold_inputs(resolved, image_input, inputs)
     return resolved
 
 

@@ -185,15 +185,19 @@ def _projector(resolved, paths: list[str], shape: tuple, options: dict):
     from cnnviz_cli.specs import parse_filters
     from cnnviz_cli.techniques.backprop import Projector
 
-    projectors = [Projector(resolved.model, path, options["method"], shape, resolved.preprocess,
-                            options["extent"]) for path in paths]
+    def projectors_at(shape: tuple) -> list:  # one set per size the images are computed at
+        return resolved.reuse(("projectors", *paths, options["method"], options["extent"], shape),
+                              lambda: [Projector(resolved.model, path, options["method"], shape,
+                                                 resolved.preprocess, options["extent"])
+                                       for path in paths])
+
     spec = filter_spec(options)
     channels_of = {p.layer_path: parse_filters(spec, p.num_channels, p.layer_path) if spec
-                   else None for p in projectors}
+                   else None for p in projectors_at(shape)}
 
     def compute(batch: list[LoadedImage]) -> list[ProjectionItem]:
         pixels, items = _pixels(batch), []
-        for projector in projectors:
+        for projector in projectors_at((*pixels.shape[1:3], resolved.channels)):
             result = projector(pixels, options["top_channels"], channels_of[projector.layer_path])
             items += [ProjectionItem(image, result.layer_path, result.channels[i].tolist(),
                                      result.activations[i].tolist(),

@@ -31,7 +31,9 @@ class Plan:
     `each(batch)` gives the items of a batch of images (None: the run reads no images);
     `end()` the items after the last batch (held until then, or computed once), kept also with
     an output folder when `retain` (a summary that does not grow with the inputs); `fields`
-    the result fields every part carries; `finish()` the fields of the whole result.
+    the result fields every part carries; `finish()` the fields of the whole result;
+    `geometry` the sizes the images are computed at (models.geometry; None: the run's
+    --size and --resize).
     """
 
     each: Callable[[list], list] | None = None
@@ -40,6 +42,7 @@ class Plan:
     fields: dict = field(default_factory=dict)
     finish: Callable[[], dict] = dict
     result: type[Result] | None = None  # another result type than the technique's
+    geometry: object | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ def run(technique: Technique, model, images, given: dict, progress: bool = False
         plan = technique.prepare(resolved, {**settings, **given_values}, options, session)
         result = plan.result or technique.result
         if plan.each is not None:
-            for batch in session.batches(images, options):
+            for batch in session.batches(images, options, plan.geometry):
                 items = plan.each(batch)
                 if items:
                     session.keep(part(session, result, items, **plan.fields))

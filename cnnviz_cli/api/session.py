@@ -130,8 +130,9 @@ class Session:
         yield from track(items, description=self.command, total=total,
                          console=Console(stderr=True))
 
-    def batches(self, images: ImageSource, run: dict) -> Iterator[list]:
-        """Stream the images as batches of LoadedImage, full except the last.
+    def batches(self, images: ImageSource, run: dict, geometry=None) -> Iterator[list]:
+        """Stream the images as batches of LoadedImage, full except the last, each batch of
+        one computed size (`geometry`, models.geometry: by default the model's for the run).
 
         Decoding runs in background threads a few batches ahead. Unreadable images are recorded
         and skipped (with fail_fast the run stops); shard and skip_existing narrow the list.
@@ -146,18 +147,22 @@ class Session:
         # Pillow warns about images over its own limit; load_image refuses them in one line
         warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
         items = self._selected(collect_inputs(images), run)
-        size = self.model.image_size(run["size"])
-        load = partial(load_input, channels=self.model.channels, size=size,
+        geometry = geometry or self.model.geometry(run["size"], run.get("resize", "stretch"))
+        load = partial(load_input, channels=self.model.channels, geometry=geometry,
                        max_pixels=run["max_pixels"])
         batch_size = run["batch_size"]
         self._stream = prefetch(load, items, ahead=2 * batch_size)
         batch: list = []
         for item, future in self._progress(self._stream, len(items)):
             try:
-                batch.append(future.result())
+                image = future.result()
             except InputError as error:
                 self._failed(item.name, error, run["fail_fast"])
                 continue
+            if batch and image.resized.shape != batch[0].resized.shape:  # batched by size
+                yield from self._hand_out(batch)
+                batch = []
+            batch.append(image)
             if len(batch) == batch_size:
                 yield from self._hand_out(batch)
                 batch = []
@@ -188,8 +193,7 @@ class Session:
         from cnnviz_cli.io.manifests import write_manifest
 
         if self.outputs is not None:
-            self.outputs.begin_batch([{"input": image.name, "key": image.key}
-                                      for image in batch])
+            self.outputs.begin_batch([_input_record(image) for image in batch])
         yield batch
         if self.outputs is not None:
             self.outputs.end_batch()
@@ -244,6 +248,15 @@ class Session:
         if not self.outputs.write_failed:
             self.warn(f"Stopped early; the {len(self.outputs.records)} finished files are "
                       f"listed in {self.outputs.root}/manifest.json.")
+
+
+def _input_record(image) -> dict:
+    """What the manifest records of an input: its names, the size it was computed at and,
+    padded or cropped, where its pixels went (models.geometry.Placement)."""
+    record = {"input": image.name, "key": image.key, "size": list(image.resized.shape[:2])}
+    if image.placement is not None and not image.placement.exact:
+        record["placement"] = image.placement.describe()
+    return record
 
 
 def placement(runtime):

@@ -14,6 +14,8 @@ from cnnviz_cli.options import Option
 INPUTS = "Inputs and run"
 MODEL = "Model"
 OUTPUT = "Output"
+RESIZE_MODES = ("stretch", "pad", "crop")  # see models.geometry.fit
+MIN_SIDE = 8  # the smallest --size side
 
 
 def integer_pair(value, separator: str) -> tuple[int, int] | None:
@@ -31,6 +33,34 @@ def parse_shard(value) -> tuple[int, int] | None:
         raise CnnvizError(f"--shard expects K/N with 1 <= K <= N, such as 2/8, but got "
                           f"{value!r}.")
     return shard
+
+
+def parse_size(value) -> int | tuple[int, int] | str | None:
+    """`N`, `HxW` or `native` (or an int, a pair, None) -> the settled --size."""
+    if value is None or value == "native":
+        return value
+    if isinstance(value, tuple | list) and len(value) == 2:
+        height, width = (int(side) for side in value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        height = width = value
+    else:
+        text = str(value).strip().lower()
+        if text == "native":
+            return text
+        match = re.fullmatch(r"(\d+)(?:\s*x\s*(\d+))?", text)
+        if not match:
+            raise CnnvizError(f"--size expects N, HxW (such as 48x192) or native, but got "
+                              f"{value!r}.")
+        height, width = int(match[1]), int(match[2] or match[1])
+    if min(height, width) < MIN_SIDE:
+        raise CnnvizError(f"--size {size_text(value)} is too small: each side must be at least "
+                          f"{MIN_SIDE} pixels.")
+    return height if height == width and not isinstance(value, tuple | list) else (height, width)
+
+
+def size_text(size: int | tuple[int, int] | str | None) -> str:
+    """How the recorded command line writes a settled --size."""
+    return f"{size[0]}x{size[1]}" if isinstance(size, tuple | list) else str(size)
 
 
 def _path_text(value) -> str:
@@ -65,8 +95,13 @@ IMAGES = Option("images", (), "Image files, folders (recursive) or globs.", Path
                 argument=True, group=INPUTS, metavar="IMAGES...")
 
 RUN = (
-    Option("size", None, "Input side in pixels for models that take any size [default: the "
-           "model's].", int, low=8, group=INPUTS, show_default=False),
+    Option("size", None, "Input size: N (a square), HxW (such as 48x192), or native (each image "
+           "at its own size) [default: a fixed-size model's size; else the image's aspect ratio, "
+           "longer side at the model's usual size].", group=INPUTS, metavar="N|HxW|native",
+           settle=parse_size, text=size_text, show_default=False),
+    Option("resize", "stretch", "How an image of another aspect ratio gets a fixed size: "
+           "stretch it, pad it (letterbox) or crop its centre; maps are drawn back onto the "
+           "original.", RESIZE_MODES, group=INPUTS),
     Option("batch_size", 8, "Images per compiled pass.", int, low=1, group=INPUTS),
     Option("max_pixels", DEFAULT_MAX_PIXELS, "Refuse images that declare more pixels than this "
            "(decompression bombs), and a --size that makes larger inputs.", int, low=1,
@@ -106,6 +141,13 @@ MODEL_OPTIONS = (
            "Repeatable.", multiple=True, metavar="FILE.py|MODULE", group=MODEL),
     Option("signature", None, "The function of a SavedModel folder that is the model "
            "[default: serving_default].", metavar="NAME", group=MODEL, show_default=False),
+    Option("image_input", None, "The input of a model with several inputs that takes the "
+           "images [default: the one shaped like images].", metavar="NAME", group=MODEL,
+           show_default=False),
+    Option("inputs", (), "Hold a model's other input NAME at these values (or the array in "
+           "FILE.npy) for every image; gradients are taken w.r.t. the image only. Repeatable.",
+           multiple=True, flag="--input", metavar="NAME=VALUE[,VALUE...]|NAME=FILE.npy",
+           group=MODEL),
     Option("device", "auto", "Where to compute: auto = the first GPU TensorFlow sees, else the "
            "CPU.", metavar="auto|cpu|gpu|gpu:N", group=MODEL),
     Option("gpu_memory", None, "Cap the GPU memory this run takes [default: grow on demand, so "

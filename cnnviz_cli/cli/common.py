@@ -207,14 +207,28 @@ def finish(ctx: click.Context, result, print_json: bool) -> None:
 
 
 def model_summary(result) -> str:
-    """How the inputs were fed, from the manifest's model record."""
+    """How the inputs were fed, from the manifest's model record and the size each input
+    was computed at."""
     model = result.model
-    size = result.options.get("size")
-    height, width = model.get("default_size") or [None, None]
-    if size and None in model.get("input_shape", [None])[:2]:
-        height = width = size
     labels = model.get("num_labels")
     named = f"{labels} labels" if labels else "no labels"
-    shape = f", {height}x{width} px" if height and "size" in result.options else ""
     return (f"model {model['source']}, preprocess {model['preprocess']} "
-            f"({model.get('preprocess_origin', 'given')}){shape}, {named}")
+            f"({model.get('preprocess_origin', 'given')}){_sizes_text(result)}, {named}")
+
+
+def _sizes_text(result) -> str:
+    """`, 85x128 px` (or `, 85x128 px (2 images), 128x128 px (1)`) for the computed sizes."""
+    from collections import Counter
+
+    sizes = Counter(f"{height}x{width}" for height, width in
+                    (entry["size"] for entry in result.manifest.get("inputs", [])
+                     if entry.get("size")))
+    if not sizes:
+        size = result.options.get("size")
+        height, width = result.model.get("default_size") or [None, None]
+        if size and None in result.model.get("input_shape", [None])[:2]:
+            height, width = (size, size) if isinstance(size, int) else size
+        return f", {height}x{width} px" if height and "size" in result.options else ""
+    if len(sizes) == 1:
+        return f", {next(iter(sizes))} px"
+    return ", " + ", ".join(f"{size} px ({count})" for size, count in sizes.most_common())

@@ -281,7 +281,7 @@ class Outputs:
             for folder in reversed(path.relative_to(self.root).parents[:-1]):
                 (self.root / folder).mkdir(exist_ok=True)
             write_atomic(path, data, make_parents=False)
-        except FileNotFoundError:
+        except (FileNotFoundError, FileExistsError):  # exists: then gone before mkdir checked
             if self.root.is_dir():
                 raise
             raise FileNotFoundError(errno.ENOENT, "the folder is gone", str(self.root)) from None

@@ -22,7 +22,9 @@ from cnnviz_cli.device import Runtime
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.io.provenance import file_sha256
 from cnnviz_cli.models.custom import custom_objects, unknown_classes
+from cnnviz_cli.models.fixed_inputs import fix_inputs
 from cnnviz_cli.models.formats import FORMAT_SUFFIXES, GIVES, exported_model
+from cnnviz_cli.models.geometry import Geometry, runs_at, size_multiple
 from cnnviz_cli.models.labels import imagenet_labels, read_labels
 from cnnviz_cli.models.preprocessing import (
     Preprocess,
@@ -49,6 +51,8 @@ class ModelRequest:
     unsafe_deserialization: bool = False
     custom_objects: Sequence[str] | Mapping[str, object] = ()  # see models.custom
     signature: str | None = None  # the function of a SavedModel folder (see models.formats)
+    image_input: str | None = None  # a multi-input model's image input (models.fixed_inputs)
+    inputs: Sequence[str] | Mapping[str, object] = ()  # its other inputs' fixed values
 
 
 @dataclass
@@ -93,19 +97,25 @@ class ResolvedModel:
     def channels(self) -> int:
         return int(self.input_shape[-1])
 
-    def image_size(self, size: int | None = None) -> tuple[int, int]:
-        """The (height, width) images are resized to; `size` only applies to free dims."""
-        height, width = self.input_shape[:2]
-        if height is not None and width is not None:
-            if size is not None and (size, size) != (height, width):
-                raise CnnvizError(
-                    f"--size {size} does not fit: the model takes {height}x{width} images only."
-                )
-            return int(height), int(width)
-        size = size or self.default_size
-        return int(height or size), int(width or size)
+    def geometry(self, size=None, resize: str = "stretch") -> Geometry:
+        """The input geometry of a run with --size `size` and --resize `resize`."""
+        probed = None in self.input_shape[:2] and self.format == "keras"
+        multiple = (self.reuse(("size_multiple",), lambda: size_multiple(self.model))
+                    if probed else 1)
 
-    def summary(self, size: int | None = None) -> str:
+        def accepts(size: tuple[int, int]) -> bool:
+            return self.reuse(("runs_at", size),
+                              lambda: runs_at(self.model, size, self.channels))
+
+        return Geometry(self.input_shape[:2], self.default_size, size, resize,
+                        dense=len(self.model.outputs[0].shape) == 4, multiple=multiple,
+                        accepts=accepts if probed else None)
+
+    def image_size(self, size=None) -> tuple[int, int]:
+        """The (height, width) of a square image's input (image-free techniques use it)."""
+        return self.geometry(size).default
+
+    def summary(self, size=None) -> str:
         """A short phrase on how inputs are fed, e.g. `preprocess none (default for model
         files), 224x224 px, no labels`; `size` is --size (None: the default)."""
         height, width = self.image_size(size)
@@ -220,8 +230,17 @@ def resolve_model(request: ModelRequest) -> ResolvedModel:
         resolved.preprocess_origin = "--preprocess"
     if request.labels is not None:
         resolved.labels = read_labels(request.labels)
-    _check_image_input(resolved)
+    hold_inputs(resolved, request.image_input, request.inputs)
     return resolved
+
+
+def hold_inputs(resolved: ResolvedModel, image_input: str | None,
+                inputs: Sequence[str] | Mapping[str, object]) -> None:
+    """A multi-input model's other inputs held fixed (models.fixed_inputs), then checked to
+    take one batch of images."""
+    resolved.model, record = fix_inputs(resolved.model, image_input, inputs)
+    resolved.details = {**resolved.details, **record}
+    _check_image_input(resolved)
 
 
 def _source_kind(spec: str) -> str:

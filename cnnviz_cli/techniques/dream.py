@@ -62,6 +62,7 @@ class DreamConfig:
     tile: int = 512  # tile side for models that take any size
     snapshot_every: int = 0  # keep a frame for an animation every k steps (0: none)
     seed: int = 0
+    multiple: int = 1  # image and tile sides are rounded to this (the network's stride)
 
 
 @dataclass
@@ -132,15 +133,24 @@ class Dreamer:
         else the largest side up to `config.tile` that splits the image into equal parts."""
         if self.fixed_tile is not None:
             return self.fixed_tile
-        return tuple(-(-side // -(-side // self.config.tile)) for side in (height, width))
+        return tuple(min(side, self._rounded(-(-side // -(-side // self.config.tile)), ceil=True))
+                     for side in (height, width))
+
+    def _rounded(self, side: float, ceil: bool = False) -> int:
+        """`side` rounded (or rounded up) to the multiple the network needs."""
+        multiple = self.config.multiple
+        steps = -(-side // multiple) if ceil else round(side / multiple)
+        return int(max(1, steps) * multiple)
 
     def octave_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
-        """Image sizes from the smallest octave to the original, never below one fixed tile."""
+        """Image sizes from the smallest octave to the original (sides rounded to the
+        network's multiple), never below one fixed tile."""
         low_height, low_width = self.fixed_tile or (8, 8)
         shapes = []
         for octave in reversed(range(self.config.octaves)):
             factor = self.config.octave_scale**octave
-            shape = (max(round(height / factor), low_height), max(round(width / factor), low_width))
+            shape = (max(self._rounded(height / factor), low_height),
+                     max(self._rounded(width / factor), low_width))
             if shape not in shapes:
                 shapes.append(shape)
         return shapes

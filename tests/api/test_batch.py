@@ -41,6 +41,11 @@ class FixedSize:
     def image_size(self, size):
         return (8, 8)
 
+    def geometry(self, size, resize="stretch"):
+        from cnnviz_cli.models.geometry import Geometry
+
+        return Geometry((8, 8), 8)
+
     def describe(self):
         return {"source": "fixed"}
 

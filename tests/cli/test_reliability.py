@@ -119,7 +119,7 @@ OPTION_CASES = [
     ("dream", ["-l", "conv:-1:1.0"], "layer spec 'conv:-1:1.0'"),
     ("filters", ["--channel", "99"], "--channel 99 is out of range"),
     ("filters", ["-l", "-99"], "Layer index -99 is out of range"),
-    *[(command, ["--size", "0"], "'--size': 0 is not in the range")
+    *[(command, ["--size", "0"], "--size 0 is too small: each side must be at least 8")
       for command in ("cam", "maximize", "activations", "dream", "inversion")],
     *[(command, ["--steps", "-1"], "'--steps': -1 is not in the range")
       for command in ("maximize", "dream", "inversion")],
