@@ -99,11 +99,6 @@ class TrustPass:
     def methods(self) -> list[str]:
         return list(self.cam_batch.maps)
 
-    @property
-    def own_classes(self) -> Targets:
-        """Each item's own class, as targets for explaining the items again."""
-        return Targets(per_image=tuple(int(index) for index in self.cam_batch.classes))
-
     def of_maps(self, measure: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
         """Per method, `measure` of its maps at the input size."""
         size = self.items.shape[1:3]
@@ -113,8 +108,8 @@ class TrustPass:
     def every_method(self, measure: Callable) -> dict[str, np.ndarray]:
         """Per method, `measure(inputs, classes, scores, maps)` of all methods' maps in one
         batched run."""
-        count, methods = len(self.cam_batch.classes), self.methods
-        maps = np.concatenate(list(self.of_maps(lambda maps: maps).values()))
+        count, methods, size = len(self.cam_batch.classes), self.methods, self.items.shape[1:3]
+        maps = np.concatenate([upsample(self.cam_batch.maps[m], size) for m in methods])
         values = measure(np.tile(self.items, (len(methods), 1, 1, 1)),
                          np.tile(self.cam_batch.classes, len(methods)),
                          np.tile(self.cam_batch.scores, len(methods)), maps)
@@ -277,11 +272,12 @@ def _stability(trust: TrustPass) -> dict:
     items, maps = trust.items, trust.cam_batch.maps
     rng = np.random.default_rng(trust.options.seed)
     spread = np.ptp(items, axis=(1, 2, 3)).reshape(-1, 1, 1, 1)
+    targets = Targets(per_image=tuple(int(index) for index in trust.cam_batch.classes))
     changes = {method: np.zeros(len(items)) for method in maps}
     for _ in range(STABILITY_SAMPLES):
         noise = rng.uniform(-1, 1, items.shape) * STABILITY_RADIUS * spread
-        again = trust.explainer((items + noise).astype(np.float32), trust.own_classes,
-                                trust.methods, trust.options)
+        again = trust.explainer((items + noise).astype(np.float32), targets, trust.methods,
+                                trust.options)
         for method, heat in maps.items():
             flat, noisy = (m.reshape(len(items), -1) for m in (heat, again.maps[method]))
             norm = np.linalg.norm(flat, axis=1)
