@@ -63,7 +63,7 @@ def measure() -> list[dict]:
     }]
 
     trust = TrustMetrics(explainer, ["randomisation"], options, shape)
-    steps = len(trust.randomiser.steps)
+    steps = len(trust.prepared["randomisation"].steps)
     backward = bare_forward_backward(model, shape)
     reference = median_seconds(lambda: [backward(inputs) for _ in range(steps)], repeats=3)
     ours = median_seconds(lambda: trust(inputs, cam_batch), repeats=3)

@@ -202,8 +202,8 @@ def _method_options() -> list[Option]:
 
 
 def _draws_at_random(settings: dict) -> bool:
-    from cnnviz_cli.api.trust import TRUST_METRICS
     from cnnviz_cli.techniques.cam import methods
+    from cnnviz_cli.techniques.trust import TRUST_METRICS
 
     return (any(methods()[name].draws_at_random(settings) for name in settings["methods"])
             or settings["sanity"] or any(TRUST_METRICS[name].random
@@ -230,9 +230,9 @@ def _gate(option: str, help_text: str) -> Option:
 def table() -> Table:
     """The options of `cnnviz cam` and `cnnviz_cli.cam`."""
     from cnnviz_cli.api.gates import HIGHER, LOWER
-    from cnnviz_cli.api.trust import TRUST_METRICS
     from cnnviz_cli.specs import DIRECTIONS, TASKS
     from cnnviz_cli.techniques.cam import methods
+    from cnnviz_cli.techniques.trust import TRUST_METRICS
 
     explain = (
         Option("methods", ("gradcam",), f"{', '.join(methods())}, or all; repeatable or a comma "
@@ -432,12 +432,11 @@ def _warn_blank(session, items: list[CamItem], model, layer_path: str | None,
 
 def _trust_metrics(explainer, metrics: list[str], settings, input_shape: tuple):
     """The TrustMetrics of the trust metrics among `metrics` (None without any)."""
-    from cnnviz_cli.api.trust import TRUST_METRICS
+    from cnnviz_cli.techniques.trust import TRUST_METRICS, TrustMetrics
 
     names = [name for name in metrics if name in TRUST_METRICS]
     if not names:
         return None
-    from cnnviz_cli.techniques.trust import TrustMetrics
 
     return TrustMetrics(explainer, names, settings, input_shape)
 
@@ -474,9 +473,7 @@ def _explain(explainer, resolved, batch: list[LoadedImage], targets, methods: li
         for method in result.maps:
             fields[method] = {"heatmap": result.statistics(method, item),
                               **checked[method][item]}
-            if method in scores:
-                fields[method]["deletion_auc"] = float(scores[method].deletion_auc[item])
-                fields[method]["insertion_auc"] = float(scores[method].insertion_auc[item])
+            fields[method].update(scores[method].fields(item) if method in scores else {})
             fields[method].update(trusted[method][item] if trusted else {})
             fields[method].update({name: float(values[item]) for name, values
                                    in result.extras.get(method, {}).items()})

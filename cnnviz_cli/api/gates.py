@@ -6,7 +6,8 @@ image, method and class (`baseline_corr`, `baseline_iou`, or `"baseline": "missi
 end each gate is evaluated per method on the records (so resumed runs count the carried ones)
 and written into the manifest and the report. The faithfulness ranking of the methods
 (metrics=True) and the table of the trust metrics (api.trust) are made from the records the
-same way.
+same way. The metrics a gate may test and their directions come from the metrics' own
+declarations (techniques.metrics, techniques.trust).
 """
 
 import math
@@ -14,8 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from cnnviz_cli.api.trust import TRUST_METRICS, trust_table
+from cnnviz_cli.api.trust import trust_table
 from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.techniques.metrics import FAITHFULNESS_METRICS
+from cnnviz_cli.techniques.trust import TRUST_METRICS
 
 
 @dataclass(frozen=True)
@@ -28,8 +31,8 @@ class GateMetric:
 
 
 GATE_METRICS = {
-    "insertion": GateMetric("insertion_auc", True, "--metrics"),
-    "deletion": GateMetric("deletion_auc", False, "--metrics"),
+    **{name: GateMetric(metric.field, metric.higher_is_better, "--metrics")
+       for name, metric in FAITHFULNESS_METRICS.items()},
     "pointing": GateMetric("pointing_hit", True, "--targets with masks or boxes"),
     "energy": GateMetric("region_energy", True, "--targets with masks or boxes"),
     "baseline-corr": GateMetric("baseline_corr", True, "--baseline"),

@@ -1,43 +1,16 @@
 """Which metrics a cam run computes, and the per-method table of the trust metrics.
 
-The trust metrics (computed by techniques/trust.py) say whether a heatmap can be trusted:
-faithfulness beyond deletion (`road`, `mufidelity`), robustness (`stability`), dependence on the
-model and the class (`randomisation`, `random-logit`) and simplicity (`sparseness`,
-`complexity`). This module imports no TensorFlow: the CLI builds its options from it.
+The metrics declare themselves next to their computation: deletion and insertion in
+techniques/metrics.py (`FAITHFULNESS_METRICS`), the trust metrics in techniques/trust.py
+(`TRUST_METRICS`); neither imports TensorFlow until it computes.
 """
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from cnnviz_cli.errors import CnnvizError
-
-
-@dataclass(frozen=True)
-class TrustMetric:
-    """A trust metric: its field in the heatmap records, its direction and what it measures."""
-
-    field: str
-    higher_is_better: bool
-    meaning: str
-    random: bool = False  # draws at random (seeded with --seed)
-
-
-TRUST_METRICS = {
-    "road": TrustMetric("road", True, "ROAD: probability with the least minus the most relevant "
-                        "pixels imputed, mean over 10-90 %", True),
-    "mufidelity": TrustMetric("mufidelity", True, "correlation of the heat of random pixel "
-                              "subsets with the score drop when they are removed", True),
-    "stability": TrustMetric("stability", False, "largest relative change of the map under "
-                             "small input noise", True),
-    "randomisation": TrustMetric("randomisation", False, "rank correlation with the map after "
-                                 "re-initialising every layer", True),
-    "random-logit": TrustMetric("random_logit", False, "rank correlation with the map of a "
-                                "random other class", True),
-    "sparseness": TrustMetric("sparseness", True, "Gini index of the map"),
-    "complexity": TrustMetric("complexity", False, "entropy of the map normalised to sum 1"),
-}
-FAITHFULNESS_METRICS = ("deletion", "insertion")  # computed together, by --metrics
+from cnnviz_cli.techniques.metrics import FAITHFULNESS_METRICS
+from cnnviz_cli.techniques.trust import TRUST_METRICS
 
 
 def resolve_metrics(metrics: bool | Sequence[str], sanity: bool = False) -> list[str]:

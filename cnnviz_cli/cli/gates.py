@@ -4,9 +4,6 @@ What they compute lives in cnnviz_cli.api.gates; a failed gate exits 3 after eve
 written.
 """
 
-
-from cnnviz_cli.api.trust import TRUST_METRICS
-
 GATE_EXIT_CODE = 3
 
 
@@ -44,6 +41,8 @@ def print_trust(rows: list[dict]) -> None:
     """The trust metrics' means per method (api.trust.trust_table) as a table on stderr."""
     from rich.console import Console
     from rich.table import Table
+
+    from cnnviz_cli.techniques.trust import TRUST_METRICS
 
     names = [name for name in TRUST_METRICS if any(name in row for row in rows)]
     table = Table(title="Trust metrics (mean over heatmaps)")

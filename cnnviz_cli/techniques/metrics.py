@@ -6,15 +6,30 @@ sigmoid per unit, for regression the value explained, for segmentation the mean 
 the region, which stays the one of the full input); a faithful map makes it fall fast (low AUC).
 Insertion adds pixels to an empty input in the same order; a faithful map makes it rise fast
 (high AUC). Removed pixels are 0 in the model's input space. All masked copies run in large
-batches through `CamExplainer.masked_scores`.
+batches through `CamExplainer.masked_scores`. Both are declared here as `Metric`s (`--metrics`
+computes them together); TensorFlow is imported on first use, so reading them stays cheap.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 
+from cnnviz_cli.lazy import tf
 from cnnviz_cli.techniques.cam import CamBatch, CamExplainer, selection
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A number recorded for every heatmap: its name, its `field` in the heatmap records and
+    its direction (the gates and tables read them)."""
+
+    name: str
+    field: str
+    higher_is_better: bool
+
+
+FAITHFULNESS_METRICS = {metric.name: metric for metric in (
+    Metric("deletion", "deletion_auc", False), Metric("insertion", "insertion_auc", True))}
 
 
 def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -58,6 +73,11 @@ class Faithfulness:
     def insertion_auc(self) -> np.ndarray:
         """Area under the insertion curve (higher is better)."""
         return np.trapezoid(self.insertion, dx=1.0 / (self.insertion.shape[1] - 1), axis=1)
+
+    def fields(self, item: int) -> dict[str, float]:
+        """The record fields of one item: its FAITHFULNESS_METRICS (the AUCs above)."""
+        return {metric.field: float(getattr(self, metric.field)[item])
+                for metric in FAITHFULNESS_METRICS.values()}
 
 
 def deletion_insertion(

@@ -1,4 +1,10 @@
-"""Can a heatmap be trusted? Seven metrics of the maps of a CamBatch.
+"""Can a heatmap be trusted? Seven metrics of the maps of a CamBatch, each declared once.
+
+Every metric is a `TrustMetric` registered with `trust_metric` next to its computation: its
+name (`--metric NAME`), record field, direction, meaning (the `--help` text), whether it draws at
+random, and its measure, a function from a `TrustPass` to record fields per method and item. The
+command line, the gates and the tables read `TRUST_METRICS`; TensorFlow is imported on first
+use, so reading them stays cheap.
 
 - `road` (Rong et al.): the class probability after imputing a share of the pixels, least
   relevant first minus most relevant first, averaged over 10-90 %. Imputation is linear (each
@@ -16,14 +22,17 @@
   maps at the model's input size.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from cnnviz_cli.errors import CnnvizError
+from cnnviz_cli.lazy import keras, tf
 from cnnviz_cli.techniques.agreement import correlation
 from cnnviz_cli.techniques.cam import (
     CamBatch,
@@ -32,7 +41,39 @@ from cnnviz_cli.techniques.cam import (
     Targets,
     gaussian_blur,
 )
-from cnnviz_cli.techniques.metrics import heat_ranks, upsample
+from cnnviz_cli.techniques.metrics import Metric, heat_ranks, upsample
+
+Measure = Callable[["TrustPass"], dict[str, dict[str, Any]]]  # -> field -> method -> per item
+Setup = Callable[[CamExplainer, CamOptions, tuple], Any]  # (explainer, options, input shape)
+
+
+@dataclass(frozen=True)
+class TrustMetric(Metric):
+    """A trust metric, declared once next to its computation (see `trust_metric`)."""
+
+    meaning: str
+    measure: Measure
+    random: bool = False  # draws at random (seeded with --seed)
+    setup: Setup | None = None  # run once per explainer, before any image
+
+
+TRUST_METRICS: dict[str, TrustMetric] = {}
+
+
+def trust_metric(name: str, higher_is_better: bool, meaning: str, random: bool = False,
+                 field: str | None = None, setup: Setup | None = None) -> Callable:
+    """Register `measure(trust_pass) -> {record field: {method: per-item values}}` as the
+    metric `name`, recorded as `field` (default: the name with _ for -); `setup(explainer,
+    options, input shape)` checks the model and prepares what the measure reads from
+    `TrustPass.prepared[name]`."""
+
+    def add(measure: Measure) -> Measure:
+        TRUST_METRICS[name] = TrustMetric(name, field or name.replace("-", "_"),
+                                          higher_is_better, meaning, measure, random, setup)
+        return measure
+
+    return add
+
 
 ROAD_FRACTIONS = tuple(np.round(np.linspace(0.1, 0.9, 9), 2))  # shares of pixels imputed
 ROAD_NOISE = 0.01  # imputation noise, as a fraction of the item's value range
@@ -42,22 +83,61 @@ STABILITY_SAMPLES, STABILITY_RADIUS = 8, 0.05
 MAX_CASCADE_STEPS = 8  # randomisation: at most this many groups of layers, top down
 
 
-def gini(maps: np.ndarray) -> np.ndarray:
-    """Gini index of each map's absolute values, (n,): 0 for a flat map, near 1 for one peak."""
-    flat = np.sort(np.abs(np.asarray(maps, np.float64)).reshape(len(maps), -1), axis=1)
-    count = flat.shape[1]
-    weights = 2 * np.arange(1, count + 1) - count - 1
-    total = flat.sum(axis=1)
-    return np.divide(flat @ weights, count * total, out=np.zeros_like(total), where=total > 0)
+@dataclass
+class TrustPass:
+    """What the trust metrics measure: a CamBatch of the model inputs `items` (one per map),
+    the explainer and options that made it, and what the metrics' `setup` prepared, by name."""
+
+    explainer: CamExplainer
+    items: np.ndarray  # (items, height, width, channels)
+    cam_batch: CamBatch
+    options: CamOptions
+    prepared: dict[str, Any]
+    cascade: Cascade | None = None  # set by randomisation: the maps that --sanity draws
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.cam_batch.maps)
+
+    def of_maps(self, measure: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
+        """Per method, `measure` of its maps at the input size."""
+        size = self.items.shape[1:3]
+        return {method: measure(upsample(self.cam_batch.maps[method], size))
+                for method in self.methods}
+
+    def every_method(self, measure: Callable) -> dict[str, np.ndarray]:
+        """Per method, `measure(inputs, classes, scores, maps)` of all methods' maps in one
+        batched run."""
+        count, methods, size = len(self.cam_batch.classes), self.methods, self.items.shape[1:3]
+        maps = np.concatenate([upsample(self.cam_batch.maps[m], size) for m in methods])
+        values = measure(np.tile(self.items, (len(methods), 1, 1, 1)),
+                         np.tile(self.cam_batch.classes, len(methods)),
+                         np.tile(self.cam_batch.scores, len(methods)), maps)
+        return dict(zip(methods, values.reshape(len(methods), count), strict=True))
 
 
-def entropy(maps: np.ndarray) -> np.ndarray:
-    """Shannon entropy (nats) of each map's absolute values normalised to sum 1, (n,); a map
-    without heat counts as flat (log of its size)."""
-    flat = np.abs(np.asarray(maps, np.float64)).reshape(len(maps), -1)
-    flat = np.where(flat.sum(axis=1, keepdims=True) > 0, flat, 1.0)
-    share = flat / flat.sum(axis=1, keepdims=True)
-    return -np.sum(share * np.log(np.where(share > 0, share, 1.0)), axis=1)
+class TrustMetrics:
+    """The trust metrics `names` (of TRUST_METRICS) of the heatmaps of CamBatches."""
+
+    def __init__(self, explainer: CamExplainer, names: list[str], options: CamOptions,
+                 input_shape: tuple):
+        self.explainer, self.options = explainer, options
+        self.specs = [spec for name, spec in TRUST_METRICS.items() if name in names]
+        self.prepared = {spec.name: spec.setup(explainer, options, input_shape)
+                         for spec in self.specs if spec.setup is not None}
+
+    def __call__(self, inputs: np.ndarray, cam_batch: CamBatch):
+        """(per method, per item: the record fields; the Cascade, or None without
+        randomisation) of a CamBatch of the preprocessed `inputs`."""
+        trust = TrustPass(self.explainer, inputs[cam_batch.image_indices], cam_batch,
+                          self.options, self.prepared)
+        fields = {method: [{} for _ in cam_batch.classes] for method in trust.methods}
+        for spec in self.specs:
+            for name, values in spec.measure(trust).items():
+                for method, numbers in values.items():
+                    for item, number in enumerate(numbers):
+                        fields[method][item][name] = np.asarray(number).tolist()
+        return fields, trust.cascade
 
 
 NEIGHBOURS = np.array([[1, 2, 1], [2, 0, 2], [1, 2, 1]], np.float32) / 12
@@ -133,6 +213,13 @@ def road(explainer: CamExplainer, inputs: np.ndarray, classes: np.ndarray, maps:
     return scores[:, half:].mean(axis=1) - scores[:, :half].mean(axis=1)
 
 
+@trust_metric("road", True, "ROAD: probability with the least minus the most relevant pixels "
+              "imputed, mean over 10-90 %", random=True)
+def _road(trust: TrustPass) -> dict:
+    return {"road": trust.every_method(lambda inputs, classes, scores, maps: road(
+        trust.explainer, inputs, classes, maps, trust.options.batch_size, trust.options.seed))}
+
+
 def removed_subsets(size: tuple[int, int], seed: int = 0) -> np.ndarray:
     """(SUBSETS, height, width) float masks, 1 on the removed pixels: SUBSET_FRACTION of the
     cells of a GRID x GRID grid (at most one cell per pixel) per subset, seeded."""
@@ -169,6 +256,38 @@ def mufidelity(explainer: CamExplainer, inputs: np.ndarray, classes: np.ndarray,
     return np.array([_pearson(h, d) for h, d in zip(heat, drops, strict=True)])
 
 
+@trust_metric("mufidelity", True, "correlation of the heat of random pixel subsets with the "
+              "score drop when they are removed", random=True)
+def _mufidelity(trust: TrustPass) -> dict:
+    return {"mufidelity": trust.every_method(lambda inputs, classes, scores, maps: mufidelity(
+        trust.explainer, inputs, classes, scores, maps, trust.options.batch_size,
+        trust.options.seed))}
+
+
+@trust_metric("stability", False, "largest relative change of the map under small input noise",
+              random=True)
+def _stability(trust: TrustPass) -> dict:
+    """Per method: max over noisy copies of |map(noisy) - map| / |map|, (items,); one
+    explainer pass per copy, so memory stays that of a batch."""
+    items, maps = trust.items, trust.cam_batch.maps
+    rng = np.random.default_rng(trust.options.seed)
+    spread = np.ptp(items, axis=(1, 2, 3)).reshape(-1, 1, 1, 1)
+    targets = Targets(per_image=tuple(int(index) for index in trust.cam_batch.classes))
+    changes = {method: np.zeros(len(items)) for method in maps}
+    for _ in range(STABILITY_SAMPLES):
+        noise = rng.uniform(-1, 1, items.shape) * STABILITY_RADIUS * spread
+        again = trust.explainer((items + noise).astype(np.float32), targets, trust.methods,
+                                trust.options)
+        for method, heat in maps.items():
+            flat, noisy = (m.reshape(len(items), -1) for m in (heat, again.maps[method]))
+            norm = np.linalg.norm(flat, axis=1)
+            scale = np.where(norm > 0, norm, np.linalg.norm(noisy, axis=1))
+            difference = np.linalg.norm(noisy - flat, axis=1)
+            ratio = np.divide(difference, scale, out=np.zeros_like(difference), where=scale > 0)
+            changes[method] = np.maximum(changes[method], ratio)
+    return {"stability": changes}
+
+
 def rank_correlation(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Spearman correlation of each pair of same-size maps (ties share their mean rank), (n,)."""
     return np.array([_pearson(_ranks(a.ravel()), _ranks(b.ravel()))
@@ -190,10 +309,14 @@ def ssim(first: np.ndarray, second: np.ndarray, size: tuple[int, int]) -> np.nda
     maximum of 1, (n,): the mean over pixels of Wang et al.'s SSIM in a Gaussian window
     (sigma 1.5, 11 taps, reflected at the edges)."""
     pair = (tf.constant(np.asarray(maps, np.float32)[..., None]) for maps in (first, second))
-    return _ssim(*pair, tuple(int(side) for side in size)).numpy()
+    return _compiled_ssim()(*pair, tuple(int(side) for side in size)).numpy()
 
 
-@tf.function(reduce_retracing=True)
+@cache
+def _compiled_ssim() -> Callable:
+    return tf.function(_ssim, reduce_retracing=True)
+
+
 def _ssim(first, second, size):
     def scaled(maps):
         maps = tf.image.resize(maps, size, "bilinear")
@@ -283,7 +406,7 @@ class Cascade:
     spearman: dict[str, np.ndarray]  # method -> (steps, items)
     ssim: dict[str, np.ndarray]  # method -> (steps, items)
 
-    def of_item(self, item: int) -> "Cascade":
+    def of_item(self, item: int) -> Cascade:
         """The cascade of one item: maps (steps, h, w), similarities (steps,)."""
         def pick(values: dict) -> dict:
             return {method: array[:, item] for method, array in values.items()}
@@ -291,101 +414,70 @@ class Cascade:
         return Cascade(self.labels, pick(self.maps), pick(self.spearman), pick(self.ssim))
 
 
-class TrustMetrics:
-    """The trust metrics `names` (api.trust.TRUST_METRICS) of the heatmaps of CamBatches."""
+@trust_metric("randomisation", False, "rank correlation with the map after re-initialising "
+              "every layer", random=True,
+              setup=lambda explainer, options, shape: Randomiser(explainer, shape, options.seed))
+def _randomisation(trust: TrustPass) -> dict:
+    """The similarities after the last step, every step's correlation, and the Cascade."""
+    methods, maps = trust.methods, trust.cam_batch.maps
+    steps = trust.prepared["randomisation"].cascade(trust.items, trust.cam_batch.classes,
+                                                    methods, trust.options)
+    again = {m: np.stack([step.maps[m] for step in steps]) for m in methods}
+    size = trust.items.shape[1:3]
+    trust.cascade = Cascade(
+        trust.prepared["randomisation"].labels, again,
+        {m: np.stack([rank_correlation(maps[m], s) for s in again[m]]) for m in methods},
+        {m: ssim(np.tile(maps[m], (len(steps), 1, 1)), again[m].reshape(-1, *again[m].shape[2:]),
+                 size).reshape(len(steps), -1) for m in methods},
+    )
+    return {"randomisation": {m: values[-1] for m, values in trust.cascade.spearman.items()},
+            "randomisation_ssim": {m: values[-1] for m, values in trust.cascade.ssim.items()},
+            "randomisation_curve": {m: values.T for m, values in trust.cascade.spearman.items()}}
 
-    def __init__(self, explainer: CamExplainer, names: list[str], options: CamOptions,
-                 input_shape: tuple):
-        self.explainer, self.names, self.options = explainer, names, options
-        if "random-logit" in names and explainer.num_classes < 2:
-            raise CnnvizError("random-logit needs a model output with two or more classes.")
-        self.randomiser = Randomiser(explainer, input_shape, options.seed) \
-            if "randomisation" in names else None
 
-    def __call__(self, inputs: np.ndarray, cam_batch: CamBatch):
-        """(per method, per item: the record fields; the Cascade, or None without
-        randomisation) of a CamBatch of the preprocessed `inputs`."""
-        items, methods = inputs[cam_batch.image_indices], list(cam_batch.maps)
-        fields = {method: [{} for _ in cam_batch.classes] for method in methods}
+def _two_classes(explainer: CamExplainer, options: CamOptions, input_shape: tuple) -> None:
+    if explainer.num_classes < 2:
+        raise CnnvizError("random-logit needs a model output with two or more classes.")
 
-        def record(name: str, values: dict[str, np.ndarray]) -> None:
-            for method, numbers in values.items():
-                for item, number in enumerate(numbers):
-                    fields[method][item][name] = np.asarray(number).tolist()
 
-        size = items.shape[1:3]
-        if "road" in self.names:
-            record("road", self._every_method(cam_batch, items, lambda i, c, s, m: road(
-                self.explainer, i, c, m, self.options.batch_size, self.options.seed)))
-        if "mufidelity" in self.names:
-            record("mufidelity", self._every_method(cam_batch, items, lambda i, c, s, m: mufidelity(
-                self.explainer, i, c, s, m, self.options.batch_size, self.options.seed)))
-        if "stability" in self.names:
-            record("stability", self._stability(cam_batch, items))
-        if "random-logit" in self.names:
-            others = self._other_classes(cam_batch.classes)
-            again = self.explainer(items, Targets(per_image=tuple(others)), methods, self.options)
-            record("random_logit", {m: rank_correlation(cam_batch.maps[m], again.maps[m])
-                                    for m in methods})
-            record("random_logit_class", {m: others for m in methods})
-        for name, measure in (("sparseness", gini), ("complexity", entropy)):
-            if name in self.names:
-                record(name, {m: measure(upsample(cam_batch.maps[m], size)) for m in methods})
-        cascade = None
-        if self.randomiser is not None:
-            cascade = self._cascade(cam_batch, items)
-            record("randomisation", {m: values[-1] for m, values in cascade.spearman.items()})
-            record("randomisation_ssim", {m: values[-1] for m, values in cascade.ssim.items()})
-            record("randomisation_curve", {m: values.T for m, values in cascade.spearman.items()})
-        return fields, cascade
+@trust_metric("random-logit", False, "rank correlation with the map of a random other class",
+              random=True, setup=_two_classes)
+def _random_logit(trust: TrustPass) -> dict:
+    """The rank correlation with the map of a random class other than each item's own
+    (seeded), and that class."""
+    classes, count = trust.cam_batch.classes, trust.explainer.num_classes
+    others = (classes + np.random.default_rng(trust.options.seed).integers(
+        1, count, len(classes))) % count
+    again = trust.explainer(trust.items, Targets(per_image=tuple(others)), trust.methods,
+                            trust.options)
+    return {"random_logit": {m: rank_correlation(trust.cam_batch.maps[m], again.maps[m])
+                             for m in trust.methods},
+            "random_logit_class": {m: others for m in trust.methods}}
 
-    def _every_method(self, cam_batch: CamBatch, items: np.ndarray,
-                      measure: Callable) -> dict[str, np.ndarray]:
-        """`measure(inputs, classes, scores, maps)` of all methods' maps in one batched run."""
-        methods, count = list(cam_batch.maps), len(cam_batch.classes)
-        maps = np.concatenate([upsample(cam_batch.maps[m], items.shape[1:3]) for m in methods])
-        values = measure(np.tile(items, (len(methods), 1, 1, 1)),
-                         np.tile(cam_batch.classes, len(methods)),
-                         np.tile(cam_batch.scores, len(methods)), maps)
-        return dict(zip(methods, values.reshape(len(methods), count), strict=True))
 
-    def _stability(self, cam_batch: CamBatch, items: np.ndarray) -> dict[str, np.ndarray]:
-        """Per method: max over noisy copies of |map(noisy) - map| / |map|, (items,); one
-        explainer pass per copy, so memory stays that of a batch."""
-        rng = np.random.default_rng(self.options.seed)
-        spread = np.ptp(items, axis=(1, 2, 3)).reshape(-1, 1, 1, 1)
-        targets = Targets(per_image=tuple(int(index) for index in cam_batch.classes))
-        changes = {method: np.zeros(len(items)) for method in cam_batch.maps}
-        for _ in range(STABILITY_SAMPLES):
-            noise = rng.uniform(-1, 1, items.shape) * STABILITY_RADIUS * spread
-            again = self.explainer((items + noise).astype(np.float32), targets,
-                                   list(cam_batch.maps), self.options)
-            for method, maps in cam_batch.maps.items():
-                flat, noisy = (m.reshape(len(items), -1) for m in (maps, again.maps[method]))
-                norm = np.linalg.norm(flat, axis=1)
-                scale = np.where(norm > 0, norm, np.linalg.norm(noisy, axis=1))
-                difference = np.linalg.norm(noisy - flat, axis=1)
-                ratio = np.divide(difference, scale, out=np.zeros_like(difference),
-                                  where=scale > 0)
-                changes[method] = np.maximum(changes[method], ratio)
-        return changes
+def gini(maps: np.ndarray) -> np.ndarray:
+    """Gini index of each map's absolute values, (n,): 0 for a flat map, near 1 for one peak."""
+    flat = np.sort(np.abs(np.asarray(maps, np.float64)).reshape(len(maps), -1), axis=1)
+    count = flat.shape[1]
+    weights = 2 * np.arange(1, count + 1) - count - 1
+    total = flat.sum(axis=1)
+    return np.divide(flat @ weights, count * total, out=np.zeros_like(total), where=total > 0)
 
-    def _other_classes(self, classes: np.ndarray) -> np.ndarray:
-        """A random class other than each item's own (seeded)."""
-        rng = np.random.default_rng(self.options.seed)
-        count = self.explainer.num_classes
-        return (classes + rng.integers(1, count, len(classes))) % count
 
-    def _cascade(self, cam_batch: CamBatch, items: np.ndarray) -> Cascade:
-        methods = list(cam_batch.maps)
-        steps = self.randomiser.cascade(items, cam_batch.classes, methods, self.options)
-        maps = {m: np.stack([step.maps[m] for step in steps]) for m in methods}
-        size = items.shape[1:3]
-        return Cascade(
-            self.randomiser.labels, maps,
-            {m: np.stack([rank_correlation(cam_batch.maps[m], s) for s in maps[m]])
-             for m in methods},
-            {m: ssim(np.tile(cam_batch.maps[m], (len(steps), 1, 1)),
-                     maps[m].reshape(-1, *maps[m].shape[2:]), size).reshape(len(steps), -1)
-             for m in methods},
-        )
+def entropy(maps: np.ndarray) -> np.ndarray:
+    """Shannon entropy (nats) of each map's absolute values normalised to sum 1, (n,); a map
+    without heat counts as flat (log of its size)."""
+    flat = np.abs(np.asarray(maps, np.float64)).reshape(len(maps), -1)
+    flat = np.where(flat.sum(axis=1, keepdims=True) > 0, flat, 1.0)
+    share = flat / flat.sum(axis=1, keepdims=True)
+    return -np.sum(share * np.log(np.where(share > 0, share, 1.0)), axis=1)
+
+
+@trust_metric("sparseness", True, "Gini index of the map")
+def _sparseness(trust: TrustPass) -> dict:
+    return {"sparseness": trust.of_maps(gini)}
+
+
+@trust_metric("complexity", False, "entropy of the map normalised to sum 1")
+def _complexity(trust: TrustPass) -> dict:
+    return {"complexity": trust.of_maps(entropy)}
