@@ -341,17 +341,6 @@ def check_merged(out: Path, single_run: dict[str, set[str]]) -> None:
         assert (out / record["file"]).is_file()
 
 
-def test_the_documented_job_array_and_its_merge(cluster, photos, single_run, tmp_path):
-    out = tmp_path / "cam"
-    array = submit_array(cluster, photos, out, tmp_path)
-    merge = submit_merge(cluster, photos, out, tmp_path, array)
-    merged = cluster.wait(merge)
-    tasks = cluster.wait(array)
-    assert merged == {merge: "COMPLETED"}, job_logs(tmp_path)
-    assert tasks == {str(k): "COMPLETED" for k in range(1, SHARDS + 1)}, job_logs(tmp_path)
-    check_merged(out, single_run)
-
-
 def folder_unlocked(folder: Path) -> bool:
     """Whether no run holds the lock on an output folder (see cnnviz_cli/io/lock.py)."""
     try:
@@ -374,6 +363,9 @@ def wait_for(ready, timeout: float, failure: str) -> None:
 
 def test_a_task_cancelled_half_way_and_submitted_again_finishes_only_what_was_missing(
         cluster, photos, single_run, tmp_path):
+    """The documented array and merge, with one task cancelled half-way: the first merge waits
+    for ever (as the docs say), the task submitted again skips what it finished, and the
+    second merge equals one run of every image."""
     out, task = tmp_path / "cam", "2"
     shard = out / f"shard-{task}"
     array = submit_array(cluster, photos, out, tmp_path, "--batch-size", "1")
