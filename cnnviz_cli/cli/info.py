@@ -30,7 +30,8 @@ def info(files: tuple[Path, ...], print_json: bool) -> None:
 
     Tool version, command line (without -o DIR), model (name or path, weights, SHA-256 of
     the model and weights files, preprocessing), and the layer, method, target and seed where
-    they apply, plus the file's manifest record. --json uses the manifest's names
+    they apply, where each setting came from (command line, environment, profile, file), plus
+    the file's manifest record. --json uses the manifest's names
     (command_line, model.sha256). Exits 1 if some files could not be read, 2 if none could.
 
     \b
@@ -65,6 +66,9 @@ def _readable(fields: dict) -> str:
     values = {**fields, **{f"model.{key}": value for key, value in model.items()}} \
         if isinstance(model, dict) else fields
     rows = [(caption, values[name]) for name, caption in SHOWN if values.get(name) is not None]
+    if fields.get("settings"):
+        rows.append(("settings from", ", ".join(f"{name}: {source}" for name, source
+                                                in fields["settings"].items())))
     if "record" in fields:
         rows.append(("record", json.dumps(fields["record"], ensure_ascii=False)))
     width = max(len(caption) for caption, _ in rows)

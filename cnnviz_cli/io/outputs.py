@@ -212,7 +212,9 @@ class Outputs:
         info = PngImagePlugin.PngInfo()
         run = {"version": __version__, "command": self.command,
                "command-line": self.command_line, "model": self.model,
-               "seed": self.options.get("seed")}
+               "seed": self.options.get("seed"),
+               "settings": {name: source for name, source in (self.sources or {}).items()
+                            if source != "default"}}
         fields = {**png_fields(run, record), f"{PREFIX}setup": self.setup,
                   f"{PREFIX}record": json.dumps(record, default=_json_default)}
         for key, value in fields.items():

@@ -2,7 +2,9 @@
 
 Each PNG holds the tool version, the command and its command line (without -o DIR), the model
 record of the manifest (source, weights, the SHA-256 of the model and weights files, ...), where
-they apply the layer, method, target and seed of the picture, its whole manifest record, and
+they apply the layer, method, target and seed of the picture, where each setting came from
+(`settings`: command line, environment, a profile or a settings file), its whole manifest
+record, and
 `setup`, a digest of the run's command and result options (finished work is recognised by it
 when a manifest is lost).
 Names follow the manifest (`command_line`, `model.sha256`); `model`, `seed` and `record` are JSON.
@@ -19,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from cnnviz_cli.errors import InputError
 
 PREFIX = "cnnviz:"
-JSON_FIELDS = ("model", "seed", "record")  # chunks that hold JSON, not text
+JSON_FIELDS = ("model", "seed", "record", "settings")  # chunks that hold JSON, not text
 _TARGET_KEYS = ("target", "targets", "filter", "filters", "channel", "channels")
 _OLD_MODEL_FIELDS = {"model": "source", "weights": "weights", "model-sha256": "sha256",
                      "weights-sha256": "weights_sha256"}  # chunks before the manifest's names
@@ -75,8 +77,10 @@ def _target(record: dict) -> str | None:
 def png_fields(run: dict, record: dict) -> dict[str, str]:
     """The `cnnviz:*` text chunks of one PNG but its record: the run's fields and the record's.
 
-    `run` holds version, command, command-line, the model description of the manifest and the
-    seed (None where no seed applies); `record` is the file's manifest record.
+    `run` holds version, command, command-line, the model description of the manifest, the
+    seed (None where no seed applies) and `settings`, where each setting not left at its
+    default came from (command line, environment, profile, file); `record` is the file's
+    manifest record.
     """
     fields = {
         "version": run["version"],
@@ -87,6 +91,7 @@ def png_fields(run: dict, record: dict) -> dict[str, str]:
         "method": record.get("method") or record.get("methods"),
         "target": _target(record),
         "seed": run.get("seed"),
+        "settings": run.get("settings") or None,
     }
     return {PREFIX + name: json.dumps(value) if name in JSON_FIELDS else _text(value)
             for name, value in fields.items() if value is not None}

@@ -56,6 +56,19 @@ def test_file_settings_run_and_are_recorded_on_the_command_line(run_cli, project
     assert "--batch-size 4" in manifest["command_line"]
 
 
+def test_each_png_says_where_its_settings_came_from(run_cli, project, sample_dir):
+    from cnnviz_cli.io.provenance import read_png_fields
+
+    _, manifest, _ = _run(run_cli, project, sample_dir, "--layer", "auto")
+    png = project / "out" / next(record["file"] for record in manifest["outputs"]
+                                 if record["file"].endswith(".png"))
+    settings = read_png_fields(png)["settings"]
+    assert settings["methods"] == settings["batch_size"] == "file pyproject.toml"
+    assert settings["layer"] == "command line" and "seed" not in settings  # left at default
+    shown = run_cli("info", png).output
+    assert "settings from" in shown and "methods: file pyproject.toml" in shown
+
+
 def test_the_command_line_beats_the_file(run_cli, project, sample_dir):
     _, manifest, methods = _run(run_cli, project, sample_dir, "--method", "gradcam")
     assert methods == {"gradcam"}
