@@ -254,11 +254,12 @@ def _dequantised(values: np.ndarray, detail: dict) -> np.ndarray:
 
 
 def _numpy_call(invoke: Callable, images: tf.Tensor, count: int) -> list[tf.Tensor]:
-    """`invoke(numpy batch) -> numpy outputs` as a graph op (one call per batch, no gradient)."""
+    """`invoke(numpy batch) -> numpy outputs` as a graph op (one call per batch, no gradient).
+    Eagerly, tf.numpy_function returns one output bare, not in a list."""
     results = tf.numpy_function(lambda batch: [np.asarray(out, np.float32)
                                                for out in invoke(batch)],
                                 [images], [tf.float32] * count, stateful=True)
-    return list(results)
+    return list(results) if isinstance(results, list | tuple) else [results]
 
 
 ONNX_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64",

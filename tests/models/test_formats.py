@@ -238,6 +238,17 @@ def test_perturbation_maps_of_exported_models_equal_the_keras_models(exported, p
 
 
 @pytest.mark.parametrize("name", ["fallback.onnx", "model.tflite"])
+def test_an_eager_call_of_a_forward_only_model_gives_the_batchs_outputs(exported, pixels, name):
+    """(--reference embeddings are computed eagerly.)"""
+    from cnnviz_cli import api
+
+    batch = pixels.astype("float32")
+    expected = api.load_model(exported / "model.keras").model(batch)
+    np.testing.assert_allclose(api.load_model(exported / name).model(batch), expected,
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["fallback.onnx", "model.tflite"])
 def test_metrics_work_for_a_forward_only_model(run_cli, exported, tmp_path, name):
     from PIL import Image
 
