@@ -200,6 +200,12 @@ def _tflite(path: Path) -> Adapter:
         raise CnnvizError(f"Cannot read the TFLite model {path}: {_first_line(error)}.") from None
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     _one_input(path, "TFLite model", [detail["name"] for detail in inputs])
+    operations = {operation["op_name"] for operation in interpreter._get_ops_details()}
+    if "READ_VARIABLE" in operations and not operations & {"CALL_ONCE", "ASSIGN_VARIABLE"}:
+        raise CnnvizError(f"The TFLite model {path} reads variables that nothing in it sets (its "
+                          "converter left the weights out of the file), so it cannot run; "
+                          "convert the model again from a SavedModel written by "
+                          "model.export(folder).")
     source, allocated = inputs[0], []  # the batch shape the tensors are allocated for
 
     def invoke(batch: np.ndarray) -> list[np.ndarray]:

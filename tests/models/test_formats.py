@@ -298,7 +298,7 @@ def test_a_forward_only_model_refuses_gradient_methods(run_cli, exported):
                  "occlusion and rise work here")
 
 
-def test_bad_exported_models_are_one_sentence_and_exit_2(run_cli, exported, tmp_path):
+def test_bad_exported_models_are_one_sentence_and_exit_2(run_cli, exported, tmp_path, keras):
     import tensorflow as tf
 
     module = tf.Module()
@@ -311,6 +311,14 @@ def test_bad_exported_models_are_one_sentence_and_exit_2(run_cli, exported, tmp_
     converter = tf.lite.TFLiteConverter.from_concrete_functions([two.get_concrete_function()],
                                                                 module)
     (tmp_path / "two.tflite").write_bytes(converter.convert())
+    module = tf.Module()  # a Keras model's weights stay variables the file never sets
+    module.model = keras.models.load_model(exported / "model.keras")
+    module.serve = tf.function(module.model, input_signature=[
+        tf.TensorSpec([None, SIZE, SIZE, 3], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path / "module"), signatures={"serving_default":
+                                                                      module.serve})
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "module"))
+    (tmp_path / "unset.tflite").write_bytes(converter.convert())
     (tmp_path / "broken.onnx").write_bytes(b"\x08\x07not a protobuf at all")
     (tmp_path / "plain").mkdir()
     cases = [
@@ -319,6 +327,7 @@ def test_bad_exported_models_are_one_sentence_and_exit_2(run_cli, exported, tmp_
                                                       "serving_default"),
         (exported / "model.keras", ["--signature", "x"], "--signature applies to SavedModel"),
         (tmp_path / "two.tflite", [], "takes 2 inputs"),
+        (tmp_path / "unset.tflite", [], "reads variables that nothing in it sets"),
         (tmp_path / "broken.onnx", [], "Cannot read the ONNX model"),
         (tmp_path / "plain", [], "is a folder but not a TensorFlow SavedModel"),
         (tmp_path / "missing.tflite", [], "does not exist"),
