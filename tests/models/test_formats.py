@@ -359,3 +359,15 @@ def test_signature_chooses_the_savedmodels_function(run_cli, exported):
     result = run_cli("layers", exported / "saved", "--signature", "serve", "--json")
     model = json.loads(result.output)["model"]
     assert model["format"] == "savedmodel" and model["signature"] == "serve"
+
+
+def test_keras_operations_in_an_h5_file_are_named_with_the_format_to_use(keras, tmp_path,
+                                                                         run_cli):
+    inputs = keras.Input((SIZE, SIZE, 3))
+    features = keras.ops.gelu(keras.layers.Conv2D(2, 3, name="conv")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(features)))
+    model.save(tmp_path / "ops.h5")
+    model.save(tmp_path / "ops.keras")
+    one_sentence(run_cli("layers", tmp_path / "ops.h5", expect=2).output,
+                 "calls Keras operations (Gelu) between its layers", "save the model as a .keras")
+    assert "conv" in run_cli("layers", tmp_path / "ops.keras").output
