@@ -249,7 +249,8 @@ def decoder(classes=3, size=16):
     return twin.models("decoder")
 
 
-def vit(size=16, patch=4, dim=16, heads=2, blocks=2, classes=5, channels_last=False):
+def vit(size=16, patch=4, dim=16, heads=2, blocks=2, classes=5, channels_last=False,
+        batch="N"):
     """A two-block ViT as PyTorch exports it: a patch Conv, Reshape + Transpose to tokens, a
     class token (Expand of a Shape chain, Concat), position embeddings, and pre-norm blocks of
     LayerNormalization, MatMul attention (Reshape, Transpose, Gather, Softmax) and an
@@ -257,7 +258,7 @@ def vit(size=16, patch=4, dim=16, heads=2, blocks=2, classes=5, channels_last=Fa
     import keras
     from keras import ops
 
-    twin = Twin(size, free_size=False, channels_last=channels_last)
+    twin = Twin(size, batch, free_size=False, channels_last=channels_last)
     twin.conv("patches", dim, kernel=patch, stride=patch, pad=0)
     tokens = (size // patch) ** 2
     flat = twin._node("Reshape", [twin.onnx, twin.batch_shape("flatten", [dim, tokens])],
