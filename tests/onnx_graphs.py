@@ -289,6 +289,28 @@ def vit(size=16, patch=4, dim=16, heads=2, blocks=2, classes=5, channels_last=Fa
     return twin.models("vit")
 
 
+def patch_tokens(size=16, patch=4, dim=8, classes=3, free_size=True, channels_last=False,
+                 batch="N"):
+    """A ViT-like model of any size (no position embeddings): a patch Conv, Reshape +
+    Transpose to as many tokens as the input has patches, a MatMul token mixer with ReLU, the
+    tokens' ReduceMean, and a MatMul classifier with Softmax."""
+    import keras
+
+    twin = Twin(size, batch, free_size, channels_last=channels_last)
+    twin.conv("patches", dim, kernel=patch, stride=patch, pad=0)
+    flat = twin._node("Reshape", [twin.onnx, twin.batch_shape("flatten", [dim, -1])],
+                      "patch_flat")
+    twin.step(twin._node("Transpose", [flat], "tokens", perm=[0, 2, 1]),
+              keras.layers.Reshape((-1, dim), name="tokens")(twin.keras))
+    _linear(twin, "mixer", dim)
+    twin.relu("mixer_relu")
+    twin.step(twin._node("ReduceMean", [twin.onnx], "pooled", axes=[1], keepdims=0),
+              keras.layers.GlobalAveragePooling1D(name="pooled")(twin.keras))
+    _linear(twin, "logits", classes)
+    twin.activate("softmax")
+    return twin.models("patch_tokens")
+
+
 def _layer_norm(twin, name):
     import keras
 
