@@ -242,9 +242,10 @@ def test_registry_name_wins_over_a_bare_folder_name(tmp_path, monkeypatch):
 def test_tokens_that_grow_with_the_input_leave_auto_to_the_patch_convolution():
     """A token layer of a model of any size is a square grid at square sizes only: cam
     explains the patch convolution, also at the image's own (non-square) size."""
+    from onnx_graphs import patch_tokens
+
     import cnnviz_cli
     from cnnviz_cli.models.layers import default_layers
-    from onnx_graphs import patch_tokens
 
     _, model = patch_tokens()
     assert default_layers(model)["cam"][0].path == "patches"
