@@ -21,10 +21,10 @@ cam gradcam where there are layers, saliency on a SavedModel, occlusion on TFLit
 masks) on onnx-fallback; maximize 2 steps; dream 1 octave of 1 step; reconstruct guided.
 
 The full product (`every_cell()`, 1008 cells) took about 12 minutes on 2 cores, so `CELLS` is a
-covering design of 88 cells (about 70 s): every head in every format, each with two commands,
+covering design of 88 cells (50 to 70 s): every head in every format, each with two commands,
 so that every command runs in every format and on every head; every format and every head in
 each layout and size it can express; plus the .keras/.h5 channels-first refusals.
-`test_the_cells_cover_every_pair` checks that. The full product passed once by hand.
+`test_the_cells_cover_every_pair` checks that. The full product passed by hand, run in parts.
 """
 
 import itertools
