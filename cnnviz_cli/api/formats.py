@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from cnnviz_cli.models.resolve import ResolvedModel
 
 LAYER_COMMANDS = ("activations", "filters", "maximize", "dream", "reconstruct")
-"""The commands that need the model's layers."""
+"""The commands that need the model's layers (maximize of classes only input gradients)."""
 
 
 def usable_methods(resolved: "ResolvedModel") -> list[str]:
@@ -31,13 +31,21 @@ def check_methods(resolved: "ResolvedModel", methods: Sequence[str]) -> None:
             "here, and a .keras file of the model gives every method.")
 
 
-def check_command(resolved: "ResolvedModel", command: str) -> None:
-    """Refuse, in one sentence, a command that needs layers the model's format does not have."""
-    if command in LAYER_COMMANDS and "layer" not in resolved.gives:
-        raise CnnvizError(
-            f"cnnviz {command} needs the model's layers, and {_model(resolved)}: cnnviz cam "
-            f"--method {_listed(usable_methods(resolved))} work here, and a .keras file of the "
-            "model gives every command.")
+def check_command(resolved: "ResolvedModel", command: str, settings: dict | None = None) -> None:
+    """Refuse, in one sentence, a command (with its `settings`) that needs more of the model
+    than its format gives: layers, or input gradients to maximise classes."""
+    settings = settings or {}
+    classes = command == "maximize" and bool(settings.get("classes")) and not settings.get(
+        "from_images")
+    need = "gradient" if classes else "layer" if command in LAYER_COMMANDS else "forward"
+    if need in resolved.gives:
+        return
+    also = ", as does maximize --class" if "gradient" in resolved.gives else ""
+    raise CnnvizError(
+        f"cnnviz {command}{' --class' if classes else ''} needs the model's "
+        f"{'input gradients' if classes else 'layers'}, and {_model(resolved)}: cnnviz cam "
+        f"--method {_listed(usable_methods(resolved))} work here{also}, and a .keras file of "
+        "the model gives every command.")
 
 
 def _model(resolved: "ResolvedModel") -> str:

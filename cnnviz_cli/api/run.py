@@ -123,7 +123,7 @@ def start_session(table: Table, resolved, settings: dict,
     from cnnviz_cli.api.limits import check_input_size
     from cnnviz_cli.api.tables import RUN
 
-    check_command(resolved, table.command)
+    check_command(resolved, table.command, settings)
     check_input_size(resolved, {name: settings[name] for name in LIMITED if name in settings})
     options = {option.name: settings.get(option.name, option.default) for option in RUN}
     options["force"] = settings["force"]

@@ -81,6 +81,18 @@ def unknown_classes(path: Path, known: Iterable[str] = ()) -> list[str]:
                    and not _resolvable(name)})
 
 
+def keras_operations(names: Iterable[str]) -> list[str]:
+    """Those of the class `names` that are Keras operations (keras.ops called between layers),
+    which the legacy .h5 format writes but cannot read back."""
+    from keras.src import ops
+    from keras.src.ops.operation import Operation
+
+    modules = (ops.core, ops.image, ops.linalg, ops.math, ops.nn, ops.numpy)
+    return [name for name in names if any(
+        isinstance(value := getattr(module, name, None), type) and issubclass(value, Operation)
+        for module in modules)]
+
+
 def _model_config(path: Path) -> dict:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:

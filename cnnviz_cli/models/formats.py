@@ -200,6 +200,12 @@ def _tflite(path: Path) -> Adapter:
         raise CnnvizError(f"Cannot read the TFLite model {path}: {_first_line(error)}.") from None
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     _one_input(path, "TFLite model", [detail["name"] for detail in inputs])
+    operations = {operation["op_name"] for operation in interpreter._get_ops_details()}
+    if "READ_VARIABLE" in operations and not operations & {"CALL_ONCE", "ASSIGN_VARIABLE"}:
+        raise CnnvizError(f"The TFLite model {path} reads variables that nothing in it sets (its "
+                          "converter left the weights out of the file), so it cannot run; "
+                          "convert the model again from a SavedModel written by "
+                          "model.export(folder).")
     source, allocated = inputs[0], []  # the batch shape the tensors are allocated for
 
     def invoke(batch: np.ndarray) -> list[np.ndarray]:
@@ -254,11 +260,12 @@ def _dequantised(values: np.ndarray, detail: dict) -> np.ndarray:
 
 
 def _numpy_call(invoke: Callable, images: tf.Tensor, count: int) -> list[tf.Tensor]:
-    """`invoke(numpy batch) -> numpy outputs` as a graph op (one call per batch, no gradient)."""
+    """`invoke(numpy batch) -> numpy outputs` as a graph op (one call per batch, no gradient).
+    Eagerly, tf.numpy_function returns one output bare, not in a list."""
     results = tf.numpy_function(lambda batch: [np.asarray(out, np.float32)
                                                for out in invoke(batch)],
                                 [images], [tf.float32] * count, stateful=True)
-    return list(results)
+    return list(results) if isinstance(results, list | tuple) else [results]
 
 
 ONNX_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64",

@@ -175,7 +175,8 @@ def feature_map_layers(model: keras.Model, size: tuple[int, int] | None = None
                        ) -> list[LayerInfo]:
     """The feature-map candidates: (batch, height, width, channels) outputs larger than 1x1 in
     both dimensions for `size` inputs (for a model that takes any size; default 224x224), and
-    (batch, tokens, channels) outputs whose tokens are a square grid (`token_grid`).
+    (batch, tokens, channels) outputs whose tokens are a square grid (`token_grid`) of a fixed
+    number of tokens (one that grows with the input is a square grid at square sizes only).
 
     Nested containers are left out (their last layer stands for them); `output_shape` is the
     shape at that size.
@@ -187,7 +188,7 @@ def feature_map_layers(model: keras.Model, size: tuple[int, int] | None = None
         if info.is_container or shape is None:
             continue
         spatial = len(shape) == 4 and all(side is None or side > 1 for side in shape[1:3])
-        if spatial or token_grid(shape) is not None:
+        if spatial or token_grid(info.output_shape) is not None:
             candidates.append(replace(info, output_shape=shape))
     return candidates
 

@@ -21,7 +21,7 @@ import numpy as np
 from cnnviz_cli.device import Runtime
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.io.provenance import file_sha256
-from cnnviz_cli.models.custom import custom_objects, unknown_classes
+from cnnviz_cli.models.custom import custom_objects, keras_operations, unknown_classes
 from cnnviz_cli.models.fixed_inputs import fix_inputs
 from cnnviz_cli.models.formats import FORMAT_SUFFIXES, GIVES, exported_model
 from cnnviz_cli.models.geometry import Geometry, runs_at, size_multiple
@@ -438,6 +438,11 @@ def describe_load_failure(path: Path, error: Exception, known: Iterable[str] = (
         return (f"{path} is not a Keras model file: cnnviz reads .keras and .h5 files, "
                 "SavedModel folders, .tflite and .onnx files.")
     unknown = unknown_classes(path, known)
+    operations = keras_operations(unknown)
+    if operations and path.suffix.lower() in (".h5", ".hdf5"):
+        return (f"{path} calls Keras operations ({', '.join(operations)}) between its layers, "
+                "which the legacy .h5 format cannot restore; save the model as a .keras file "
+                "(model.save('model.keras')).")
     if unknown:
         return (f"{path} uses the custom class(es) {', '.join(unknown)}, which Keras does not "
                 "know; pass --custom-objects FILE.py or MODULE that defines them (it runs that "

@@ -73,8 +73,15 @@ def test_which_methods_and_commands_a_format_runs(tiny_conv_model):
     check_command(saved, "cam")
     check_command(keras_model, "activations")
     with pytest.raises(CnnvizError, match=r"^cnnviz dream needs the model's layers, and the "
-                       r"SavedModel saved/, which gives input gradients but no layers"):
+                       r"SavedModel saved/, which gives input gradients but no layers.* work "
+                       r"here, as does maximize --class, and"):
         check_command(saved, "dream")
+    check_command(saved, "maximize", {"classes": ["1"], "from_images": None})
+    with pytest.raises(CnnvizError, match=r"^cnnviz maximize needs the model's layers"):
+        check_command(saved, "maximize", {"classes": ["1"], "from_images": ["images/"]})
+    with pytest.raises(CnnvizError, match=r"^cnnviz maximize --class needs the model's input "
+                       r"gradients, and the TFLite model m\.tflite, which gives scores only"):
+        check_command(scores_only, "maximize", {"classes": ["1"]})
 
 
 def test_list_models_names_what_keras_builds(keras):

@@ -237,3 +237,18 @@ def test_registry_name_wins_over_a_bare_folder_name(tmp_path, monkeypatch):
     (tmp_path / "mymodel").write_text("not a model")
     with pytest.raises(CnnvizError, match="mymodel is not a Keras model file"):
         resolve_model(ModelRequest("mymodel"))
+
+
+def test_tokens_that_grow_with_the_input_leave_auto_to_the_patch_convolution():
+    """A token layer of a model of any size is a square grid at square sizes only: cam
+    explains the patch convolution, also at the image's own (non-square) size."""
+    from onnx_graphs import patch_tokens
+
+    import cnnviz_cli
+    from cnnviz_cli.models.layers import default_layers
+
+    _, model = patch_tokens()
+    assert default_layers(model)["cam"][0].path == "patches"
+    image = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    heatmap = cnnviz_cli.cam(model, [image], size="native").maps[0]["gradcam"]
+    assert heatmap.shape == (5, 6) and heatmap.max() > 0  # the 4x4 patches of 20x24

@@ -238,6 +238,17 @@ def test_perturbation_maps_of_exported_models_equal_the_keras_models(exported, p
 
 
 @pytest.mark.parametrize("name", ["fallback.onnx", "model.tflite"])
+def test_an_eager_call_of_a_forward_only_model_gives_the_batchs_outputs(exported, pixels, name):
+    """(--reference embeddings are computed eagerly.)"""
+    from cnnviz_cli import api
+
+    batch = pixels.astype("float32")
+    expected = api.load_model(exported / "model.keras").model(batch)
+    np.testing.assert_allclose(api.load_model(exported / name).model(batch), expected,
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["fallback.onnx", "model.tflite"])
 def test_metrics_work_for_a_forward_only_model(run_cli, exported, tmp_path, name):
     from PIL import Image
 
@@ -287,7 +298,7 @@ def test_a_forward_only_model_refuses_gradient_methods(run_cli, exported):
                  "occlusion and rise work here")
 
 
-def test_bad_exported_models_are_one_sentence_and_exit_2(run_cli, exported, tmp_path):
+def test_bad_exported_models_are_one_sentence_and_exit_2(run_cli, exported, tmp_path, keras):
     import tensorflow as tf
 
     module = tf.Module()
@@ -300,6 +311,14 @@ def test_bad_exported_models_are_one_sentence_and_exit_2(run_cli, exported, tmp_
     converter = tf.lite.TFLiteConverter.from_concrete_functions([two.get_concrete_function()],
                                                                 module)
     (tmp_path / "two.tflite").write_bytes(converter.convert())
+    module = tf.Module()  # a Keras model's weights stay variables the file never sets
+    module.model = keras.models.load_model(exported / "model.keras")
+    module.serve = tf.function(module.model, input_signature=[
+        tf.TensorSpec([None, SIZE, SIZE, 3], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path / "module"), signatures={"serving_default":
+                                                                      module.serve})
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "module"))
+    (tmp_path / "unset.tflite").write_bytes(converter.convert())
     (tmp_path / "broken.onnx").write_bytes(b"\x08\x07not a protobuf at all")
     (tmp_path / "plain").mkdir()
     cases = [
@@ -308,6 +327,7 @@ def test_bad_exported_models_are_one_sentence_and_exit_2(run_cli, exported, tmp_
                                                       "serving_default"),
         (exported / "model.keras", ["--signature", "x"], "--signature applies to SavedModel"),
         (tmp_path / "two.tflite", [], "takes 2 inputs"),
+        (tmp_path / "unset.tflite", [], "reads variables that nothing in it sets"),
         (tmp_path / "broken.onnx", [], "Cannot read the ONNX model"),
         (tmp_path / "plain", [], "is a folder but not a TensorFlow SavedModel"),
         (tmp_path / "missing.tflite", [], "does not exist"),
@@ -339,3 +359,15 @@ def test_signature_chooses_the_savedmodels_function(run_cli, exported):
     result = run_cli("layers", exported / "saved", "--signature", "serve", "--json")
     model = json.loads(result.output)["model"]
     assert model["format"] == "savedmodel" and model["signature"] == "serve"
+
+
+def test_keras_operations_in_an_h5_file_are_named_with_the_format_to_use(keras, tmp_path,
+                                                                         run_cli):
+    inputs = keras.Input((SIZE, SIZE, 3))
+    features = keras.ops.gelu(keras.layers.Conv2D(2, 3, name="conv")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(features)))
+    model.save(tmp_path / "ops.h5")
+    model.save(tmp_path / "ops.keras")
+    one_sentence(run_cli("layers", tmp_path / "ops.h5", expect=2).output,
+                 "calls Keras operations (Gelu) between its layers", "save the model as a .keras")
+    assert "conv" in run_cli("layers", tmp_path / "ops.keras").output

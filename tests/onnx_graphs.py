@@ -60,15 +60,18 @@ class Twin:
     (channels-last) whose layers carry the ONNX node output names."""
 
     def __init__(self, size: int = 16, batch: str | int = "N", free_size: bool = True,
-                 seed: int = 0, opset: int = 17):
+                 seed: int = 0, opset: int = 17, channels_last: bool = False):
         import keras
 
         self.size, self.batch, self.opset, self.free_size = size, batch, opset, free_size
+        self.channels_last = channels_last
         self.rng = np.random.default_rng(seed)
         self.nodes, self.constants = [], {}
         side = None if free_size else size
         self.inputs = keras.Input((side, side, 3), name="image")
         self.onnx, self.keras, self.channels = "x", self.inputs, 3
+        if channels_last:  # a TensorFlow exporter's NHWC input, transposed to NCHW first
+            self.onnx = self._node("Transpose", ["x"], "x_nchw", perm=[0, 3, 1, 2])
 
     def _weights(self, *shape, scale=None):
         scale = scale or np.sqrt(2.0 / np.prod(shape[1:]))
@@ -166,8 +169,19 @@ class Twin:
         return self._node("Concat", [batch, self._constant(f"{name}.rest", np.array(rest))],
                           f"{name}.target", axis=0)
 
-    def classifier(self, classes, reshape=False):
-        """GlobalAveragePool, Flatten (or x.view(x.size(0), -1)), Gemm, Softmax."""
+    def activate(self, activation):
+        """A final Softmax over the channels (axis 1) or Sigmoid, or (None) nothing."""
+        import keras
+
+        if activation == "softmax":
+            self.step(self._node("Softmax", [self.onnx], "probabilities", axis=1),
+                      keras.layers.Softmax(name="probabilities")(self.keras))
+        elif activation == "sigmoid":
+            self.step(self._node("Sigmoid", [self.onnx], "probabilities"),
+                      keras.layers.Activation("sigmoid", name="probabilities")(self.keras))
+
+    def classifier(self, classes, reshape=False, activation="softmax"):
+        """GlobalAveragePool, Flatten (or x.view(x.size(0), -1)), Gemm, then `activation`."""
         import keras
 
         pooled = self._node("GlobalAveragePool", [self.onnx], "pool")
@@ -176,17 +190,18 @@ class Twin:
         weight, bias = self._weights(classes, self.channels), self._weights(classes, scale=0.1)
         logits = self._node("Gemm", [flat, self._constant("fc.weight", weight),
                                      self._constant("fc.bias", bias)], "logits", transB=1)
-        probabilities = self._node("Softmax", [logits], "probabilities", axis=1)
         dense = keras.layers.Dense(classes, name="logits")
         tensor = dense(keras.layers.GlobalAveragePooling2D(name="pool")(self.keras))
         dense.set_weights([weight.T, bias])
-        self.step(probabilities, keras.layers.Softmax(name="probabilities")(tensor))
+        self.step(logits, tensor)
+        self.activate(activation)
 
     def models(self, name="twin"):
         """(the ONNX ModelProto, the Keras model)."""
         import keras
 
-        shape = [self.batch, 3, *(("height", "width") if self.free_size else (self.size,) * 2)]
+        sides = ("height", "width") if self.free_size else (self.size,) * 2
+        shape = [self.batch, *sides, 3] if self.channels_last else [self.batch, 3, *sides]
         proto = graph_model(self.nodes, shape, self.constants, (self.onnx,), self.opset, name)
         return proto, keras.Model(self.inputs, self.keras, name=name)
 
@@ -234,7 +249,8 @@ def decoder(classes=3, size=16):
     return twin.models("decoder")
 
 
-def vit(size=16, patch=4, dim=16, heads=2, blocks=2, classes=5):
+def vit(size=16, patch=4, dim=16, heads=2, blocks=2, classes=5, channels_last=False,
+        batch="N"):
     """A two-block ViT as PyTorch exports it: a patch Conv, Reshape + Transpose to tokens, a
     class token (Expand of a Shape chain, Concat), position embeddings, and pre-norm blocks of
     LayerNormalization, MatMul attention (Reshape, Transpose, Gather, Softmax) and an
@@ -242,7 +258,7 @@ def vit(size=16, patch=4, dim=16, heads=2, blocks=2, classes=5):
     import keras
     from keras import ops
 
-    twin = Twin(size, free_size=False)
+    twin = Twin(size, batch, free_size=False, channels_last=channels_last)
     twin.conv("patches", dim, kernel=patch, stride=patch, pad=0)
     tokens = (size // patch) ** 2
     flat = twin._node("Reshape", [twin.onnx, twin.batch_shape("flatten", [dim, tokens])],
@@ -271,6 +287,28 @@ def vit(size=16, patch=4, dim=16, heads=2, blocks=2, classes=5):
     twin.step(twin._node("Softmax", [logits], "probabilities", axis=-1),
               keras.layers.Softmax(name="probabilities")(output))
     return twin.models("vit")
+
+
+def patch_tokens(size=16, patch=4, dim=8, classes=3, free_size=True, channels_last=False,
+                 batch="N"):
+    """A ViT-like model of any size (no position embeddings): a patch Conv, Reshape +
+    Transpose to as many tokens as the input has patches, a MatMul token mixer with ReLU, the
+    tokens' ReduceMean, and a MatMul classifier with Softmax."""
+    import keras
+
+    twin = Twin(size, batch, free_size, channels_last=channels_last)
+    twin.conv("patches", dim, kernel=patch, stride=patch, pad=0)
+    flat = twin._node("Reshape", [twin.onnx, twin.batch_shape("flatten", [dim, -1])],
+                      "patch_flat")
+    twin.step(twin._node("Transpose", [flat], "tokens", perm=[0, 2, 1]),
+              keras.layers.Reshape((-1, dim), name="tokens")(twin.keras))
+    _linear(twin, "mixer", dim)
+    twin.relu("mixer_relu")
+    twin.step(twin._node("ReduceMean", [twin.onnx], "pooled", axes=[1], keepdims=0),
+              keras.layers.GlobalAveragePooling1D(name="pooled")(twin.keras))
+    _linear(twin, "logits", classes)
+    twin.activate("softmax")
+    return twin.models("patch_tokens")
 
 
 def _layer_norm(twin, name):
