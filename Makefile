@@ -22,14 +22,15 @@ demo: $(STAMP)
 	$(BIN)/cnnviz reconstruct sample_images/star.png sample_images/star_and_ring.png --method inversion -o cnnviz-out/reconstruct
 	@echo "Pictures are in cnnviz-out/: open cnnviz-out/<command>/index.html in a browser."
 
+# two workers: the machines have two cores and most of a test's time is one core tracing graphs
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not system and not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal -m "not system and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check cnnviz_cli tests
