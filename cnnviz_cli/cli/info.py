@@ -30,8 +30,8 @@ def info(files: tuple[Path, ...], print_json: bool) -> None:
 
     Tool version, command line (without -o DIR), model (name or path, weights, SHA-256 of
     the model and weights files, preprocessing), and the layer, method, target and seed where
-    they apply, where each setting came from (command line, environment, profile, file), plus
-    the file's manifest record. --json uses the manifest's names
+    they apply, where settings not on the command line came from (environment, profile,
+    file), plus the file's manifest record. --json uses the manifest's names
     (command_line, model.sha256). Exits 1 if some files could not be read, 2 if none could.
 
     \b

@@ -214,7 +214,7 @@ class Outputs:
                "command-line": self.command_line, "model": self.model,
                "seed": self.options.get("seed"),
                "settings": {name: source for name, source in (self.sources or {}).items()
-                            if source != "default"}}
+                            if source not in ("default", "command line")}}
         fields = {**png_fields(run, record), f"{PREFIX}setup": self.setup,
                   f"{PREFIX}record": json.dumps(record, default=_json_default)}
         for key, value in fields.items():

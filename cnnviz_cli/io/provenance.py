@@ -2,9 +2,10 @@
 
 Each PNG holds the tool version, the command and its command line (without -o DIR), the model
 record of the manifest (source, weights, the SHA-256 of the model and weights files, ...), where
-they apply the layer, method, target and seed of the picture, where each setting came from
-(`settings`: command line, environment, a profile or a settings file), its whole manifest
-record, and
+they apply the layer, method, target and seed of the picture, where the settings that are not
+on the command line came from (`settings`: environment, a profile or a settings file; a run
+launched by its command line alone writes the same bytes however it was resumed), its whole
+manifest record, and
 `setup`, a digest of the run's command and result options (finished work is recognised by it
 when a manifest is lost).
 Names follow the manifest (`command_line`, `model.sha256`); `model`, `seed` and `record` are JSON.
@@ -78,9 +79,9 @@ def png_fields(run: dict, record: dict) -> dict[str, str]:
     """The `cnnviz:*` text chunks of one PNG but its record: the run's fields and the record's.
 
     `run` holds version, command, command-line, the model description of the manifest, the
-    seed (None where no seed applies) and `settings`, where each setting not left at its
-    default came from (command line, environment, profile, file); `record` is the file's
-    manifest record.
+    seed (None where no seed applies) and `settings`, where each setting that is neither on
+    the command line nor left at its default came from (environment, profile, file); `record`
+    is the file's manifest record.
     """
     fields = {
         "version": run["version"],
