@@ -24,7 +24,7 @@ demo: $(STAMP)
 
 # two workers: the machines have two cores and most of a test's time is one core tracing graphs
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist worksteal
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal --durations=20
 
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict

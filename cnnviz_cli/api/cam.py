@@ -425,8 +425,7 @@ def _warn_blank(session, items: list[CamItem], model, layer_path: str | None,
     hint = f"; try -l {better}" if better else ""
     where = f" at layer {layer_path}" if layer_path else ""
     session.warn(f"The {method} map of {item.record['input']} is all zero{where}: nothing "
-                 f"there raises the score (after a ViT's last block only the class token "
-                 f"does){hint}.")
+                 f"there raises the score{hint}.")
     return True
 
 

@@ -22,7 +22,7 @@ def maximize(ctx: click.Context, **options) -> None:
 
     \b
     Example:
-      cnnviz maximize -l block3_conv2 --filter 0-3 --filter 9 --steps 256 -o out/filters
+      cnnviz maximize -l block3_conv2 --filter 0-3 --filter 9 -o out/filters
       cnnviz maximize --class star --class ring -o out/classes
       cnnviz maximize -l block4_conv --filter 5 --samples 4 --diversity 0.5 -o out/diverse
       cnnviz maximize --from-images sample_images/ -l block3_conv2 --filter 0-3 -o out/examples

@@ -222,7 +222,7 @@ def _fewer_steps(arguments: list[str]) -> dict[str, str]:
     if command == "maximize" and "--from-images" not in arguments:
         return {"CNNVIZ_MAXIMIZE_STEPS": "24"}
     if command == "dream":
-        return {"CNNVIZ_DREAM_STEPS": "3"}
+        return {"CNNVIZ_DREAM_STEPS": "3", "CNNVIZ_DREAM_OCTAVES": "2"}
     if command == "reconstruct" and "inversion" in arguments:
         return {"CNNVIZ_RECONSTRUCT_STEPS": "30"}
     return {}

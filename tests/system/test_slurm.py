@@ -380,6 +380,9 @@ def test_a_task_cancelled_half_way_and_submitted_again_finishes_only_what_was_mi
     wait_for(one_image_listed, 300, f"task {task} finished no image\n{job_logs(tmp_path)}")
     cluster.run("scancel", f"{array}_{task}")
     assert cluster.wait(f"{array}_{task}") == {task: "CANCELLED"}, job_logs(tmp_path)
+    # Slurm may say CANCELLED while the task still saves its manifest (and would find its
+    # folder locked if submitted again): read what it finished once it has let go.
+    wait_for(lambda: folder_unlocked(shard), 60, f"task {task} still holds {shard}")
     finished = json.loads((shard / "manifest.json").read_text())
     share = len(range(int(task) - 1, IMAGES, SHARDS))
     assert 0 < len(finished["inputs"]) < share, (
@@ -388,9 +391,6 @@ def test_a_task_cancelled_half_way_and_submitted_again_finishes_only_what_was_mi
     kept = {shard / record["file"] for record in finished["outputs"]}
     stamps = {path: path.stat().st_mtime_ns for path in kept}
 
-    # Slurm may say CANCELLED while the task still saves its manifest: submitted again before
-    # it has ended, the task would find its folder locked and fail.
-    wait_for(lambda: folder_unlocked(shard), 60, f"task {task} still holds {shard}")
     again = submit_array(cluster, photos, out, tmp_path, "--batch-size", "1", tasks=task)
     assert cluster.wait(again) == {task: "COMPLETED"}, job_logs(tmp_path)
     others = {k: "COMPLETED" for k in map(str, range(1, SHARDS + 1)) if k != task}

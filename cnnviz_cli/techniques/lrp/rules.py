@@ -133,8 +133,10 @@ def _signed_part(layer: Linear, inputs: list, facts: list[Facts], sign: float) -
     """Carried sum of the positive (sign 1) or negative (sign -1) contributions x w (and the
     bias's part); inputs known to be non-negative skip their negative half."""
     same, other = (_positive, _negative) if sign > 0 else (_negative, _positive)
-    total = layer.apply(_carried_all(inputs, _positive), same(layer.kernel), same(layer.bias))
-    if not all(fact.nonnegative for fact in facts):
+    nonnegative = all(fact.nonnegative for fact in facts)  # then x+ is x itself
+    total = layer.apply(_carried_all(inputs, None if nonnegative else _positive),
+                        same(layer.kernel), same(layer.bias))
+    if not nonnegative:
         total += layer.apply(_carried_all(inputs, _negative), other(layer.kernel), None)
     return total
 
