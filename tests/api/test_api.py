@@ -77,6 +77,7 @@ def test_command_and_api_write_the_same_bytes(command, run_cli, sample_dir, tmp_
     assert result._repr_png_().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow  # over ~3 s
 def test_cam_arrays_are_the_maps_the_command_saves(run_cli, sample_dir, tmp_path):
     run_cli("-q", "cam", sample_dir / "star.png", "--method", "gradcam,layercam", "--save-npy",
             "-o", tmp_path)
@@ -90,6 +91,7 @@ def test_cam_arrays_are_the_maps_the_command_saves(run_cli, sample_dir, tmp_path
     assert result.probabilities[0] == pytest.approx(result.records()[0]["probability"])
 
 
+@pytest.mark.slow  # over ~3 s
 def test_every_kind_of_image_input_gives_the_same_maps(sample_dir):
     path = sample_dir / "star.png"
     pixels = np.asarray(Image.open(path).convert("RGB"))

@@ -56,6 +56,7 @@ def trained(keras, tmp_path_factory):
     return callback, with_callback, without, folder
 
 
+@pytest.mark.slow  # over ~3 s
 def test_per_epoch_outputs_and_evolution(trained):
     callback, _, _, folder = trained
     out = folder / "viz"

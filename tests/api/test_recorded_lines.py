@@ -180,6 +180,7 @@ FILTER_SETTINGS = st.fixed_dictionaries({}, optional={
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[
     HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@pytest.mark.slow  # over ~3 s
 @given(FILTER_SETTINGS)
 def test_generated_filters_lines_replay_to_the_same_pixels(tmp_path_factory, options):
     """A sample of generated option sets: the API's run and its recorded line's replay."""

@@ -159,6 +159,7 @@ def test_perturbation_options_without_their_method_are_refused(run_cli, args, cu
     assert culprit in result.output
 
 
+@pytest.mark.slow  # over ~3 s
 def test_cam_records_tables_and_gates_trust_metrics(run_cli, sample_dir, tmp_path):
     out = tmp_path / "out"
     result = run_cli("cam", sample_dir / "star.png", "--size", "64", "--method",

@@ -163,6 +163,7 @@ def test_two_runs_started_into_one_folder_one_runs_the_other_exits_2(tmp_path):
 # --- write errors ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over ~3 s
 def test_no_space_after_some_files_exits_4_and_skip_existing_finishes(
         run_cli, images, tmp_path, monkeypatch):
     import cnnviz_cli.io.outputs as outputs_module

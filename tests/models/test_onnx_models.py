@@ -163,6 +163,7 @@ def unknown_op_file(folder):
     return path
 
 
+@pytest.mark.slow  # over ~3 s
 def test_an_unknown_op_runs_forward_only_and_says_which(run_cli, tmp_path):
     from cnnviz_cli import api
 

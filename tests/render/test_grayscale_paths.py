@@ -49,6 +49,7 @@ def test_dataset_examples_of_a_gray_model(gray_model, gray_images, tmp_path, pro
     assert _pictures(tmp_path)
 
 
+@pytest.mark.slow  # over ~3 s
 def test_other_commands_draw_a_gray_model(gray_model, gray_images, tmp_path):
     import cnnviz_cli as api
 

@@ -41,6 +41,7 @@ def test_lrp_points_at_the_shape_at_least_as_often_as_gradcam(demo_resolved):
     assert conservation.shape == (24,) and np.isfinite(conservation).all()
 
 
+@pytest.mark.slow  # over ~3 s
 def test_lrp_runs_through_metrics_gates_and_the_sanity_check(sample_dir):
     import cnnviz_cli
 

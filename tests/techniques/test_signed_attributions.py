@@ -37,6 +37,7 @@ def test_gradient_input_keeps_its_sign_per_channel(linear_model):
                                np.maximum(expected.sum(axis=-1), 0), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # over ~3 s
 def test_integrated_gradients_are_complete_on_the_demo_model():
     import cnnviz_cli
 
