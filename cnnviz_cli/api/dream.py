@@ -59,11 +59,10 @@ class DreamResult(Result):
 
 def _dream_geometry(size, multiple: int):
     """Dreams work on the photo itself, whatever the model's input size: at its own size (no
-    --size, or native), its longer side at N, or HxW; rounded to the network's multiple."""
-    from cnnviz_cli.api.tables import parse_size
+    --size, or native), its longer side at N, or HxW; rounded to the network's multiple.
+    `size` is the settled --size (tables.parse_size)."""
     from cnnviz_cli.models.geometry import Geometry
 
-    size = parse_size(size)
     if isinstance(size, int):
         return Geometry((None, None), size, multiple=multiple)
     return Geometry((None, None), 0, size or "native", multiple=multiple)
