@@ -70,6 +70,7 @@ class Twin:
         side = None if free_size else size
         self.inputs = keras.Input((side, side, 3), name="image")
         self.onnx, self.keras, self.channels = "x", self.inputs, 3
+        self.last_conv = None
         if channels_last:  # a TensorFlow exporter's NHWC input, transposed to NCHW first
             self.onnx = self._node("Transpose", ["x"], "x_nchw", perm=[0, 3, 1, 2])
 
@@ -88,6 +89,7 @@ class Twin:
     def step(self, onnx_name, keras_tensor, channels=None):
         self.onnx, self.keras = onnx_name, keras_tensor
         self.channels = channels or self.channels
+        self.last_conv = None  # right after a Conv: (layer maker, input, kernel, bias, axes)
 
     def conv(self, name, out, kernel=3, stride=1, group=1, bias=True, pad=None):
         import keras
@@ -105,16 +107,25 @@ class Twin:
             tensor = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(tensor)
         padding = "same" if stride == 1 and pad else "valid"
         if group > 1:
-            layer = keras.layers.DepthwiseConv2D(kernel, stride, padding, use_bias=bias, name=name)
+            def layer(name, bias):
+                return keras.layers.DepthwiseConv2D(kernel, stride, padding, use_bias=bias,
+                                                    name=name)
             kernel_weights = weight.reshape(self.channels, 1, kernel, kernel).transpose(2, 3, 0, 1)
         else:
-            layer = keras.layers.Conv2D(out, kernel, stride, padding, use_bias=bias, name=name)
+            def layer(name, bias):
+                return keras.layers.Conv2D(out, kernel, stride, padding, use_bias=bias, name=name)
             kernel_weights = weight.transpose(2, 3, 1, 0)
-        output = layer(tensor)
-        layer.set_weights([kernel_weights] + ([offset] if bias else []))
+        conv = layer(name, bias)
+        output = conv(tensor)
+        conv.set_weights([kernel_weights] + ([offset] if bias else []))
         self.step(node, output, out)
+        by_channel = (out, 1) if group > 1 else (out,)  # the output channels' kernel axes
+        self.last_conv = (layer, tensor, kernel_weights, 0.0 if offset is None else offset,
+                          by_channel)
 
     def batch_norm(self, name):
+        """A BatchNormalization; right after a Conv, the Keras twin is the Conv with the
+        normalisation folded into its weights (as the translation, and onnxruntime, do)."""
         import keras
 
         stats = [self._weights(self.channels, scale=0.3) + shift for shift in (1, 0, 0, 0)]
@@ -122,9 +133,18 @@ class Twin:
         names = [self._constant(f"{name}.{part}", value) for part, value in
                  zip(("weight", "bias", "mean", "var"), stats, strict=True)]
         node = self._node("BatchNormalization", [self.onnx, *names], name, epsilon=1e-5)
-        layer = keras.layers.BatchNormalization(epsilon=1e-5, name=name)
-        output = layer(self.keras)
-        layer.set_weights(stats)
+        if self.last_conv is None:
+            layer = keras.layers.BatchNormalization(epsilon=1e-5, name=name)
+            output = layer(self.keras)
+            layer.set_weights(stats)
+            self.step(node, output)
+            return
+        make, tensor, kernel, offset, by_channel = self.last_conv
+        gamma, beta, mean, variance = stats
+        scale = gamma / np.sqrt(variance + 1e-5)
+        folded = make(name, True)
+        output = folded(tensor)
+        folded.set_weights([kernel * scale.reshape(by_channel), (offset - mean) * scale + beta])
         self.step(node, output)
 
     def relu(self, name):

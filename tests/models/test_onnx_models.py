@@ -118,11 +118,12 @@ def test_layers_lists_the_feature_maps_named_after_node_outputs(run_cli, graphs)
     path = graphs["residual_cnn"][0]
     listed = json.loads(run_cli("layers", path, "--json").output)
     rows = {row["name"]: row for row in listed["layers"]}
-    assert rows["stem"]["type"] == "Conv2D" and rows["stem"]["feature_map"]
+    assert rows["stem_bn"]["type"] == "Conv2D" and rows["stem_bn"]["feature_map"]
+    assert "stem" not in rows  # its BatchNormalization is folded into it
     assert rows["depthwise"]["type"] == "DepthwiseConv2D"
     assert rows["block1_add"]["type"] == "Add" and rows["block1_add"]["output_shape"][-1] == 8
     assert {"cam", "maximize"} <= set(rows["pointwise_relu"]["auto"])
-    assert rows["stem"]["auto"] == ["filters"]
+    assert rows["stem_bn"]["auto"] == ["filters"]
     model = listed["model"]
     assert "format" not in model and model["onnx"]["translated"]
     assert model["onnx"]["operations"] == 19 and model["onnx"]["channels_first"]
@@ -138,14 +139,27 @@ def test_the_final_softmax_is_the_classifiers_activation(graphs):
 
 
 def test_filters_are_the_conv_initialisers(graphs):
+    """A Conv's kernel is its initialiser; one followed by a BatchNormalization carries the
+    normalisation's per-channel scale, as onnxruntime folds it."""
+    from onnx import numpy_helper
+
     from cnnviz_cli import api
 
     path, proto, _ = graphs["residual_cnn"]
-    weight = next(init for init in proto.graph.initializer if init.name == "stem.weight")
-    from onnx import numpy_helper
-
-    kernel = api.load_model(path).model.get_layer("stem").get_weights()[0]
-    np.testing.assert_array_equal(kernel, numpy_helper.to_array(weight).transpose(2, 3, 1, 0))
+    arrays = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
+    model = api.load_model(path).model
+    kernel = model.get_layer("pointwise").get_weights()[0]
+    np.testing.assert_array_equal(kernel, arrays["pointwise.weight"].transpose(2, 3, 1, 0))
+    kernel, bias = model.get_layer("stem_bn").get_weights()
+    gamma, beta, mean, variance = (arrays[f"stem_bn.{part}"]
+                                   for part in ("weight", "bias", "mean", "var"))
+    for channel in range(len(gamma)):
+        scale = gamma[channel] / np.sqrt(variance[channel] + 1e-5)
+        np.testing.assert_allclose(kernel[..., channel],
+                                   arrays["stem.weight"][channel].transpose(1, 2, 0) * scale,
+                                   rtol=1e-6)
+        np.testing.assert_allclose(bias[channel], beta[channel] - mean[channel] * scale,
+                                   rtol=1e-5, atol=1e-7)
 
 
 def unknown_op_file(folder):
@@ -272,3 +286,27 @@ def test_lrp_equals_the_keras_twins(graphs, pixels):
     for mine, reference in zip(ours.maps, theirs.maps, strict=True):
         assert np.abs(reference["lrp"]).max() > 0
         assert correlation(mine["lrp"], reference["lrp"]) >= 0.999
+
+
+def test_a_batch_norm_folds_only_into_a_conv_it_alone_reads():
+    """Conv -> BatchNormalization folds; a Conv whose output something else reads (here an
+    Add) keeps its BatchNormalization; both match onnxruntime."""
+    rng = np.random.default_rng(5)
+    constants = {"w": rng.normal(size=(4, 3, 3, 3)).astype(np.float32),
+                 "b": rng.normal(size=4).astype(np.float32)}
+    for part, shift in (("g", 1.0), ("beta", 0.0), ("mean", 0.0), ("var", 1.0)):
+        values = rng.normal(size=4).astype(np.float32) * 0.3 + shift
+        constants[part] = np.abs(values) if part == "var" else values
+    stats = ["g", "beta", "mean", "var"]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["folded"], pads=[1] * 4),
+             helper.make_node("BatchNormalization", ["folded", *stats], ["folded_bn"]),
+             helper.make_node("Conv", ["folded_bn", "w2"], ["kept"], pads=[1] * 4),
+             helper.make_node("BatchNormalization", ["kept", *stats], ["kept_bn"]),
+             helper.make_node("Add", ["kept", "kept_bn"], ["y"])]
+    constants["w2"] = rng.normal(size=(4, 4, 3, 3)).astype(np.float32)
+    proto = graph_model(nodes, ["N", 3, 8, 8], constants)
+    inputs = rng.normal(size=(2, 3, 8, 8)).astype(np.float32)
+    ours, translation = translated_outputs(proto, inputs, channels_first=True)
+    assert_close(ours[0], onnxruntime_outputs(proto, inputs)[0], 1e-5)
+    names = {layer.name for layer in translation.model.layers}
+    assert {"folded_bn", "kept", "kept_bn"} <= names and "folded" not in names

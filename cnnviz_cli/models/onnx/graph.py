@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cnnviz_cli.models.onnx.folding import folded_batch_norms
 from cnnviz_cli.models.onnx.values import (
     TO_NCHW,
     TO_NHWC,
@@ -194,7 +195,7 @@ def build(proto, image_shape: tuple, channels_first: bool, registry: dict
     inputs = keras.Input(image_shape, name="image")
     builder = Builder(inputs, fixed, image_tensors(graph, channels_first))
     values[source.name] = Value(inputs, "nhwc" if channels_first else "plain")
-    for node in graph.node:
+    for node in folded_batch_norms(graph, values):
         given = [values[item] if item else None for item in node.input]
         parsed = Node(node.op_type, given, attribute_values(node),
                       next((out for out in node.output if out), node.name), len(node.output),
