@@ -95,9 +95,10 @@ def load_model(
                    gpu_memory=gpu_memory, precision=precision, image_input=image_input,
                    inputs=[str(spec) for spec in inputs] if not isinstance(inputs, Mapping)
                    else None)
-    resolved = replace(resolved, model=with_precision(resolved.model, runtime.precision),
-                       runtime=runtime, loaded_with=given, **_feeding(preprocess, labels))
-    return resolved
+    model = with_precision(resolved.model, runtime.precision)
+    compiled = resolved.compiled if model is resolved.model else {}  # traced for that model
+    return replace(resolved, model=model, compiled=compiled, runtime=runtime, loaded_with=given,
+                   **_feeding(preprocess, labels))
 
 
 def _given(**keywords) -> dict:

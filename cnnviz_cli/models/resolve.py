@@ -9,7 +9,7 @@ import sys
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -26,6 +26,7 @@ from cnnviz_cli.models.fixed_inputs import fix_inputs
 from cnnviz_cli.models.formats import FORMAT_SUFFIXES, GIVES, exported_model
 from cnnviz_cli.models.geometry import Geometry, runs_at, size_multiple
 from cnnviz_cli.models.labels import imagenet_labels, read_labels
+from cnnviz_cli.models.memo import Loaded, stamp
 from cnnviz_cli.models.preprocessing import (
     Preprocess,
     application_preprocess,
@@ -37,6 +38,8 @@ MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 DEFAULT_FREE_SIZE = 224
 BUILT_IN_WEIGHTS = ("imagenet", "none")
 T = TypeVar("T")
+DEMO_FILE = str(resources.files("cnnviz_cli.demo") / "shapes_cnn.keras")
+LOADED = Loaded()  # models loaded in this process, by what identifies them (`_loading_key`)
 LISTED_LABELS = 12  # labels listed in full in an unknown-label message
 
 
@@ -213,6 +216,20 @@ def resolve_model(request: ModelRequest) -> ResolvedModel:
     weights_file = None if weights is None or weights.lower() in BUILT_IN_WEIGHTS else Path(weights)
     if weights_file is not None:
         _check_weights_file(weights_file)
+    resolved = replace(LOADED.get(_loading_key(request, kind),
+                                  lambda: _loaded(request, kind, weights_file)))
+    if request.preprocess is not None:
+        resolved.preprocess = resolve_preprocess(request.preprocess)
+        resolved.preprocess_name = canonical_name(request.preprocess) or request.preprocess.lower()
+        resolved.preprocess_origin = "--preprocess"
+    if request.labels is not None:
+        resolved.labels = read_labels(request.labels)
+    return resolved
+
+
+def _loaded(request: ModelRequest, kind: str, weights_file: Path | None) -> ResolvedModel:
+    """The model loaded (or built), its weights file loaded and its fixed inputs held."""
+    spec, weights = request.model, request.weights
     if kind == "demo":
         resolved = _demo_model()
     elif kind == "file":
@@ -224,14 +241,22 @@ def resolve_model(request: ModelRequest) -> ResolvedModel:
         load_weights(resolved.model, weights_file, f"the weights file {weights_file}",
                      resolved.source)
         resolved.weights, resolved.weights_file = str(weights_file), weights_file
-    if request.preprocess is not None:
-        resolved.preprocess = resolve_preprocess(request.preprocess)
-        resolved.preprocess_name = canonical_name(request.preprocess) or request.preprocess.lower()
-        resolved.preprocess_origin = "--preprocess"
-    if request.labels is not None:
-        resolved.labels = read_labels(request.labels)
     hold_inputs(resolved, request.image_input, request.inputs)
     return resolved
+
+
+def _loading_key(request: ModelRequest, kind: str) -> tuple | None:
+    """What tells one loaded model from another: the request's loading fields and the state
+    of every file they name; None when objects are given (custom classes, input arrays)."""
+    if isinstance(request.custom_objects, Mapping) or isinstance(request.inputs, Mapping):
+        return None
+    named = [DEMO_FILE if kind == "demo" else request.model if kind == "file" else None,
+             request.weights, *request.custom_objects,
+             *(spec.partition("=")[2] for spec in request.inputs)]
+    files = tuple(stamp(name) for name in named if name and Path(name).exists())
+    return (kind, request.model if kind != "file" else None, request.weights,
+            request.unsafe_deserialization, tuple(request.custom_objects), request.signature,
+            request.image_input, tuple(request.inputs), files)
 
 
 def hold_inputs(resolved: ResolvedModel, image_input: str | None,
@@ -300,8 +325,7 @@ def quiet_keras() -> Iterator[None]:
 
 
 def _demo_model() -> ResolvedModel:
-    folder = resources.files("cnnviz_cli.demo")
-    path, meta_path = folder / "shapes_cnn.keras", folder / "demo_model.json"
+    path, meta_path = Path(DEMO_FILE), Path(DEMO_FILE).with_name("demo_model.json")
     if not path.is_file():
         raise CnnvizError(
             "The bundled demo model is missing; train it with `python -m cnnviz_cli.demo.train`."

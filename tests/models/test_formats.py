@@ -340,8 +340,11 @@ def test_bad_exported_models_are_one_sentence_and_exit_2(run_cli, exported, tmp_
 def test_without_onnxruntime_one_sentence_says_how_to_install(exported, monkeypatch):
     """A translated file needs no onnxruntime; the forward-only fallback does."""
     from cnnviz_cli import api
+    from cnnviz_cli.models import resolve
+    from cnnviz_cli.models.memo import Loaded
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    monkeypatch.setattr(resolve, "LOADED", Loaded())  # a process that loaded neither file yet
     assert api.load_model(exported / "model.onnx").details["onnx"]["translated"]
     with pytest.raises(CnnvizError, match=r"needs onnxruntime: pip install 'cnnviz\[onnx\]'"):
         api.load_model(exported / "fallback.onnx")
