@@ -144,12 +144,10 @@ NEIGHBOURS = np.array([[1, 2, 1], [2, 0, 2], [1, 2, 1]], np.float32) / 12
 
 
 def _neighbour_sum(images: tf.Tensor) -> tf.Tensor:
-    """The NEIGHBOURS-weighted sum of every pixel's neighbours (0 outside the image), as
-    shifted slices: ([1, 2, 1] x [1, 2, 1] - 4 x centre) / 12."""
-    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    rows = padded[:, :-2] + 2 * padded[:, 1:-1] + padded[:, 2:]
-    both = rows[:, :, :-2] + 2 * rows[:, :, 1:-1] + rows[:, :, 2:]
-    return (both - 4 * images) / 12
+    """The NEIGHBOURS-weighted sum of every pixel's neighbours (0 outside the image), one
+    depthwise convolution over the channels."""
+    kernel = np.tile(NEIGHBOURS[:, :, None, None], (1, 1, images.shape[-1], 1))
+    return tf.nn.depthwise_conv2d(images, kernel, [1, 1, 1, 1], "SAME")
 
 
 def _coarse_fill(images: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
@@ -175,10 +173,10 @@ def impute(images: tf.Tensor, removed: tf.Tensor, iterations: int = IMPUTE_ITERA
     each becomes the mean of its 8 neighbours, weighted 1/6 (sides) and 1/12 (corners), solved
     by Jacobi iterations from `_coarse_fill`. Kept pixels are unchanged."""
     keep = 1.0 - removed
-    weight = _neighbour_sum(tf.ones_like(images[:1, ..., :1]))  # less at the border
-    filled = _coarse_fill(images, keep)
+    kept, share = keep * images, removed / _neighbour_sum(tf.ones_like(images[:1, ..., :1]))
+    filled = _coarse_fill(images, keep)  # the weights sum to less at the border: `share`
     for _ in range(iterations):
-        filled = keep * images + removed * _neighbour_sum(filled) / weight
+        filled = kept + share * _neighbour_sum(filled)
     return filled
 
 
