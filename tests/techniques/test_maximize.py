@@ -175,7 +175,7 @@ def test_filters_of_a_vgg_style_model(vgg_style):
 @pytest.mark.slow  # a long optimisation
 @pytest.mark.parametrize("layer", ["block3_conv2", "block4_conv"])
 def test_filters_of_the_demo_model(demo_resolved, layer):
-    _check_filters(demo_resolved.model, layer, demo_resolved.preprocess, steps=256)
+    _check_filters(demo_resolved.model, layer, demo_resolved.preprocess, steps=96)
 
 
 @pytest.mark.slow  # a long optimisation
