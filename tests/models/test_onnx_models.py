@@ -127,6 +127,7 @@ def test_layers_lists_the_feature_maps_named_after_node_outputs(run_cli, graphs)
     model = listed["model"]
     assert "format" not in model and model["onnx"]["translated"]
     assert model["onnx"]["operations"] == 19 and model["onnx"]["channels_first"]
+    assert model["onnx"]["batch_norms_folded"] == 3
     assert "probabilities" in run_cli("layers", path).output
 
 

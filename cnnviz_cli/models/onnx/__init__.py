@@ -28,10 +28,12 @@ class Translation:
     opset: int
     size: tuple[int, int] | None  # the input size it was built at; None: any size
     layouts: tuple[str, ...]  # of the outputs: "nhwc" for a 4-D NCHW output given channels-last
+    folded: int = 0  # BatchNormalization nodes folded into the Conv before them
 
     def details(self) -> dict:
         return {"translated": True, "operations": self.operations, "opset": self.opset,
-                "built_at": None if self.size is None else list(self.size)}
+                "built_at": None if self.size is None else list(self.size),
+                "batch_norms_folded": self.folded}
 
 
 def _listed(counts: Counter) -> str:
@@ -64,14 +66,15 @@ def _translated(proto, image_shape, channels_first, size) -> Translation:
                         for axis, side in enumerate(image_shape)))
     for shape in shapes:
         try:
-            model, layouts = build(proto, shape, channels_first, OPS)
+            model, layouts, folded = build(proto, shape, channels_first, OPS)
         except NeedsSize:
             continue
         except Unsupported as error:
             raise Untranslatable(f"it uses {error}, which cnnviz does not translate into "
                                  "TensorFlow") from None
         built = (int(shape[0]), int(shape[1])) if free and None not in shape[:2] else None
-        return Translation(model, len(proto.graph.node), opset_of(proto), built, tuple(layouts))
+        return Translation(model, len(proto.graph.node), opset_of(proto), built, tuple(layouts),
+                           folded)
     raise Untranslatable("its shape arithmetic needs sizes cnnviz cannot fold")
 
 

@@ -181,10 +181,10 @@ def image_tensors(graph, channels_first: bool) -> set[str]:
 
 
 def build(proto, image_shape: tuple, channels_first: bool, registry: dict
-          ) -> tuple[keras.Model, list[str]]:
+          ) -> tuple[keras.Model, list[str], int]:
     """The Keras model of ONNX model `proto` for channels-last `image_shape` (height, width,
-    channels; None for a free side), and the layout of each output ("nhwc": a 4-D NCHW output
-    given channels-last)."""
+    channels; None for a free side), the layout of each output ("nhwc": a 4-D NCHW output
+    given channels-last) and how many BatchNormalization nodes were folded into Convs."""
     from onnx import numpy_helper
 
     graph, opset = proto.graph, opset_of(proto)
@@ -195,7 +195,8 @@ def build(proto, image_shape: tuple, channels_first: bool, registry: dict
     inputs = keras.Input(image_shape, name="image")
     builder = Builder(inputs, fixed, image_tensors(graph, channels_first))
     values[source.name] = Value(inputs, "nhwc" if channels_first else "plain")
-    for node in folded_batch_norms(graph, values):
+    nodes = folded_batch_norms(graph, values)
+    for node in nodes:
         given = [values[item] if item else None for item in node.input]
         parsed = Node(node.op_type, given, attribute_values(node),
                       next((out for out in node.output if out), node.name), len(node.output),
@@ -210,7 +211,7 @@ def build(proto, image_shape: tuple, channels_first: bool, registry: dict
     outputs = [value.data for value in results]
     name = re.sub(r"\W+", "_", graph.name).strip("_") or "onnx"
     return (keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=name),
-            [value.layout for value in results])
+            [value.layout for value in results], len(graph.node) - len(nodes))
 
 
 __all__ = ["Builder", "NeedsSize", "Node", "Unsupported", "build", "missing_ops", "opset_of"]
