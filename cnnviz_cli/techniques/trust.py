@@ -77,7 +77,8 @@ def trust_metric(name: str, higher_is_better: bool, meaning: str, random: bool =
 
 ROAD_FRACTIONS = tuple(np.round(np.linspace(0.1, 0.9, 9), 2))  # shares of pixels imputed
 ROAD_NOISE = 0.01  # imputation noise, as a fraction of the item's value range
-IMPUTE_ITERATIONS = 8  # Jacobi steps after the coarse-to-fine fill
+IMPUTE_ITERATIONS = (8, 2)  # Jacobi steps on each coarser level of the imputation's pyramid,
+# then at full size (the coarse levels carry the far pixels in, cheaply)
 SUBSETS, GRID, SUBSET_FRACTION = 64, 8, 0.2  # MuFidelity: subsets of cells of a grid x grid
 STABILITY_SAMPLES, STABILITY_RADIUS = 8, 0.05
 MAX_CASCADE_STEPS = 8  # randomisation: at most this many groups of layers, top down
@@ -150,39 +151,41 @@ def _neighbour_sum(images: tf.Tensor) -> tf.Tensor:
     return tf.nn.depthwise_conv2d(images, kernel, [1, 1, 1, 1], "SAME")
 
 
-def _coarse_fill(images: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
-    """Removed pixels (keep = 0) set to the mean of the kept ones in the smallest cell around
-    them of a pyramid of 2, 4, 8 ... pixel cells: the start of the imputation."""
+def impute(images: tf.Tensor, removed: tf.Tensor,
+           iterations: tuple[int, int] = IMPUTE_ITERATIONS):
+    """Rong et al.'s linear imputation of the `removed` pixels ((n, h, w, 1), 1 = removed):
+    each becomes the mean of its 8 neighbours, weighted 1/6 (sides) and 1/12 (corners). Solved
+    coarse to fine on a pyramid of 2, 4, 8 ... pixel cells: on each level a cell with kept
+    pixels holds their mean, the others start from the coarser level's solution and take
+    `iterations` Jacobi steps (on the coarser levels, at full size). Kept pixels are
+    unchanged."""
+    keep = 1.0 - removed
     levels = [(images * keep, keep)]
     while max(levels[-1][1].shape[1:3]) > 1:
         total, weight = levels[-1]
         levels.append((tf.nn.avg_pool2d(total, 2, 2, "SAME"),
                        tf.nn.avg_pool2d(weight, 2, 2, "SAME")))
     filled = None
-    for total, weight in reversed(levels):
-        mean = tf.math.divide_no_nan(total, weight)
-        if filled is not None:
-            coarse = tf.image.resize(filled, total.shape[1:3], "nearest")
-            mean = tf.where(weight > 0, mean, coarse)
-        filled = mean
-    return filled
-
-
-def impute(images: tf.Tensor, removed: tf.Tensor, iterations: int = IMPUTE_ITERATIONS):
-    """Rong et al.'s linear imputation of the `removed` pixels ((n, h, w, 1), 1 = removed):
-    each becomes the mean of its 8 neighbours, weighted 1/6 (sides) and 1/12 (corners), solved
-    by Jacobi iterations from `_coarse_fill`. Kept pixels are unchanged."""
-    keep = 1.0 - removed
-    kept, share = keep * images, removed / _neighbour_sum(tf.ones_like(images[:1, ..., :1]))
-    filled = _coarse_fill(images, keep)  # the weights sum to less at the border: `share`
-    for _ in range(iterations):
-        filled = kept + share * _neighbour_sum(filled)
+    for depth, (total, weight) in reversed(list(enumerate(levels))):
+        if depth == 0:  # the pixels themselves: kept or removed
+            known, kept = keep, total
+        else:
+            known = tf.cast(weight > 0, images.dtype)
+            kept = known * tf.math.divide_no_nan(total, weight)
+        if filled is None:
+            filled = kept
+            continue
+        free = 1.0 - known  # the weights sum to less at the border: divided by their sum
+        share = free / _neighbour_sum(tf.ones_like(known[:1]))
+        filled = kept + free * tf.image.resize(filled, total.shape[1:3], "nearest")
+        for _ in range(iterations[depth == 0]):
+            filled = kept + share * _neighbour_sum(filled)
     return filled
 
 
 def _road_inputs(inputs, sources, item, copy, copies):
     """ROAD copies: the first half remove the most relevant pixels, the second the least."""
-    ranks, noise = sources
+    ranks, noise, spreads = sources
     half = copies // 2
     pixels = tf.shape(ranks)[1] * tf.shape(ranks)[2]
     fraction = tf.gather(tf.constant(ROAD_FRACTIONS, tf.float32), copy % half)
@@ -190,10 +193,9 @@ def _road_inputs(inputs, sources, item, copy, copies):
     rank = tf.gather(ranks, item)
     removed = tf.where((copy < half)[:, None, None], rank < count, rank >= pixels - count)
     removed = tf.cast(removed, tf.float32)[..., None]
-    images = tf.gather(inputs, item)
-    spread = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True) - tf.reduce_min(
-        images, axis=[1, 2, 3], keepdims=True)
-    return impute(images, removed) + removed * spread * tf.gather(noise, copy % half)
+    spread = tf.gather(spreads, item)[:, None, None, None]  # the item's value range
+    return impute(tf.gather(inputs, item), removed) + removed * spread * tf.gather(
+        noise, copy % half)
 
 
 def road(explainer: CamExplainer, inputs: np.ndarray, classes: np.ndarray, maps: np.ndarray,
@@ -205,7 +207,8 @@ def road(explainer: CamExplainer, inputs: np.ndarray, classes: np.ndarray, maps:
         (len(ROAD_FRACTIONS), *inputs.shape[1:]), np.float32)  # one image per fraction
     scores = explainer.perturbed_scores(
         _road_inputs, tf.constant(inputs, tf.float32), tf.constant(classes, tf.int32),
-        (ranks, tf.constant(noise)), 2 * len(ROAD_FRACTIONS), batch_size, probability=True,
+        (ranks, tf.constant(noise), tf.constant(np.ptp(inputs, axis=(1, 2, 3)), tf.float32)),
+        2 * len(ROAD_FRACTIONS), batch_size, probability=True,
     ).numpy()
     half = len(ROAD_FRACTIONS)
     return scores[:, half:].mean(axis=1) - scores[:, :half].mean(axis=1)
