@@ -3,6 +3,8 @@ in eval mode) do: the pair becomes one convolution whose kernel and bias carry t
 normalisation, so TensorFlow runs one fused pass instead of three. The folded Conv takes the
 BatchNormalization's output name; the map between the two exists no more."""
 
+from collections import Counter
+
 import numpy as np
 
 from cnnviz_cli.models.onnx.values import Value
@@ -11,12 +13,8 @@ from cnnviz_cli.models.onnx.values import Value
 def folded_batch_norms(graph, values: dict[str, Value]) -> list:
     """`graph`'s nodes with each inference BatchNormalization that is the only reader of a
     Conv's output folded into that Conv; the folded weights are added to `values`."""
-    readers: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
-    for port in graph.output:
-        readers[port.name] = readers.get(port.name, 0) + 1
+    readers = Counter([name for node in graph.node for name in node.input]
+                      + [port.name for port in graph.output])
     nodes = list(graph.node)
     producers = {node.output[0]: index for index, node in enumerate(nodes)
                  if node.op_type == "Conv"}
@@ -28,15 +26,17 @@ def folded_batch_norms(graph, values: dict[str, Value]) -> list:
             skipped.add(index)
     return [node for index, node in enumerate(nodes) if index not in skipped]
 
-def _foldable(norm, conv, readers: dict, values: dict) -> bool:
-    attributes = {attribute.name: attribute for attribute in norm.attribute}
-    inference = "training_mode" not in attributes or attributes["training_mode"].i == 0
-    spatial = "spatial" not in attributes or attributes["spatial"].i == 1
-    known = [name in values and values[name].constant
-             for name in [*norm.input[1:5], *conv.input[1:]] if name]
-    return (norm.op_type == "BatchNormalization" and inference and spatial
-            and len([name for name in norm.output if name]) == 1 and len(norm.input) == 5
-            and readers[conv.output[0]] == 1 and len(known) >= 5 and all(known))
+
+def _foldable(norm, conv, readers: Counter, values: dict) -> bool:
+    """An inference, per-channel BatchNormalization of one output, alone reading the Conv,
+    with its statistics and the Conv's weights all initialisers."""
+    attributes = {attribute.name: attribute.i for attribute in norm.attribute}
+    weights = [*norm.input[1:], *(name for name in conv.input[1:] if name)]
+    return (norm.op_type == "BatchNormalization" and len(norm.input) == 5
+            and attributes.get("training_mode", 0) == 0 and attributes.get("spatial", 1) == 1
+            and len([name for name in norm.output if name]) == 1
+            and readers[conv.output[0]] == 1
+            and all(name in values and values[name].constant for name in weights))
 
 
 def _fold(conv, norm, values: dict):
