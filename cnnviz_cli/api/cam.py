@@ -98,29 +98,31 @@ class CamResult(Result):
         drawn = np.abs(total) if sign == "absolute" else item.maps[method]
         return item.image.unframe(drawn), False
 
-    def _overlay(self, item: CamItem, method: str) -> np.ndarray:
+    def _overlay(self, item: CamItem, method: str, image: np.ndarray | None = None) -> np.ndarray:
+        """A method's map over `image`: the original image, or that image resized."""
         from cnnviz_cli.render.cam import outline, signed_overlay
 
+        image = item.image.original if image is None else image
         heat, signed = self.drawn(item, method)
         region = None if item.region is None else item.image.unframe(
             np.asarray(item.region, dtype="float32")) > 0.5
-        picture = (signed_overlay(item.image.original, heat, self.options["alpha"]) if signed
-                   else self._heat(item, heat))
+        picture = (signed_overlay(image, heat, self.options["alpha"]) if signed
+                   else self._heat(image, heat))
         return picture if region is None else outline(picture, region)
 
-    def _heat(self, item: CamItem, heat: np.ndarray) -> np.ndarray:
+    def _heat(self, image: np.ndarray, heat: np.ndarray) -> np.ndarray:
         from cnnviz_cli.render.cam import heat_overlay
 
-        return heat_overlay(item.image.original, heat, self.options["colormap"],
-                            self.options["alpha"])
+        return heat_overlay(image, heat, self.options["colormap"], self.options["alpha"])
 
     def _panel(self, item: CamItem) -> np.ndarray:
-        from cnnviz_cli.render.cam import method_panel
+        from cnnviz_cli.render.cam import PANEL_HEIGHT, at_height, method_panel
         from cnnviz_cli.render.report import score_text
 
-        overlays = [self._overlay(item, method) for method in item.maps]
+        image = at_height(item.image.original, PANEL_HEIGHT)  # drawn at the panel's size
+        overlays = [self._overlay(item, method, image) for method in item.maps]
         title = f"{item.image.title} · {item.label} · {score_text(item.record)}"
-        return method_panel(item.image.original, overlays, list(item.maps), title)
+        return method_panel(image, overlays, list(item.maps), title)
 
     def _heatmap(self, item: CamItem, method: str) -> np.ndarray:
         from cnnviz_cli.render.cam import bare_heatmap, signed_heatmap
@@ -153,10 +155,10 @@ class CamResult(Result):
                         "layers": item.sanity.labels}, partial(self._sanity, item))
 
     def _sanity(self, item: CamItem) -> np.ndarray:
-        from cnnviz_cli.render.cam import sanity_figure
+        from cnnviz_cli.render.cam import SANITY_TILE, at_height, sanity_figure
 
-        cascade = item.sanity
-        rows = {method: [self._heat(item, item.image.unframe(heat))
+        cascade, image = item.sanity, at_height(item.image.original, SANITY_TILE)
+        rows = {method: [self._heat(image, item.image.unframe(heat))
                          for heat in (item.maps[method], *maps)]
                 for method, maps in cascade.maps.items()}
         return sanity_figure(rows, cascade, f"Sanity check · {item.image.title} · {item.label}")

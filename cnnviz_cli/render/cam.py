@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image
 
-from cnnviz_cli.render.colour import as_rgb, colorize, normalize, resize_map
+from cnnviz_cli.render.colour import as_rgb, blend, colorize, normalize, resize_map
 from cnnviz_cli.render.grid import column_heads, grid, strip
 
 PANEL_HEIGHT = 224
@@ -15,11 +15,8 @@ def heat_overlay(image: np.ndarray, heat: np.ndarray, colormap: str, alpha: floa
     The colours are opaque where the heat is: `alpha` at the maximum, fading with the square
     root of the heat, so the image stays clear where the map is cold.
     """
-    base = as_rgb(image).astype(np.float32)
-    heat = resize_map(_scaled(heat), base.shape[:2])
-    opacity = alpha * np.sqrt(np.clip(heat, 0.0, 1.0))[..., None]
-    coloured = colorize(heat, colormap).astype(np.float32)
-    return (base * (1.0 - opacity) + coloured * opacity).round().astype(np.uint8)
+    heat = resize_map(_scaled(heat), image.shape[:2])
+    return blend(image, colorize(heat, colormap), alpha * np.sqrt(np.clip(heat, 0.0, 1.0)))
 
 
 DIVERGING = "RdBu_r"  # signed maps: blue negative, white zero, red positive
@@ -35,11 +32,8 @@ def _balanced(heat: np.ndarray) -> np.ndarray:
 def signed_overlay(image: np.ndarray, heat: np.ndarray, alpha: float) -> np.ndarray:
     """A signed map coloured over the image on a diverging colour map centred on zero: opaque
     (`alpha` at the largest magnitude) where the map is strong, clear where it is near zero."""
-    base = as_rgb(image).astype(np.float32)
-    scaled = resize_map(_balanced(heat), base.shape[:2])
-    opacity = alpha * np.sqrt(np.abs(scaled))[..., None]
-    coloured = colorize(0.5 + 0.5 * scaled, DIVERGING).astype(np.float32)
-    return (base * (1.0 - opacity) + coloured * opacity).round().astype(np.uint8)
+    scaled = resize_map(_balanced(heat), image.shape[:2])
+    return blend(image, colorize(0.5 + 0.5 * scaled, DIVERGING), alpha * np.sqrt(np.abs(scaled)))
 
 
 def signed_heatmap(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -79,10 +73,13 @@ def method_panel(
     image: np.ndarray, overlays: list[np.ndarray], methods: list[str], title: str
 ) -> np.ndarray:
     """The image and one overlay per method side by side, captioned with the method names."""
-    height, width = image.shape[:2]
-    size = (round(width * PANEL_HEIGHT / height), PANEL_HEIGHT)
-    first = np.asarray(Image.fromarray(as_rgb(image)).resize(size, Image.Resampling.LANCZOS))
-    return strip([first, *overlays], ["input", *methods], title)
+    return strip([at_height(image, PANEL_HEIGHT), *overlays], ["input", *methods], title)
+
+
+def at_height(image: np.ndarray, height: int) -> np.ndarray:
+    """A uint8 image resized to `height` pixels high, its aspect kept, as RGB."""
+    size = (max(1, round(image.shape[1] * height / image.shape[0])), height)
+    return np.asarray(Image.fromarray(as_rgb(image)).resize(size, Image.Resampling.LANCZOS))
 
 
 SANITY_TILE = 160  # px, the height of a map in the sanity-check figure
@@ -94,10 +91,7 @@ def sanity_figure(rows: dict[str, list[np.ndarray]], cascade, title: str) -> np.
     correlation and SSIM to the first (a techniques.trust.Cascade of one item)."""
     tiles, captions = [], []
     for method, overlays in rows.items():
-        height, width = overlays[0].shape[:2]
-        size = (round(width * SANITY_TILE / height), SANITY_TILE)
-        tiles += [np.asarray(Image.fromarray(tile).resize(size, Image.Resampling.LANCZOS))
-                  for tile in overlays]
+        tiles += [at_height(tile, SANITY_TILE) for tile in overlays]
         pairs = zip(cascade.spearman[method], cascade.ssim[method], strict=True)
         captions += [method] + [f"rank {rho:+.2f} · SSIM {same:.2f}" for rho, same in pairs]
     columns = len(cascade.labels) + 1

@@ -1,5 +1,7 @@
 """Normalising maps and colouring them with matplotlib colour maps."""
 
+import functools
+
 import numpy as np
 from PIL import Image
 
@@ -24,7 +26,18 @@ def to_uint8(values: np.ndarray) -> np.ndarray:
 
 
 def colorize(values: np.ndarray, colormap: str = "inferno") -> np.ndarray:
-    """A [0, 1] (height, width) map to uint8 RGB through a matplotlib colour map."""
+    """A [0, 1] (height, width) map to uint8 RGB through a matplotlib colour map: its table of
+    colours indexed as matplotlib indexes it, without a float RGBA copy of the map."""
+    table = _colour_table(colormap)
+    index = np.asarray(values) * len(table)
+    np.fmax(index, 0, out=index)  # NaN becomes 0 too
+    np.minimum(index, len(table) - 1, out=index)
+    return np.take(table, index.astype(np.intp), axis=0)
+
+
+@functools.cache
+def _colour_table(colormap: str) -> np.ndarray:
+    """The colour map's table of colours, uint8 RGB (N, 3)."""
     import matplotlib
 
     try:
@@ -34,7 +47,7 @@ def colorize(values: np.ndarray, colormap: str = "inferno") -> np.ndarray:
             f"Unknown colour map {colormap!r}; use a matplotlib name such as turbo, inferno, "
             "viridis, jet or gray."
         ) from None
-    return to_uint8(cmap(np.clip(values, 0.0, 1.0))[..., :3])
+    return to_uint8(cmap(np.arange(cmap.N))[:, :3])
 
 
 def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -57,9 +70,15 @@ def overlay(
     image: np.ndarray, heat: np.ndarray, colormap: str = "inferno", alpha: float = 0.5
 ) -> np.ndarray:
     """Blend a [0, 1] heatmap (any resolution) over a uint8 image at the image's resolution."""
-    base = as_rgb(image).astype(np.float32)
-    coloured = colorize(resize_map(heat, base.shape[:2]), colormap).astype(np.float32)
-    return (base * (1.0 - alpha) + coloured * alpha).round().astype(np.uint8)
+    return blend(image, colorize(resize_map(heat, image.shape[:2]), colormap), alpha)
+
+
+def blend(image: np.ndarray, coloured: np.ndarray, opacity: np.ndarray | float) -> np.ndarray:
+    """uint8 RGB `coloured` laid over a uint8 image of its size (1 or 3 channels) with
+    `opacity` in [0, 1]: one number, or one per pixel (height, width)."""
+    mask = to_uint8(np.broadcast_to(np.asarray(opacity, np.float32), image.shape[:2]))
+    return np.asarray(Image.composite(Image.fromarray(coloured), Image.fromarray(as_rgb(image)),
+                                      Image.fromarray(mask)))
 
 
 def signed_image(values: np.ndarray, percentile: float = 99.5) -> np.ndarray:

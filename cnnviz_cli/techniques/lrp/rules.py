@@ -82,15 +82,16 @@ def redistributed(output: tf.Tensor, shares: list[tuple[tf.Tensor, float]],
     contributions = [share for share, _ in shares]
 
     @tf.custom_gradient
-    def split(*contributions):
+    def split(output, *contributions):  # `output` an argument: TensorFlow's search for the
+        # variables a custom gradient reads walks back from its result to its arguments only
         def backward(upstream):
-            return [upstream / stabilised(share, epsilon) * factor if factor != 1.0
-                    else upstream / stabilised(share, epsilon)
-                    for share, (_, factor) in zip(contributions, shares, strict=True)]
+            return [None, *(upstream / stabilised(share, epsilon) * factor if factor != 1.0
+                            else upstream / stabilised(share, epsilon)
+                            for share, (_, factor) in zip(contributions, shares, strict=True))]
 
         return tf.identity(output), backward
 
-    return split(*contributions)
+    return split(output, *contributions)
 
 
 def _positive(tensor: tf.Tensor | None) -> tf.Tensor | None:
