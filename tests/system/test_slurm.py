@@ -33,7 +33,7 @@ PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "scancel", "s
 SHARDS = 3
 IMAGES = 12
 SLOW_PHOTOS = (4, 7)  # the second and third image of task 2
-SLOW_SIDE = 6000  # pixels: 36 M, under the default --max-pixels
+SLOW_SIDE = 4000  # pixels: 16 M
 ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
         "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
 
