@@ -28,6 +28,25 @@ def median_seconds(function, repeats: int = REPEATS) -> float:
     return statistics.median(times)
 
 
+def paired_seconds(ours, reference, repeats: int = REPEATS) -> tuple[float, float, float]:
+    """(ours, reference, ratio): the median wall times of `ours()` and `reference()` timed in
+    turns after two warm-up calls each, and the median of the turns' ratios, which a machine
+    whose speed drifts during the run moves less than a ratio of medians timed apart."""
+    for function in (ours, reference, ours, reference):
+        function()
+    turns = []
+    for _ in range(repeats):
+        turn = []
+        for function in (ours, reference):
+            start = time.perf_counter()
+            function()
+            turn.append(time.perf_counter() - start)
+        turns.append(turn)
+    mine, theirs = zip(*turns, strict=True)
+    return (statistics.median(mine), statistics.median(theirs),
+            statistics.median(a / b for a, b in turns))
+
+
 def bare_forward_backward(model, input_shape: tuple):
     """The reference: compiled forward pass and gradient of the top logit w.r.t. the input."""
     import tensorflow as tf

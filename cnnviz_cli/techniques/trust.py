@@ -77,7 +77,7 @@ def trust_metric(name: str, higher_is_better: bool, meaning: str, random: bool =
 
 ROAD_FRACTIONS = tuple(np.round(np.linspace(0.1, 0.9, 9), 2))  # shares of pixels imputed
 ROAD_NOISE = 0.01  # imputation noise, as a fraction of the item's value range
-IMPUTE_ITERATIONS = (8, 2)  # Jacobi steps on each coarser level of the imputation's pyramid,
+IMPUTE_ITERATIONS = (8, 1)  # Jacobi steps on each coarser level of the imputation's pyramid,
 # then at full size (the coarse levels carry the far pixels in, cheaply)
 SUBSETS, GRID, SUBSET_FRACTION = 64, 8, 0.2  # MuFidelity: subsets of cells of a grid x grid
 STABILITY_SAMPLES, STABILITY_RADIUS = 8, 0.05
@@ -156,9 +156,9 @@ def impute(images: tf.Tensor, removed: tf.Tensor,
     """Rong et al.'s linear imputation of the `removed` pixels ((n, h, w, 1), 1 = removed):
     each becomes the mean of its 8 neighbours, weighted 1/6 (sides) and 1/12 (corners). Solved
     coarse to fine on a pyramid of 2, 4, 8 ... pixel cells: on each level a cell with kept
-    pixels holds their mean, the others start from the coarser level's solution and take
-    `iterations` Jacobi steps (on the coarser levels, at full size). Kept pixels are
-    unchanged."""
+    pixels holds their mean, the others start from the coarser level's solution (bilinear)
+    and take `iterations` Jacobi steps (on the coarser levels, at full size). Kept pixels
+    are unchanged."""
     keep = 1.0 - removed
     levels = [(images * keep, keep)]
     while max(levels[-1][1].shape[1:3]) > 1:
@@ -177,7 +177,7 @@ def impute(images: tf.Tensor, removed: tf.Tensor,
             continue
         free = 1.0 - known  # the weights sum to less at the border: divided by their sum
         share = free / _neighbour_sum(tf.ones_like(known[:1]))
-        filled = kept + free * tf.image.resize(filled, total.shape[1:3], "nearest")
+        filled = kept + free * tf.image.resize(filled, total.shape[1:3], "bilinear")
         for _ in range(iterations[depth == 0]):
             filled = kept + share * _neighbour_sum(filled)
     return filled
