@@ -28,12 +28,14 @@ def median_seconds(function, repeats: int = REPEATS) -> float:
     return statistics.median(times)
 
 
-def paired_seconds(ours, reference, repeats: int = REPEATS) -> tuple[float, float, float]:
+def paired_seconds(ours, reference, repeats: int = REPEATS,
+                   warm_ups: int = 2) -> tuple[float, float, float]:
     """(ours, reference, ratio): the median wall times of `ours()` and `reference()` timed in
-    turns after two warm-up calls each, and the median of the turns' ratios, which a machine
+    turns after `warm_ups` calls each, and the median of the turns' ratios, which a machine
     whose speed drifts during the run moves less than a ratio of medians timed apart."""
-    for function in (ours, reference, ours, reference):
-        function()
+    for _ in range(warm_ups):
+        ours()
+        reference()
     turns = []
     for _ in range(repeats):
         turn = []
@@ -94,12 +96,12 @@ def _model_rows(name: str, model, size: int, methods: list[str]) -> list[dict]:
     layer = last_feature_map(model)
     explainer = CamExplainer(model, layer.path, shape)
     reference_step = bare_forward_backward(model, shape)
-    reference = median_seconds(lambda: reference_step(inputs))
     options, rows = CamOptions(batch_size=32), []
     peers = tf_keras_vis_runs(model, layer.path, inputs) if name == "demo" else {}
     for method in methods:
         explain = lambda m=method: explainer(inputs, Targets(), [m], options)  # noqa: E731
-        ours = median_seconds(explain, repeats=3 if "scorecam" in method else REPEATS)
+        ours, reference, ratio = paired_seconds(
+            explain, lambda: reference_step(inputs), 3 if "scorecam" in method else REPEATS)
         goal = {"gradcam": "goal <= 1.25", "gradcam++": "the same compiled core as GradCAM"}.get(
             method, "masked inputs in passes of 32")
         work = f"{method} {name} {size}px batch {BATCH} (CPU)"
@@ -107,7 +109,7 @@ def _model_rows(name: str, model, size: int, methods: list[str]) -> list[dict]:
             "benchmark": f"cam {work}",
             "ours_s": ours,
             "reference_s": reference,
-            "ratio": ours / reference,
+            "ratio": ratio,
             "note": f"layer {layer.path} {tuple(layer.output_shape[1:])}; reference = compiled "
             f"forward + gradient of the top logit w.r.t. the input; {goal}",
         })

@@ -9,7 +9,7 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from benchmarks.cam import BATCH, bare_forward_backward, median_seconds  # noqa: E402
+from benchmarks.cam import BATCH, bare_forward_backward, paired_seconds  # noqa: E402
 
 COMPOSITES = ("epsilon-plus-flat", "epsilon")
 
@@ -42,16 +42,17 @@ def _model_rows(name: str, model, size: int) -> list[dict]:
     inputs = np.random.default_rng(0).uniform(0, 1, (BATCH, *shape)).astype("float32")
     classes = tf.constant(model.predict(inputs, verbose=0).argmax(axis=1), tf.int32)
     reference_step = bare_forward_backward(model, shape)
-    reference = median_seconds(lambda: reference_step(inputs))
     rows = []
     for composite in COMPOSITES:
         explainer = LrpExplainer(model, top_logit, LrpOptions(composite))
-        ours = median_seconds(lambda e=explainer: e(inputs, classes).relevance.numpy())
+        ours, reference, ratio = paired_seconds(
+            lambda e=explainer: e(inputs, classes).relevance.numpy(),
+            lambda: reference_step(inputs))
         rows.append({
             "benchmark": f"lrp {composite} {name} {size}px batch {BATCH} (CPU)",
             "ours_s": ours,
             "reference_s": reference,
-            "ratio": ours / reference,
+            "ratio": ratio,
             "note": "reference = compiled forward + gradient of the top logit w.r.t. the input "
             "(no LRP peer without PyTorch); goal <= 1.5",
         })

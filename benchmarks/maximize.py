@@ -12,7 +12,7 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from benchmarks.cam import median_seconds  # noqa: E402
+from benchmarks.cam import paired_seconds  # noqa: E402
 
 FILTERS = 16
 STEPS = 256
@@ -58,15 +58,16 @@ def measure() -> list[dict]:
     start = time.perf_counter()
     maximize(objective, filters, shape, config)
     first_call = time.perf_counter() - start
-    ours = median_seconds(lambda: maximize(objective, filters, shape, config), repeats=3)
     features = keras.Model(resolved.model.inputs, resolved.model.get_layer(layer).output)
-    reference = median_seconds(bare_loop(features, shape), repeats=3)
+    ours, reference, ratio = paired_seconds(
+        lambda: maximize(objective, filters, shape, config), bare_loop(features, shape),
+        repeats=3, warm_ups=1)
     work = f"{FILTERS} filters x {STEPS} steps, demo {layer}, {SIZE} px"
     rows = [{
         "benchmark": f"maximize: {work}",
         "ours_s": ours,
         "reference_s": reference,
-        "ratio": ours / reference,
+        "ratio": ratio,
         "note": f"reference: {STEPS} bare compiled forward+backward passes of a batch of "
         f"{FILTERS} (goal ratio <= {GOAL}); first call with tracing {first_call:.1f} s",
     }]

@@ -14,7 +14,7 @@ import sys
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from benchmarks.cam import BATCH, median_seconds  # noqa: E402
+from benchmarks.cam import BATCH, paired_seconds  # noqa: E402
 
 
 def keras_to_onnx(model, opset: int = 17):
@@ -137,27 +137,26 @@ def _rows(name: str, model, size: int) -> list[dict]:
     translated = translate(proto, (None, None, 3), True, (size, size)).model
     shape = (size, size, 3)
     inputs = np.random.default_rng(0).uniform(0, 1, (BATCH, *shape)).astype("float32")
-    seconds = {}
-    for which, network in (("onnx", translated), ("keras", model)):
-        explainer = CamExplainer(network, last_feature_map(network, (size, size)).path, shape)
-        seconds[which] = median_seconds(
-            lambda e=explainer: e(inputs, Targets(), ["gradcam"], CamOptions(batch_size=32)))
+    explainers = [CamExplainer(network, last_feature_map(network, (size, size)).path, shape)
+                  for network in (translated, model)]
+    gradcam = paired_seconds(*(
+        lambda e=explainer: e(inputs, Targets(), ["gradcam"], CamOptions(batch_size=32))
+        for explainer in explainers))
     session = onnxruntime.InferenceSession(proto.SerializeToString(),
                                            providers=["CPUExecutionProvider"])
     channels_first = np.ascontiguousarray(inputs.transpose(0, 3, 1, 2))
     compiled = tf.function(lambda batch: translated(batch, training=False))
-    ours = median_seconds(lambda: compiled(inputs).numpy())
     difference = float(np.abs(compiled(inputs).numpy() - model.predict(inputs, verbose=0)).max())
-    theirs = median_seconds(lambda: session.run(None, {"image": channels_first}))
+    forward = paired_seconds(lambda: compiled(inputs).numpy(),
+                             lambda: session.run(None, {"image": channels_first}))
     work = f"{name} {size}px batch {BATCH} (CPU)"
     return [
         {"benchmark": f"onnx gradcam {work}: translated ONNX vs its Keras model",
-         "ours_s": seconds["onnx"], "reference_s": seconds["keras"],
-         "ratio": seconds["onnx"] / seconds["keras"],
+         **dict(zip(("ours_s", "reference_s", "ratio"), gradcam, strict=True)),
          "note": "the same weights written as ONNX (NCHW) and translated (outputs differ by "
                  f"{difference:.1e} at most); goal <= 1.3"},
         {"benchmark": f"onnx forward {work}: translated vs onnxruntime",
-         "ours_s": ours, "reference_s": theirs, "ratio": ours / theirs,
+         **dict(zip(("ours_s", "reference_s", "ratio"), forward, strict=True)),
          "note": "compiled Keras forward of the translation vs onnxruntime's CPU session on "
                  "the same file; goal <= 2"},
     ]

@@ -25,6 +25,12 @@ def _transfer_model(keras, family: str, style: str):
     return keras.Model(inputs, x)
 
 
+def _cam_layer(api, model) -> str:
+    """The layer cam picks: the base's last feature map, addressed as base/layer. Projections
+    go through it alone (each layer's projection is a compiled pass of its own to trace)."""
+    return next(layer["name"] for layer in api.layers(model).layers if "cam" in layer["auto"])
+
+
 @pytest.mark.slow
 def test_every_command_runs_on_a_nested_mobilenet_v3(keras, tmp_path):
     import cnnviz_cli as api
@@ -35,7 +41,8 @@ def test_every_command_runs_on_a_nested_mobilenet_v3(keras, tmp_path):
     image = np.random.default_rng(0).integers(0, 255, (48, 80, 3), np.uint8)
     api.cam(model, [image], out=tmp_path / "cam", **CAM)
     api.activations(model, [image], out=tmp_path / "activations")
-    api.reconstruct(model, [image], method="deconvnet", out=tmp_path / "reconstruct")
+    api.reconstruct(model, [image], method="deconvnet", layers=[_cam_layer(api, model)],
+                    out=tmp_path / "reconstruct")
     api.dream(model, [image], steps=1, octaves=1, out=tmp_path / "dream")
     api.filters(model, out=tmp_path / "filters")
     result = api.maximize(model, classes=[1], steps=2, out=tmp_path / "class")
@@ -53,4 +60,7 @@ def test_cam_and_reconstruct_run_on_an_efficientnet_nested_in_a_sequential(keras
     api.cam(model, [image], out=tmp_path / "cam", **CAM)
     assert {path.name.split("-")[1] for path in (tmp_path / "cam").rglob("cam-*.png")} >= {
         "gradcam", "occlusion"}
-    api.reconstruct(model, [image], method="deconvnet", out=tmp_path / "reconstruct")
+    layer = _cam_layer(api, model)
+    assert "/" in layer  # inside the nested base
+    api.reconstruct(model, [image], method="deconvnet", layers=[layer],
+                    out=tmp_path / "reconstruct")
