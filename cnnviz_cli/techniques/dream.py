@@ -191,11 +191,13 @@ class Dreamer:
         return Dreamed(result.images[0], before, float(result.scores[0]), shapes, frames)
 
     def score(self, images: tf.Tensor) -> float:
-        """The objective of one image in [0, 1], tiled as during the dream (no roll)."""
+        """The objective of one image in [0, 1], tiled as during the dream (no roll); a
+        forward pass only."""
         tile = self.tile_shape(*images.shape[1:3])
         if tile not in self._scores:
-            self._scores[tile] = tf.function(self.objective(tile))
-        return float(self._scores[tile](images, tf.zeros(1, tf.int32))[0])
+            self._scores[tile] = tf.function(
+                lambda pixels: _over_tiles(self._tile_score, pixels, tile, False)[0])
+        return float(self._scores[tile](images)[0])
 
 
 def _resized(images: tf.Tensor, shape: tuple[int, int]) -> tf.Tensor:
@@ -205,40 +207,48 @@ def _resized(images: tf.Tensor, shape: tuple[int, int]) -> tf.Tensor:
 
 def _tiled_objective(tile_score, tile: tuple[int, int]):
     """Mean of `tile_score` over tiles covering the image; gradients computed tile by tile."""
-    tile_height, tile_width = tile
 
     def objective(images: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
         del targets
 
         @tf.custom_gradient
         def tiled(images):
-            height, width = images.shape[1], images.shape[2]
-            grid = [(y, x) for y in _tile_offsets(height, tile_height)
-                    for x in _tile_offsets(width, tile_width)]
-            offsets = tf.constant(grid, tf.int32)
-
-            def body(index, total, gradient):
-                y, x = offsets[index, 0], offsets[index, 1]
-                crop = tf.slice(images, [0, y, x, 0], [-1, tile_height, tile_width, -1])
-                with tf.GradientTape() as tape:
-                    tape.watch(crop)
-                    score = tile_score(crop)
-                rows, columns = [y, height - tile_height - y], [x, width - tile_width - x]
-                placed = tf.pad(tape.gradient(score, crop), [[0, 0], rows, columns, [0, 0]])
-                return index + 1, total + score, gradient + placed
-
-            start = (tf.constant(0), tf.zeros(tf.shape(images)[:1]), tf.zeros_like(images))
-            _, total, gradient = tf.while_loop(
-                lambda index, *_: index < len(grid), body, start, parallel_iterations=1
-            )
-            count = float(len(grid))
+            mean, gradient = _over_tiles(tile_score, images, tile, with_gradient=True)
 
             def backward(upstream, variables=()):
                 # The model's weights stay fixed: no gradients for them.
-                return gradient * (upstream / count)[:, None, None, None], [None] * len(variables)
+                return gradient * upstream[:, None, None, None], [None] * len(variables)
 
-            return total / count, backward
+            return mean, backward
 
         return tiled(images)
 
     return objective
+
+
+def _over_tiles(tile_score, images: tf.Tensor, tile: tuple[int, int], with_gradient: bool):
+    """(mean of `tile_score` over the tiles covering `images`, its gradient with respect to the
+    images or None), one tile at a time."""
+    (tile_height, tile_width), (height, width) = tile, images.shape[1:3]
+    grid = [(y, x) for y in _tile_offsets(height, tile_height)
+            for x in _tile_offsets(width, tile_width)]
+    offsets = tf.constant(grid, tf.int32)
+
+    def body(index, total, gradient):
+        y, x = offsets[index, 0], offsets[index, 1]
+        crop = tf.slice(images, [0, y, x, 0], [-1, tile_height, tile_width, -1])
+        if not with_gradient:
+            return index + 1, total + tile_score(crop), gradient
+        with tf.GradientTape() as tape:
+            tape.watch(crop)
+            score = tile_score(crop)
+        rows, columns = [y, height - tile_height - y], [x, width - tile_width - x]
+        placed = tf.pad(tape.gradient(score, crop), [[0, 0], rows, columns, [0, 0]])
+        return index + 1, total + score, gradient + placed
+
+    start = (tf.constant(0), tf.zeros(tf.shape(images)[:1]),
+             tf.zeros_like(images) if with_gradient else tf.zeros(()))
+    _, total, gradient = tf.while_loop(
+        lambda index, *_: index < len(grid), body, start, parallel_iterations=1
+    )
+    return total / len(grid), gradient / len(grid) if with_gradient else None
