@@ -81,9 +81,11 @@ def redistributed(output: tf.Tensor, shares: list[tuple[tf.Tensor, float]],
     `epsilon` away from zero)."""
     contributions = [share for share, _ in shares]
 
+    # `output` is an argument (with no gradient) because TensorFlow looks for the variables a
+    # custom gradient reads by walking back from its result to its arguments: from a tensor
+    # made elsewhere, that walk would cross the whole graph once per layer.
     @tf.custom_gradient
-    def split(output, *contributions):  # `output` an argument: TensorFlow's search for the
-        # variables a custom gradient reads walks back from its result to its arguments only
+    def split(output, *contributions):
         def backward(upstream):
             return [None, *(upstream / stabilised(share, epsilon) * factor if factor != 1.0
                             else upstream / stabilised(share, epsilon)
