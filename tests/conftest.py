@@ -18,10 +18,13 @@ SYSTEM = Path(__file__).parent / "system"
 
 def pytest_collection_modifyitems(items):
     """Tests under tests/system (subprocesses, Slurm, a browser, the notebook, the docs' command
-    lines) are the `system` tier: `make test-fast` leaves them out."""
+    lines) are the `system` tier: `make test-fast` leaves them out. The system and slow tests
+    run first, so that two workers end on short tests instead of one waiting for the other."""
     for item in items:
         if SYSTEM in item.path.parents:
             item.add_marker(pytest.mark.system)
+    items.sort(key=lambda item: item.get_closest_marker("system") is None
+               and item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")
