@@ -378,9 +378,12 @@ def test_depthwise_convolution_and_squeeze_excite_gate(keras):
     assert_matches(result.relevance.numpy().reshape(-1), expected)
 
 
-def test_channels_first(keras):
+@pytest.mark.parametrize("name, first", [("epsilon-plus-flat", "flat"),
+                                         ("epsilon-alpha2-beta1", "alpha2beta1")])
+def test_channels_first(keras, name, first):
     """Convolutions, BatchNormalization (axis 1, folded), max pooling and GAP on
-    (channels, height, width) inputs: the relevance, moved to channels last, is the NumPy one."""
+    (channels, height, width) inputs: the relevance, moved to channels last, is the NumPy one.
+    alpha2-beta1 on the first convolution splits inputs of both signs along axis 1."""
     inputs = keras.Input((3, 6, 8))
     x = keras.layers.Conv2D(4, 3, padding="same", data_format="channels_first", name="conv1",
                             activation="relu")(inputs)
@@ -391,8 +394,7 @@ def test_channels_first(keras):
     x = keras.layers.GlobalAveragePooling2D(data_format="channels_first")(x)
     model = randomised(keras.Model(inputs, keras.layers.Dense(3, name="dense")(x)), 15)
     pixels = np.random.default_rng(16).uniform(-1, 1, (1, 6, 8, 3)).astype("float32")
-    result = explain(model, pixels.transpose(0, 3, 1, 2), [1], composite="epsilon-plus-flat",
-                     epsilon=EPSILON)
+    result = explain(model, pixels.transpose(0, 3, 1, 2), [1], composite=name, epsilon=EPSILON)
     w = {layer.name: layer.get_weights() for layer in model.layers}
     m1, mask1, shape1 = conv_matrix(w["conv1"][0], (6, 8, 3))
     kernel2, bias2 = folded(w["conv2"], w["bn"], 12)
@@ -401,8 +403,9 @@ def test_channels_first(keras):
              ("pool", shape1), ("linear", "conv", m2, bias2, mask2), ("relu",),
              ("linear", "pool", gap_matrix((3, 4, 5)), np.zeros(5), None),
              ("linear", "dense", w["dense"][0].T, w["dense"][1], None)]
-    expected, _ = numpy_lrp(steps, pixels[0], 1, lambda kind, first: numpy_rule(
-        "flat" if first else "alpha1beta0" if kind == "conv" else "epsilon"))
+    conv = "alpha1beta0" if name == "epsilon-plus-flat" else "alpha2beta1"
+    expected, _ = numpy_lrp(steps, pixels[0], 1, lambda kind, is_first: numpy_rule(
+        first if is_first else conv if kind == "conv" else "epsilon"))
     assert_matches(result.relevance.numpy().transpose(0, 2, 3, 1).reshape(-1), expected)
 
 

@@ -40,7 +40,7 @@ def stages(layer) -> list[tuple[Linear, int]]:
         def dense(inputs, kernel, bias):
             return _with_bias(tf.matmul(inputs[0], kernel), bias, -1)
 
-        return [(Linear(layer.name, "dense", dense, _weight(layer.kernel), bias), 1)]
+        return [(Linear(layer.name, "dense", dense, _weight(layer.kernel), bias, -1), 1)]
     if isinstance(layer, (L.DepthwiseConv1D, L.DepthwiseConv2D)):
         return [(Linear(layer.name, "conv", depthwise, _weight(layer.kernel), bias), 2)]
     if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
@@ -49,12 +49,15 @@ def stages(layer) -> list[tuple[Linear, int]]:
             return _with_bias(outputs, bias, axis)
 
         return [(Linear(layer.name, "conv", depthwise, _weight(layer.depthwise_kernel)), 2),
-                (Linear(layer.name, "conv", pointwise, _weight(layer.pointwise_kernel), bias), 1)]
+                (Linear(layer.name, "conv", pointwise, _weight(layer.pointwise_kernel), bias,
+                        axis), 1)]
 
     def convolution(inputs, kernel, bias):
         return _with_bias(layer.convolution_op(inputs[0], kernel), bias, axis)
 
-    return [(Linear(layer.name, "conv", convolution, _weight(layer.kernel), bias), 1)]
+    stacks = isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)) and layer.groups == 1
+    return [(Linear(layer.name, "conv", convolution, _weight(layer.kernel), bias,
+                    axis if stacks else None), 1)]
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,9 @@ class Linear:
     apply: Callable[[list[tf.Tensor], tf.Tensor, tf.Tensor | None], tf.Tensor]
     kernel: tf.Tensor
     bias: tf.Tensor | None = None
+    # The input's channel axis, where inputs stacked along it meet kernels stacked along their
+    # axis -2 (their input channels): a convolution or dense map of one input; else None.
+    stack_axis: int | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,23 @@ def carried(value: tf.Tensor, source: tf.Tensor) -> tf.Tensor:
     @tf.custom_gradient
     def carry(source):
         return tf.identity(value), lambda upstream: upstream * value
+
+    return carry(source)
+
+
+def carried_signs(source: tf.Tensor, axis: int) -> tf.Tensor:
+    """[source+, source-] stacked along `axis`, whose gradient with respect to `source` is
+    the upstream's halves times source+ and source-."""
+
+    @tf.custom_gradient
+    def carry(source):
+        positive, negative = tf.maximum(source, 0.0), tf.minimum(source, 0.0)
+
+        def backward(upstream):
+            upper, lower = tf.split(upstream, 2, axis=axis)
+            return upper * positive + lower * negative
+
+        return tf.concat([positive, negative], axis), backward
 
     return carry(source)
 
@@ -134,9 +154,14 @@ def gamma(value: float) -> Rule:
 
 def _signed_part(layer: Linear, inputs: list, facts: list[Facts], sign: float) -> tf.Tensor:
     """Carried sum of the positive (sign 1) or negative (sign -1) contributions x w (and the
-    bias's part); inputs known to be non-negative skip their negative half."""
+    bias's part); inputs known to be non-negative skip their negative half, and layers that
+    stack take both halves in one pass (the output written once: fewer bytes moved)."""
     same, other = (_positive, _negative) if sign > 0 else (_negative, _positive)
     nonnegative = all(fact.nonnegative for fact in facts)  # then x+ is x itself
+    if not nonnegative and layer.stack_axis is not None:  # one pass over [x+, x-]
+        kernel = tf.concat([same(layer.kernel), other(layer.kernel)], axis=-2)
+        return layer.apply([carried_signs(inputs[0], layer.stack_axis)], kernel,
+                           same(layer.bias))
     total = layer.apply(_carried_all(inputs, None if nonnegative else _positive),
                         same(layer.kernel), same(layer.bias))
     if not nonnegative:
