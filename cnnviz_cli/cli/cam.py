@@ -18,7 +18,7 @@ def cam(ctx: click.Context, **options) -> None:
 
     \b
     Example:
-      cnnviz cam sample_images/ --method gradcam,scorecam,layercam --metrics -o out/
+      cnnviz cam sample_images/ --method gradcam,faster-scorecam,layercam --metrics -o out/
       cnnviz cam val/ --targets val.csv --save-npy -o old/
       cnnviz cam val/ --targets val.csv --baseline old/ --fail-under pointing=0.9 -o new/
       cnnviz cam sample_images/star.png --method gradcam,saliency --sanity -o sanity/
