@@ -25,6 +25,7 @@ def onnxruntime_outputs(model, inputs: np.ndarray) -> list[np.ndarray]:
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(model.SerializeToString(), options,
                                            providers=["CPUExecutionProvider"])
     return session.run(None, {"x": inputs})
