@@ -5,12 +5,6 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Each worker (and each process a test starts) gets its share of the cores: TensorFlow's
-# default pools of one thread per core, one per worker, spin against each other
-# (make test-fast: 10 % less time on two cores with two workers).
-SHARE = str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))))
-os.environ.setdefault("TF_NUM_INTRAOP_THREADS", SHARE)
-os.environ.setdefault("TF_NUM_INTEROP_THREADS", SHARE)
 
 from pathlib import Path
 
@@ -20,6 +14,15 @@ from click.testing import CliRunner
 from PIL import Image
 
 SYSTEM = Path(__file__).parent / "system"
+
+
+def pytest_configure(config):
+    """Each worker (and each process its tests start) gets its share of the cores for
+    TensorFlow's thread pools, set before anything imports TensorFlow: pools of one thread per
+    core in every worker spin against each other (9 % more CPU time over the suite)."""
+    workers = getattr(config.option, "numprocesses", None) or 1  # pytest-xdist's -n
+    for pool in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ.setdefault(pool, str(max(1, (os.cpu_count() or 1) // workers)))
 
 
 def pytest_collection_modifyitems(items):

@@ -126,6 +126,7 @@ class Dreamer:
 
         self._tile_score = tile_score
         self._objectives: dict[tuple[int, int], object] = {}
+        self._forward: dict[tuple[int, int], object] = {}
         self._scores: dict[tuple[int, int], object] = {}
 
     def tile_shape(self, height: int, width: int) -> tuple[int, int]:
@@ -161,6 +162,13 @@ class Dreamer:
             self._objectives[tile] = _tiled_objective(self._tile_score, tile)
         return self._objectives[tile]
 
+    def forward_objective(self, tile: tuple[int, int]):
+        """The same objective as a forward pass only (no gradient computed tile by tile)."""
+        if tile not in self._forward:  # one function per tile, so its compiled loop is reused
+            self._forward[tile] = lambda images, targets=None: _over_tiles(
+                self._tile_score, images, tile, False)[0]
+        return self._forward[tile]
+
     def __call__(self, image: np.ndarray) -> Dreamed:
         """Dream on one uint8 (height, width, channels) image."""
         config = self.config
@@ -182,6 +190,7 @@ class Dreamer:
                 ),
                 targets=np.zeros(1, np.int32),
                 start=start,
+                final=self.forward_objective(tile),
             )
             del start
             detail = result.images - _resized(original, shape)
@@ -195,8 +204,7 @@ class Dreamer:
         forward pass only."""
         tile = self.tile_shape(*images.shape[1:3])
         if tile not in self._scores:
-            self._scores[tile] = tf.function(
-                lambda pixels: _over_tiles(self._tile_score, pixels, tile, False)[0])
+            self._scores[tile] = tf.function(self.forward_objective(tile))
         return float(self._scores[tile](images)[0])
 
 

@@ -235,6 +235,7 @@ def optimize(
     config: OptimConfig,
     targets,
     start=None,
+    final: Objective | None = None,
 ) -> OptimResult:
     """Maximise `objective(images, targets)` for every item of `targets` at once.
 
@@ -244,6 +245,8 @@ def optimize(
         config: steps, learning rate, method, transforms, regularisers, snapshots, seed.
         targets: one entry per batch item, passed to the objective unchanged.
         start: optional images (batch, h, w, c) in [0, 1] a `Pixel` parameterisation starts from.
+        final: the same scores without a gradient, for the result's `scores` (default: the
+            objective), where the objective computes its gradient as it goes (DeepDream's tiles).
     """
     targets = tf.convert_to_tensor(targets)
     seed = tf.constant([config.seed, 0], tf.int32)
@@ -252,14 +255,15 @@ def optimize(
     else:
         tensor = parameterization.from_images(start)
     signature = tuple(tf.TensorSpec((None, *t.shape[1:]), t.dtype) for t in (tensor, targets))
-    loop = _compiled_loop(objective, parameterization, replace(config, seed=0), signature)
+    loop = _compiled_loop(objective, final or objective, parameterization,
+                          replace(config, seed=0), signature)
     images, scores, snapshots = loop(tensor, targets, seed)
     kept = snapshots.numpy() if config.snapshot_every else None
     return OptimResult(images.numpy(), scores.numpy(), kept)
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_loop(objective, parameterization, config: OptimConfig, signature: tuple):
+def _compiled_loop(objective, final, parameterization, config: OptimConfig, signature: tuple):
     every = config.snapshot_every
     frame_count = math.ceil(config.steps / every) + 1 if every else 1
     rate = config.learning_rate
@@ -308,6 +312,6 @@ def _compiled_loop(objective, parameterization, config: OptimConfig, signature: 
             frames = frames.write(frame_count - 1, images)
         else:
             frames = frames.write(0, images)
-        return images, objective(images, targets), frames.stack()
+        return images, final(images, targets), frames.stack()
 
     return loop

@@ -290,7 +290,7 @@ def check_interrupted_folder(out: Path, total: int) -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_subprocess_exits_143_then_resume_finishes(tmp_path, small_model_file):
+def test_sigterm_subprocess_exits_143_then_resume_finishes(tmp_path, small_model_file, run_cli):
     write_images(tmp_path / "in", 150, size=16)
     out = tmp_path / "out"
     executable = Path(sys.executable).with_name("cnnviz")
@@ -303,8 +303,7 @@ def test_sigterm_subprocess_exits_143_then_resume_finishes(tmp_path, small_model
     assert process.returncode == 143, errors
     check_interrupted_folder(out, total=150)
 
-    resumed = subprocess.run([*command, "--skip-existing"], capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
+    run_cli("-q", *arguments, "--batch-size", "2", "--skip-existing")  # resumed in-process
     manifest = manifest_of(out)
     assert len(manifest["inputs"]) == 150 and len(manifest["outputs"]) == 300
 
