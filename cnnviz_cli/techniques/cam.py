@@ -156,6 +156,7 @@ class CamPass:
     explainer: CamExplainer
     inputs: tf.Tensor  # (items, height, width, channels) model input
     selection: tuple[tf.Tensor, tf.Tensor]  # (classes (items,), regions): see `selection`
+    scores: tf.Tensor  # (items,) the explained scores of the inputs
     activations: tf.Tensor  # (items, h, w, k) the layer's feature maps A
     gradients: tf.Tensor  # (items, h, w, k) d score / d A
     options: CamOptions
@@ -165,8 +166,9 @@ class CamPass:
         """This pass for the same items and classes from changed `inputs` (with their
         `regions`, see `selection`): new activations and gradients, the same options."""
         classes = self.selection[0]
-        _, _, _, activations, gradients, regions = self.explainer.core(inputs, classes, regions)
-        return replace(self, inputs=inputs, selection=(classes, regions),
+        _, scores, _, activations, gradients, regions = self.explainer.core(
+            inputs, classes, regions)
+        return replace(self, inputs=inputs, selection=(classes, regions), scores=scores,
                        activations=activations, gradients=gradients)
 
     @cached_property
@@ -706,7 +708,8 @@ class CamExplainer:
         if len(keep) < len(images):
             items, tensors = tf.gather(items, keep), [tf.gather(t, keep) for t in tensors]
         classes, scores, probabilities, activations, gradients, regions = tensors
-        cam_pass = CamPass(self, items, (classes, regions), activations, gradients, options)
+        cam_pass = CamPass(self, items, (classes, regions), scores, activations, gradients,
+                           options)
         batch = CamBatch(self.layer_path, images[keep], classes.numpy(), scores.numpy(),
                          probabilities.numpy() if head.has_probability else None,
                          head.score_kind, regions=regions.numpy() if head.task == "segment"

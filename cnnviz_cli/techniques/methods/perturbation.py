@@ -22,7 +22,6 @@ from cnnviz_cli.techniques.cam import (
     CamPass,
     interpolation,
     method,
-    unchanged,
 )
 
 RISE_GRID = 8  # cells per side of a RISE mask before upsampling
@@ -83,9 +82,7 @@ def _occlusion(cam_pass: CamPass) -> tf.Tensor:
     explainer = cam_pass.explainer
     scores = explainer.perturbed_scores(_occluded, inputs, cam_pass.selection, sources,
                                         len(rows) * len(columns), options.batch_size)
-    full = explainer.perturbed_scores(unchanged, inputs, cam_pass.selection, (), 1,
-                                      options.batch_size)
-    drops = tf.reshape(full - scores, [-1, len(rows), len(columns)])
+    drops = tf.reshape(cam_pass.scores[:, None] - scores, [-1, len(rows), len(columns)])
     total = tf.einsum("nab,ay,bx->nyx", drops, rows, columns)
     return tf.nn.relu(total / tf.einsum("ay,bx->yx", rows, columns))
 
