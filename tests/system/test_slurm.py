@@ -278,12 +278,19 @@ def write_job_script(photos: Path, out: Path, folder: Path, shards: int = SHARDS
 @pytest.fixture(scope="module")
 def single_run(photos, tmp_path_factory) -> dict[str, set[str]]:
     """The documented job script run once, outside Slurm, as the only task (--shard 1/1):
-    the files of each image key."""
+    the files of each image key. Bash runs the script with `cnnviz` as a function that prints
+    its arguments, and the command runs in this process (no second TensorFlow start)."""
+    from click.testing import CliRunner
+
+    from cnnviz_cli.cli import cli
+
     folder = tmp_path_factory.mktemp("single")
     script = write_job_script(photos, folder, folder, shards=1)
-    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600,
-                            env={**os.environ, **job_environment(), "SLURM_ARRAY_TASK_ID": "1"})
-    assert result.returncode == 0, result.stderr
+    expanded = subprocess.run(
+        ["bash", "-c", 'cnnviz() { printf "%s\\0" "$@"; }; source "$0"', str(script)],
+        capture_output=True, text=True, check=True, env={**os.environ, "SLURM_ARRAY_TASK_ID": "1"})
+    result = CliRunner().invoke(cli, expanded.stdout.split("\0")[:-1], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
     return files_by_key(json.loads((folder / "shard-1" / "manifest.json").read_text()))
 
 
