@@ -281,8 +281,8 @@ def _onnx(path: Path) -> Adapter:
     try:
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # spinning
-        # threads would take the cores from the TensorFlow work between two runs
+        # idle threads sleep: spinning, they would take the cores from TensorFlow's work
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(str(path), options,
                                                providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime's own exception types

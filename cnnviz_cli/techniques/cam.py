@@ -164,7 +164,7 @@ class CamPass:
 
     def redone(self, inputs: tf.Tensor, regions: tf.Tensor) -> CamPass:
         """This pass for the same items and classes from changed `inputs` (with their
-        `regions`, see `selection`): new activations and gradients, the same options."""
+        `regions`, see `selection`): new scores, activations and gradients, the same options."""
         classes = self.selection[0]
         _, scores, _, activations, gradients, regions = self.explainer.core(
             inputs, classes, regions)

@@ -266,8 +266,8 @@ def _pictures(out: Path, since: float) -> int:
     return sum(path.stat().st_mtime >= since for path in out.glob("*/*.png"))
 
 
-IMAGES_TO_KILL = 200  # the five killed runs list about 130 (a manifest is rewritten every
-# few seconds), so the last run has some left to do
+IMAGES_TO_KILL = 200  # a manifest is rewritten every few seconds: with 80 images, the killed
+# runs had listed all of them, and the last run had nothing left to resume
 
 
 @pytest.mark.slow
