@@ -13,7 +13,6 @@ a modifier is one rule in one file there.
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property, partial
@@ -247,15 +246,8 @@ METHOD_MODULES = ("cnnviz_cli.techniques.methods.cams", "cnnviz_cli.techniques.m
 
 
 def methods() -> dict[str, Method]:
-    """Every registered method, by name (the modules of techniques/methods/, imported once:
-    the listed ones first, then any other)."""
-    if not getattr(methods, "loaded", False):
-        methods.loaded = True
-        package = importlib.import_module("cnnviz_cli.techniques.methods")
-        found = [f"{package.__name__}.{info.name}"
-                 for info in pkgutil.iter_modules(package.__path__)]
-        for name in dict.fromkeys([*METHOD_MODULES, *sorted(found)]):
-            importlib.import_module(name)
+    """Every registered method, by name (importing techniques/methods/ registers them all)."""
+    importlib.import_module("cnnviz_cli.techniques.methods")
     return METHODS
 
 

@@ -216,6 +216,22 @@ def test_method_names_and_target_errors(flat_model):
             bad()
 
 
+def test_the_methods_come_in_one_order_whichever_module_is_imported_first():
+    """--help, `all` and the refusals list the methods in the order of METHOD_MODULES, also
+    when a caller imported one of their modules first (a fresh interpreter per module)."""
+    import subprocess
+    import sys
+
+    from cnnviz_cli.techniques.cam import METHOD_MODULES
+
+    listing = "from cnnviz_cli.techniques.cam import methods; print(' '.join(methods()))"
+    orders = {subprocess.run([sys.executable, "-c", f"import {module}; {listing}"],
+                             capture_output=True, text=True, check=True).stdout
+              for module in METHOD_MODULES[::-1]}
+    assert orders == {" ".join(methods()) + "\n"}
+    assert list(methods())[:2] == ["gradcam", "gradcam++"]
+
+
 @pytest.mark.slow  # 200 images
 def test_gradcam_points_at_the_explained_shape(demo_resolved):
     """Pointing game on 200 generated two-shape images: each shape's class, its own heatmap."""
