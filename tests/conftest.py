@@ -43,6 +43,15 @@ def keras():
     return keras
 
 
+@pytest.fixture(scope="session")
+def forks(tmp_path_factory):
+    """Real `cnnviz` processes, forked from one that imported TensorFlow (see forks.py)."""
+    from forks import Forks
+
+    with Forks(tmp_path_factory.mktemp("forks")) as server:
+        yield server
+
+
 @pytest.fixture
 def run_cli():
     """Invoke `cnnviz ARGS...` in-process; returns the click Result."""

@@ -4,8 +4,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from html.parser import HTMLParser
@@ -290,17 +288,15 @@ def check_interrupted_folder(out: Path, total: int) -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_subprocess_exits_143_then_resume_finishes(tmp_path, small_model_file, run_cli):
+def test_sigterm_subprocess_exits_143_then_resume_finishes(
+        tmp_path, small_model_file, forks, run_cli):
     write_images(tmp_path / "in", 150, size=16)
     out = tmp_path / "out"
-    executable = Path(sys.executable).with_name("cnnviz")
     arguments = activations_args(small_model_file, tmp_path / "in", out)
-    command = [str(a) for a in [executable, "-q", *arguments, "--batch-size", "2"]]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    process = forks.start("-q", *arguments, "--batch-size", "2")
     wait_for_pictures(out, 3, 120)
     process.send_signal(signal.SIGTERM)
-    _, errors = process.communicate(timeout=60)
-    assert process.returncode == 143, errors
+    assert process.wait() == 143, process.stderr
     check_interrupted_folder(out, total=150)
 
     run_cli("-q", *arguments, "--batch-size", "2", "--skip-existing")  # resumed in-process

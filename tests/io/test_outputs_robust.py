@@ -87,10 +87,6 @@ def assert_same_as(out: Path, reference: Path) -> None:
     assert leftovers == []
 
 
-def cnnviz(*args) -> list[str]:
-    return [str(Path(sys.executable).with_name("cnnviz")), *map(str, args)]
-
-
 # --- the lock -------------------------------------------------------------------------------
 
 
@@ -148,13 +144,11 @@ def test_report_merges_a_folder_whose_run_holds_its_lock(run_cli, reference, tmp
 
 
 @pytest.mark.slow
-def test_two_runs_started_into_one_folder_one_runs_the_other_exits_2(tmp_path):
+def test_two_runs_started_into_one_folder_one_runs_the_other_exits_2(forks, tmp_path):
     inputs = write_images(tmp_path / "in", 40)
     out = tmp_path / "out"
-    command = cnnviz(*CAM, inputs, "-o", out)
-    first, second = (subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
-                                      env=PYTHON_PATH) for _ in range(2))
-    results = sorted((p.wait(timeout=300), p.stderr.read()) for p in (first, second))
+    first, second = (forks.start(*CAM, inputs, "-o", out) for _ in range(2))
+    results = sorted((run.wait(), run.stderr) for run in (first, second))
     assert [code for code, _ in results] == [0, 2], results
     assert "Another cnnviz run (process" in results[1][1]
     assert len(check_listed(out)["inputs"]) == 40
@@ -241,13 +235,12 @@ def small_tmpfs(tmp_path):
 
 @pytest.mark.slow
 def test_a_full_tmpfs_exits_4_and_skip_existing_finishes_once_it_grows(
-        small_tmpfs, run_cli, tmp_path):
+        small_tmpfs, forks, run_cli, tmp_path):
     mount, grow = small_tmpfs
     inputs = write_images(tmp_path / "in", 80)
     out = mount / "out"
-    command = cnnviz(*CAM, inputs, "-o", out)
-    failed = subprocess.run(command, capture_output=True, text=True, env=PYTHON_PATH)
-    assert failed.returncode == 4, failed.stderr
+    failed = forks.start(*CAM, inputs, "-o", out)
+    assert failed.wait() == 4, failed.stderr
     manifest = check_listed(out)
     assert (f"No space left on device; {len(manifest['inputs'])} image(s)"
             in failed.stderr.splitlines()[-1])
@@ -271,11 +264,11 @@ IMAGES_TO_KILL = 200  # a manifest is rewritten every few seconds: with 80 image
 
 
 @pytest.mark.slow
-def test_killed_at_five_moments_then_resumed_equals_an_uninterrupted_run(run_cli, tmp_path):
+def test_killed_at_five_moments_then_resumed_equals_an_uninterrupted_run(
+        forks, run_cli, tmp_path):
     inputs = write_images(tmp_path / "in", IMAGES_TO_KILL)
     out = tmp_path / "out"
     options = ["-o", out, "--batch-size", "4", "--skip-existing"]
-    command = cnnviz(*CAM, inputs, *options)
     listed = [0]
 
     def moment_reached(number: int, started: float) -> bool:
@@ -288,7 +281,7 @@ def test_killed_at_five_moments_then_resumed_equals_an_uninterrupted_run(run_cli
 
     for number in range(5):
         started = time.time()
-        run = subprocess.Popen(command, stderr=subprocess.DEVNULL, env=PYTHON_PATH)
+        run = forks.start(*CAM, inputs, *options)
         deadline = time.monotonic() + 120
         while (run.poll() is None and time.monotonic() < deadline
                and not moment_reached(number, started)):
