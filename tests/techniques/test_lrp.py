@@ -450,6 +450,21 @@ def test_a_nested_model_after_a_convolution_is_not_first(keras):
     assert_matches(result.relevance.numpy().reshape(-1), expected)
 
 
+def test_flat_on_a_first_dense_layer(keras):
+    """A dense first layer takes the flat rule too: each output's relevance split evenly over
+    all the inputs."""
+    inputs = keras.Input((7,))
+    x = keras.layers.Dense(5, activation="relu", name="hidden")(inputs)
+    model = randomised(keras.Model(inputs, keras.layers.Dense(3, name="dense")(x)), 15)
+    values = np.random.default_rng(16).uniform(-1, 1, (1, 7)).astype("float32")
+    result = explain(model, values, [2], composite="epsilon-plus-flat", epsilon=EPSILON)
+    (w1, b1), (w2, b2) = (model.get_layer(name).get_weights() for name in ("hidden", "dense"))
+    steps = [("linear", "dense", w1.T, b1, np.ones_like(w1.T)), ("relu",),
+             ("linear", "dense", w2.T, b2, None)]
+    expected, _ = numpy_lrp(steps, values[0], 2, numpy_rules("flat", "alpha1beta0", "epsilon"))
+    assert_matches(result.relevance.numpy().reshape(-1), expected)
+
+
 def test_conservation_without_biases(keras):
     """Bias-free, epsilon -> 0: the input relevance sums to the explained logit within 1 %."""
     inputs = keras.Input((12, 10, 3))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from cnnviz_cli.errors import CnnvizError
 from cnnviz_cli.lazy import tf
@@ -89,31 +89,45 @@ def carried_signs(source: tf.Tensor, axis: int) -> tf.Tensor:
     return carry(source)
 
 
-def stabilised(denominator: tf.Tensor, epsilon: float = STABILISER) -> tf.Tensor:
-    """denominator + epsilon sign(denominator), the sign of 0 taken as +1."""
+def stabilised(denominator: tf.Tensor, epsilon: float = STABILISER, sign: float = 0.0
+               ) -> tf.Tensor:
+    """denominator + epsilon sign(denominator), the sign of 0 taken as +1; `sign` is the sign
+    every value is known to have (0: unknown), which saves a comparison and a selection over
+    the whole tensor."""
+    if sign:
+        return denominator + sign * epsilon
     return denominator + tf.where(denominator >= 0.0, epsilon, -epsilon)
 
 
-def redistributed(output: tf.Tensor, shares: list[tuple[tf.Tensor, float]],
-                  epsilon: float = STABILISER) -> tf.Tensor:
+class Share(NamedTuple):
+    """Carried contributions m over which relevance R is split (R f / m): the factor f, and
+    the sign every value of m is known to have (0: unknown)."""
+
+    total: tf.Tensor
+    factor: float = 1.0
+    sign: float = 0.0
+
+
+def redistributed(output: tf.Tensor, shares: list[Share], epsilon: float = STABILISER
+                  ) -> tf.Tensor:
     """`output`'s value, passing the relevance R (the upstream gradient) down as the sum over
-    `shares` (carried contributions m, factor f) of m's backward pass of f R / m (m kept
-    `epsilon` away from zero)."""
-    contributions = [share for share, _ in shares]
+    `shares` of the backward pass of their contributions m of f R / m (m kept `epsilon` away
+    from zero)."""
 
     # `output` is an argument (with no gradient) because TensorFlow looks for the variables a
     # custom gradient reads by walking back from its result to its arguments: from a tensor
     # made elsewhere, that walk would cross the whole graph once per layer.
     @tf.custom_gradient
-    def split(output, *contributions):
+    def split(output, *totals):
         def backward(upstream):
-            return [None, *(upstream / stabilised(share, epsilon) * factor if factor != 1.0
-                            else upstream / stabilised(share, epsilon)
-                            for share, (_, factor) in zip(contributions, shares, strict=True))]
+            shared = [upstream / stabilised(total, epsilon, share.sign)
+                      for total, share in zip(totals, shares, strict=True)]
+            return [None, *(part * share.factor if share.factor != 1.0 else part
+                            for part, share in zip(shared, shares, strict=True))]
 
         return tf.identity(output), backward
 
-    return split(output, *contributions)
+    return split(output, *(share.total for share in shares))
 
 
 def _positive(tensor: tf.Tensor | None) -> tf.Tensor | None:
@@ -134,7 +148,9 @@ def epsilon(value: float) -> Rule:
 
     def rule(layer, inputs, facts):
         outputs = layer.apply(_carried_all(inputs), layer.kernel, layer.bias)
-        return redistributed(outputs, [(outputs, 1.0)], value)
+        # pool maps have non-negative weights: of non-negative inputs, their outputs are too
+        known = layer.kind == "pool" and all(fact.nonnegative for fact in facts)
+        return redistributed(outputs, [Share(outputs, sign=1.0 if known else 0.0)], value)
 
     return rule
 
@@ -147,7 +163,7 @@ def gamma(value: float) -> Rule:
         bias = None if layer.bias is None else layer.bias + value * _positive(layer.bias)
         changed = layer.apply(_carried_all(inputs), kernel, bias)
         outputs = layer.apply(inputs, layer.kernel, layer.bias)
-        return redistributed(outputs, [(changed, 1.0)])
+        return redistributed(outputs, [Share(changed)])
 
     return rule
 
@@ -174,10 +190,9 @@ def alpha_beta(alpha: float, beta: float) -> Rule:
     (alpha - beta = 1)."""
 
     def rule(layer, inputs, facts):
-        positive = _signed_part(layer, inputs, facts, 1.0)
-        shares = [(positive, alpha)]
+        shares = [Share(_signed_part(layer, inputs, facts, 1.0), alpha, 1.0)]
         if beta:
-            shares.append((_signed_part(layer, inputs, facts, -1.0), -beta))
+            shares.append(Share(_signed_part(layer, inputs, facts, -1.0), -beta, -1.0))
         return redistributed(layer.apply(inputs, layer.kernel, layer.bias), shares)
 
     return rule
@@ -195,15 +210,31 @@ def z_box(layer: Linear, inputs: list[tf.Tensor], facts: list[Facts]) -> tf.Tens
     highs = [carried(fact.bounds[1], x) for fact, x in zip(facts, inputs, strict=True)]
     changed = (outputs - layer.apply(lows, _positive(layer.kernel), None)
                - layer.apply(highs, _negative(layer.kernel), None))
-    return redistributed(outputs, [(changed, 1.0)])
+    return redistributed(outputs, [Share(changed)])
 
 
 def flat(layer: Linear, inputs: list[tf.Tensor], facts: list[Facts]) -> tf.Tensor:
     """LRP-flat (first layer): relevance spread evenly over each output's receptive field."""
-    ones = _carried_all(inputs, tf.ones_like)
-    changed = layer.apply(ones, tf.ones_like(layer.kernel), None)
     outputs = layer.apply(inputs, layer.kernel, layer.bias)
-    return redistributed(outputs, [(changed, 1.0)])
+    if layer.stack_axis is None:
+        ones = _carried_all(inputs, tf.ones_like)
+        counts = layer.apply(ones, tf.ones_like(layer.kernel), None)
+        return redistributed(outputs, [Share(counts, sign=1.0)])
+    # A convolution or dense map of one input: every input channel receives the same share
+    # and every output channel the same count, so one channel of each stands for all of them.
+    source, axis = inputs[0], layer.stack_axis
+    channels = tf.cast(tf.shape(source)[axis], source.dtype)
+
+    @tf.custom_gradient
+    def one_channel(source):  # ones with one channel; its gradient is copied to every channel
+        return (tf.ones_like(tf.gather(source, [0], axis=axis)),
+                lambda upstream: tf.broadcast_to(upstream, tf.shape(source)))
+
+    kernel = tf.ones((*layer.kernel.shape[:-2], 1, 1), layer.kernel.dtype)
+    fields = layer.apply([one_channel(source)], kernel, None)  # receptive field per channel
+    counts = fields + tf.stop_gradient(fields * (channels - 1.0))  # its gradient: fields'
+    counts = tf.broadcast_to(counts, tf.shape(outputs))
+    return redistributed(outputs, [Share(counts, sign=1.0)])
 
 
 @dataclass(frozen=True)
