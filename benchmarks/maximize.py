@@ -23,36 +23,26 @@ GOAL = 1.3
 def bare_loop(features, shape: tuple):
     """The reference: STEPS compiled forward+backward passes of one batch, in one loop.
 
-    Of three traces of the loop, the one that runs a short probe fastest: TensorFlow's oneDNN
-    build leaves some traces of this loop (about one in three, seen in profiles) with its
-    generic max-pooling gradient, ten times slower per call than its own, which would flatter
-    the ratio. Our loop got the fast one in every profile."""
+    The step is a function of its own called in the loop, as in `optim.optimize`: inlined into
+    the loop's body, TensorFlow's oneDNN build gives about half of the traces its generic max
+    pooling gradient (ten times slower per call than oneDNN's), which would flatter the ratio."""
     import tensorflow as tf
 
-    def traced():
-        @tf.function
-        def loop(inputs, steps):
-            for _ in tf.range(steps):
-                with tf.GradientTape() as tape:
-                    tape.watch(inputs)
-                    score = tf.reduce_sum(tf.reduce_mean(features(inputs, training=False),
-                                                         [1, 2]))
-                inputs += 0.01 * tape.gradient(score, inputs)
-            return inputs
+    @tf.function(experimental_attributes={"_noinline": True})
+    def step(inputs):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            score = tf.reduce_sum(tf.reduce_mean(features(inputs, training=False), [1, 2]))
+        return inputs + 0.01 * tape.gradient(score, inputs)
 
-        return loop
+    @tf.function
+    def loop(inputs):
+        for _ in tf.range(STEPS):
+            inputs = step(inputs)
+        return inputs
 
     inputs = tf.random.uniform((FILTERS, *shape))
-
-    def probe(loop) -> float:
-        loop(inputs, tf.constant(2)).numpy()  # traced
-        start = time.perf_counter()
-        loop(inputs, tf.constant(16)).numpy()
-        return time.perf_counter() - start
-
-    fastest = min((traced() for _ in range(3)), key=probe)
-    steps = tf.constant(STEPS)
-    return lambda: fastest(inputs, steps).numpy()
+    return lambda: loop(inputs).numpy()
 
 
 def measure() -> list[dict]:
@@ -87,8 +77,7 @@ def measure() -> list[dict]:
         "reference_s": reference,
         "ratio": ratio,
         "note": f"reference: {STEPS} bare compiled forward+backward passes of a batch of "
-        f"{FILTERS}, the fastest of three traces (goal ratio <= {GOAL}); first call with "
-        f"tracing {first_call:.1f} s",
+        f"{FILTERS} (goal ratio <= {GOAL}); first call with tracing {first_call:.1f} s",
     }]
     keras_vis = tf_keras_vis_seconds(resolved, layer, shape)
     if keras_vis is not None:

@@ -18,12 +18,13 @@ The pieces compose; every one is optional except the objective::
   stateless TF random ops seeded by (seed, step): the same seed gives the same bytes. With
   `OptimConfig(anneal=True)` their strength falls linearly to zero over the run.
 - `Regularizers` subtract weighted L2, total-variation and blur penalties from the score.
-- `optimize` runs a compiled step (Adam, or `normalized` gradient ascent as in DeepDream) per
-  iteration. Batch items are independent problems; the compiled step is cached and reused for
-  batches of any size with the same objective, parameterisation and config.
+- `optimize` runs the whole step loop inside one `tf.function` (Adam, or `normalized` gradient
+  ascent as in DeepDream). Batch items are independent problems; the compiled loop is cached
+  and reused for batches of any size with the same objective, parameterisation and config.
 """
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -254,39 +255,18 @@ def optimize(
     else:
         tensor = parameterization.from_images(start)
     signature = tuple(tf.TensorSpec((None, *t.shape[1:]), t.dtype) for t in (tensor, targets))
-    compiled = _compiled(objective, final or objective, parameterization,
-                         replace(config, seed=0), signature)
-    # Adam's moments (scalars for normalised steps, which need none: memory for big images)
-    first = second = tf.zeros(()) if config.method == "normalized" else tf.zeros_like(tensor)
-    every, snapshots = config.snapshot_every, []
-    for step in range(config.steps):
-        if every and step % every == 0:
-            snapshots.append(compiled.images(tensor).numpy())
-        tensor, first, second = compiled.step(tensor, targets, first, second, seed,
-                                              tf.constant(step))
-    images, scores = compiled.finish(tensor, targets)
-    kept = np.stack([*snapshots, images.numpy()]) if every else None
+    loop = _compiled_loop(objective, final or objective, parameterization,
+                          replace(config, seed=0), signature)
+    images, scores, snapshots = loop(tensor, targets, seed)
+    kept = snapshots.numpy() if config.snapshot_every else None
     return OptimResult(images.numpy(), scores.numpy(), kept)
 
 
-@dataclass(frozen=True)
-class _Compiled:
-    """One compiled optimisation step, the images of a tensor, and the result's images and
-    scores. Steps are called from Python: traced as one `tf.while_loop`, the loop left the
-    max pooling gradient to TensorFlow's generic kernel in about half of the processes on
-    its oneDNN build (40 % slower per step); a step traced alone always got oneDNN's."""
-
-    step: Callable
-    images: Callable
-    finish: Callable
-
-
 @functools.lru_cache(maxsize=8)
-def _compiled(objective, final, parameterization, config: OptimConfig, signature: tuple
-              ) -> _Compiled:
+def _compiled_loop(objective, final, parameterization, config: OptimConfig, signature: tuple):
+    every = config.snapshot_every
+    frame_count = math.ceil(config.steps / every) + 1 if every else 1
     rate = config.learning_rate
-    tensor_spec, targets_spec = signature
-    moments_spec = tf.TensorSpec(() if config.method == "normalized" else tensor_spec.shape)
 
     def seen(images, step_seed, step):
         """The images as the model sees them at `step`."""
@@ -302,31 +282,42 @@ def _compiled(objective, final, parameterization, config: OptimConfig, signature
         score = objective(seen(images, step_seed, step), targets)
         return tf.reduce_sum(score - config.regularizers(images))
 
-    @tf.function(input_signature=(tensor_spec, targets_spec, moments_spec, moments_spec,
-                                  tf.TensorSpec((2,), tf.int32), tf.TensorSpec((), tf.int32)))
-    def step(tensor, targets, first, second, seed, step):
-        step_seed = tf.stack([seed[0], step + 1])
+    # A function of its own inside the loop: inlined into a `tf.while_loop`'s body, the step
+    # got TensorFlow's generic max pooling gradient instead of oneDNN's in about half of the
+    # traces on its oneDNN build (40 % slower per step); called, oneDNN's in every trace.
+    @tf.function(experimental_attributes={"_noinline": True})
+    def step(tensor, targets, first, second, seed, number):
+        step_seed = tf.stack([seed[0], number + 1])
         with tf.GradientTape() as tape:
             tape.watch(tensor)
-            total = gain(tensor, targets, step_seed, step)
+            total = gain(tensor, targets, step_seed, number)
         gradient = tape.gradient(total, tensor)
         if config.method == "normalized":
             axes = list(range(1, len(tensor.shape)))
             scale = tf.reduce_mean(tf.abs(gradient), axis=axes, keepdims=True) + _EPSILON
-            tensor += rate * gradient / scale
-        else:
-            count = tf.cast(step + 1, tf.float32)
-            first = 0.9 * first + 0.1 * gradient
-            second = 0.999 * second + 0.001 * tf.square(gradient)
-            unbiased = first / (1.0 - 0.9**count)
-            tensor += rate * unbiased / (tf.sqrt(second / (1.0 - 0.999**count)) + 1e-8)
+            return parameterization.project(tensor + rate * gradient / scale), first, second
+        count = tf.cast(number + 1, tf.float32)
+        first = 0.9 * first + 0.1 * gradient
+        second = 0.999 * second + 0.001 * tf.square(gradient)
+        unbiased = first / (1.0 - 0.9**count)
+        tensor += rate * unbiased / (tf.sqrt(second / (1.0 - 0.999**count)) + 1e-8)
         return parameterization.project(tensor), first, second
 
-    images = tf.function(parameterization.images, input_signature=(tensor_spec,))
+    @tf.function(input_signature=(*signature, tf.TensorSpec((2,), tf.int32)))
+    def loop(tensor, targets, seed):
+        # Adam's moments (scalars for normalised steps, which need none: memory for big images)
+        moments = tf.zeros(()) if config.method == "normalized" else tf.zeros_like(tensor)
+        first, second = moments, moments
+        frames = tf.TensorArray(tf.float32, size=frame_count)
+        for number in tf.range(config.steps):
+            if every and number % every == 0:
+                frames = frames.write(number // every, parameterization.images(tensor))
+            tensor, first, second = step(tensor, targets, first, second, seed, number)
+        images = parameterization.images(tensor)
+        if every:
+            frames = frames.write(frame_count - 1, images)
+        else:
+            frames = frames.write(0, images)
+        return images, final(images, targets), frames.stack()
 
-    @tf.function(input_signature=signature)
-    def finish(tensor, targets):
-        result = parameterization.images(tensor)
-        return result, final(result, targets)
-
-    return _Compiled(step, images, finish)
+    return loop
