@@ -90,9 +90,10 @@ class Forks:
         self._said, self._started, self._codes = b"", [], {}
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
             filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        self._log = (folder / "server.stderr").open("w")
         self._server = subprocess.Popen(  # unbuffered: select() sees every line not yet read
             [sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=(folder / "server.stderr").open("w"), bufsize=0, env=environment)
+            stderr=self._log, bufsize=0, env=environment)
         self._runs: list[Run] = []
 
     def start(self, *args) -> Run:
@@ -135,3 +136,4 @@ class Forks:
             run.wait()
         self._server.stdin.close()
         self._server.wait(timeout=60)
+        self._log.close()
