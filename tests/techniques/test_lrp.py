@@ -465,6 +465,40 @@ def test_flat_on_a_first_dense_layer(keras):
     assert_matches(result.relevance.numpy().reshape(-1), expected)
 
 
+@pytest.mark.parametrize("data_format, shape, geometry", [
+    ("channels_last", (2, 11, 9, 3), {"strides": 2, "padding": "valid"}),
+    ("channels_last", (1, 13, 10, 4), {"padding": "same", "dilation_rate": 2}),
+    ("channels_first", (1, 3, 12, 7), {"strides": (2, 1), "padding": "same"}),
+], ids=["strided", "dilated", "channels-first"])
+def test_flat_over_one_channel_equals_ones_convolved_over_all(keras, data_format, shape,
+                                                              geometry):
+    """The flat rule's one-channel count equals its definition, ones convolved with ones over
+    every channel, for strides, dilation, channels-first and odd sizes."""
+    import dataclasses
+
+    import tensorflow as tf
+
+    from cnnviz_cli.techniques.lrp import rules
+    from cnnviz_cli.techniques.lrp.linear import stages
+
+    layer = keras.layers.Conv2D(5, 3, data_format=data_format, **geometry)
+    inputs = tf.constant(np.random.default_rng(17).uniform(-1, 1, shape).astype("float32"))
+    layer(inputs)
+    linear, _ = stages(layer)[0]
+
+    @tf.function
+    def spread(inputs, stack_axis):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = rules.flat(dataclasses.replace(linear, stack_axis=stack_axis), [inputs],
+                                 [rules.Facts(deep=False)])
+            relevance = tf.random.stateless_normal(tf.shape(outputs), [1, 2])
+        return tape.gradient(outputs, inputs, output_gradients=relevance)
+
+    np.testing.assert_allclose(spread(inputs, linear.stack_axis).numpy(),
+                               spread(inputs, None).numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_conservation_without_biases(keras):
     """Bias-free, epsilon -> 0: the input relevance sums to the explained logit within 1 %."""
     inputs = keras.Input((12, 10, 3))
