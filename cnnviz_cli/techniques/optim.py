@@ -314,10 +314,7 @@ def _compiled_loop(objective, final, parameterization, config: OptimConfig, sign
                 frames = frames.write(number // every, parameterization.images(tensor))
             tensor, first, second = step(tensor, targets, first, second, seed, number)
         images = parameterization.images(tensor)
-        if every:
-            frames = frames.write(frame_count - 1, images)
-        else:
-            frames = frames.write(0, images)
+        frames = frames.write(frame_count - 1, images)  # the last frame, or the only one
         return images, final(images, targets), frames.stack()
 
     return loop
